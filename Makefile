@@ -1,0 +1,53 @@
+# ltlib: the two commands of the README are `make book` and `make test`; both set up .venv first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.ltlib-installed
+SCALE  ?= default
+FORCE  ?=
+export HF_HUB_OFFLINE ?= 1
+export PYTHONHASHSEED ?= 0
+
+.PHONY: help setup test book notebooks html bench reproduce clean distclean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv and install the pinned environment (idempotent)
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON_BOOTSTRAP) >/dev/null || { echo "error: $(PYTHON_BOOTSTRAP) not found; set PYTHON_BOOTSTRAP=/path/to/python3.11" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=23"
+	$(PY) -m pip install --quiet -c requirements.lock -e ".[book,test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ltlib)" >/dev/null
+	touch $@
+
+test: setup ## run the test suite (unit, end to end, smoke notebooks, strict book build)
+	$(PY) -m pytest
+
+notebooks: setup ## execute every notebook at SCALE (default|smoke); FORCE=1 re-runs up-to-date ones
+	$(PY) -m ltlib run-notebooks --setting $(SCALE) $(if $(FORCE),--force)
+
+html: setup ## build the HTML book from the executed notebooks (strict)
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+book: notebooks html ## run every notebook at the default scale and build the book into _build/html
+	@echo "book: file://$(CURDIR)/_build/html/index.html"
+
+bench: setup ## run the performance benchmarks (CPU parts here, GPU rows where a GPU is present)
+	$(PY) -m ltlib bench --out results/bench
+
+reproduce: setup ## full-scale stage 1 + 2 + notebooks: make reproduce DATASET=places_lt DATA_ROOT=... WEIGHTS_DIR=...
+	@test -n "$(DATASET)" -a -n "$(DATA_ROOT)" || { echo "usage: make reproduce DATASET=<imagenet_lt|places_lt|inat2018> DATA_ROOT=<dir> [WEIGHTS_DIR=<dir>] [NPROC=<gpus>]" >&2; exit 2; }
+	$(PY) -m ltlib reproduce --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR)) $(if $(NPROC),--nproc $(NPROC))
+
+clean: ## remove build output, executed notebooks and caches (keeps .venv)
+	rm -rf _build results/executed .pytest_cache
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
+
+distclean: clean ## also remove .venv and every cached run / pre-trained mini model
+	rm -rf $(VENV) results runs .cache

@@ -1,0 +1,95 @@
+"""Small config files (YAML) loaded into frozen dataclasses, looked up by registry key.
+
+Layout: ``ltlib/configs/<kind>/<key>.yaml`` for kind in ``backbones``, ``datasets``, ``methods``,
+``worlds``. A user file can be given by path instead of a key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .errors import ConfigError
+
+CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
+T = TypeVar("T")
+
+
+def list_configs(kind: str) -> list[str]:
+    """Registry keys available for ``kind`` (e.g. ``list_configs("datasets")``)."""
+    return sorted(p.stem for p in (CONFIG_ROOT / kind).glob("*.yaml"))
+
+
+def config_path(kind: str, key_or_path: str | Path) -> Path:
+    """Resolve a registry key or an explicit ``.yaml`` path; unknown keys raise ``ConfigError``."""
+    candidate = Path(key_or_path)
+    if candidate.suffix in {".yaml", ".yml"}:
+        if not candidate.is_file():
+            raise ConfigError(f"{kind} config file not found: {candidate}")
+        return candidate
+    path = CONFIG_ROOT / kind / f"{key_or_path}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown {kind[:-1]} {key_or_path!r}; known: {', '.join(list_configs(kind))}")
+    return path
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a syntax error or a non-mapping raises ``ConfigError`` naming the file."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def from_dict(cls: type[T], data: dict[str, Any], source: str = "<dict>") -> T:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and missing required ones.
+
+    Lists become tuples where the field is annotated as a tuple, so configs stay hashable.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {unknown} for {cls.__name__}; allowed: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _coerce(hints[k], v) for k, v in data.items()}
+    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{source}: missing required key(s) {missing} for {cls.__name__}")
+    return cls(**kwargs)
+
+
+def load_config(cls: type[T], kind: str, key_or_path: str | Path, **overrides: Any) -> T:
+    """Load registry entry (or file) ``key_or_path`` of ``kind`` into ``cls``, then apply overrides."""
+    path = config_path(kind, key_or_path)
+    data = {**load_yaml(path), **overrides}
+    return from_dict(cls, data, source=str(path))
+
+
+def replace(config: T, **changes: Any) -> T:
+    """``dataclasses.replace`` that names the dataclass when a field does not exist."""
+    names = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(changes) - names)
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {unknown} for {type(config).__name__}; allowed: {sorted(names)}")
+    return dataclasses.replace(config, **changes)
+
+
+def _coerce(hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return value if value is None or len(args) != 1 else _coerce(args[0], value)
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
