@@ -1,0 +1,67 @@
+"""Training recipes (LIFT, spec A.2 and A.9) as frozen dataclasses loaded from ``configs/methods``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import load_config
+from .errors import ConfigError
+
+LOSSES = ("CE", "LA", "GLA-Train", "BS")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One fine-tuning recipe. Defaults are LIFT's ViT-B/16 recipe (spec A.2, A.9)."""
+
+    epochs: int = 10                  # cosine schedule length; iNat2018 uses 20 (spec A.2)
+    batch_size: int = 128             # global batch (all processes together) per optimizer step
+    micro_batch_size: int = 128       # per-process forward/backward chunk; accumulation when smaller
+    lr: float = 0.01                  # SGD, both param groups (spec A.9)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4        # applied to every trainable tensor, as LIFT does
+    loss: str = "LA"                  # CE | LA | GLA-Train | BS (ltlib.losses.build_loss)
+    tau: float = 1.0                  # logit-adjustment strength; LIFT's constructor default
+    adapter: str | None = "adaptformer"  # None trains the head only (a linear probe)
+    bottleneck: int | None = None     # None: LIFT's rule from the number of classes (spec A.4)
+    head_init: str = "text"           # "text": the backbone's own text tower (spec A.7); or "random"
+    cosine_scale: float = 25.0        # spec A.6: the config default 25 overrides the class default 30
+    template: str | None = None       # None: the backbone's template ("a photo of a {}.")
+    precision: str = "auto"           # auto: bf16 autocast on CUDA where supported, else fp16; fp32 on CPU
+    resolution: int = 224             # training crop; the mini world uses its own image size
+    tte: bool = True                  # five-crop test-time ensembling at evaluation (spec A.10)
+    tte_expand: int = 24              # Resize(resolution + expand) before FiveCrop (spec A.2)
+    num_workers: int = 8              # data-loading processes per training process
+    eval_batch_size: int = 64
+    seed: int = 0
+    deterministic: bool = True        # cudnn.deterministic and deterministic algorithms (spec A.1)
+    max_steps: int | None = None      # cap on optimizer steps (smoke runs and tests); None = full schedule
+    checkpoint_every: int = 200       # also checkpoint every N steps inside an epoch (0: per epoch only)
+    log_every: int = 10               # JSON-lines record every N steps
+
+    def __post_init__(self) -> None:
+        _check(self.loss in LOSSES, "loss", self.loss, f"one of {LOSSES}")
+        _check(self.precision in PRECISIONS, "precision", self.precision, f"one of {PRECISIONS}")
+        for name in ("epochs", "batch_size", "micro_batch_size", "eval_batch_size", "log_every"):
+            _check(getattr(self, name) > 0, name, getattr(self, name), "a positive integer")
+        _check(self.lr > 0, "lr", self.lr, "positive")
+        _check(self.max_steps is None or self.max_steps > 0, "max_steps", self.max_steps, "None or positive")
+        _check(self.head_init in ("text", "random"), "head_init", self.head_init, "'text' or 'random'")
+
+
+def load_recipe(key_or_path: str | Path = "lift", **overrides: Any) -> TrainConfig:
+    """Load a recipe from ``ltlib/configs/methods/<key>.yaml`` (or a YAML path) with overrides.
+
+    Args:
+        key_or_path: registry key such as ``"lift"`` / ``"lift_inat"`` / ``"mini_lift"``, or a file.
+        **overrides: field values that replace the file's (e.g. ``loss="CE", seed=1``).
+    """
+    return load_config(TrainConfig, "methods", key_or_path, **overrides)
+
+
+def _check(ok: bool, name: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid training parameter {name}={value!r}: expected {expected}")
