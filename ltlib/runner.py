@@ -1,0 +1,159 @@
+"""The one notebook runner: jupytext sources → parameterised, executed notebooks (papermill).
+
+Used by ``make book`` (``python -m ltlib run-notebooks``) and by the tests. A plan (``notebooks/plan.yaml``)
+lists the notebooks and, per setting (``smoke``, ``default``, ``full``), the parameters injected into
+each. A notebook is skipped when its executed copy is up to date: same source, same parameters, same
+ltlib sources. Every failure names the notebook; the injected-parameters cell's input is hidden in the
+book; the wall time of every execution goes into ``timings.csv`` beside the executed notebooks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .config import load_yaml
+from .errors import ConfigError, LtlibError
+from .provenance import config_hash, git_sha
+from .storage import read_json, write_json, write_text
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PLAN_PATH = REPO_ROOT / "notebooks" / "plan.yaml"
+STAMP_SUFFIX = ".stamp.json"
+
+
+class NotebookError(LtlibError, RuntimeError):
+    """A notebook failed; the message names it, the failing cell and the error."""
+
+
+@dataclass(frozen=True)
+class NotebookJob:
+    """One notebook to execute: its jupytext ``source`` and the ``parameters`` to inject."""
+
+    name: str
+    source: Path
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def output_path(self, out_dir: Path) -> Path:
+        return Path(out_dir) / f"{self.name}.ipynb"
+
+
+def load_plan(setting: str, plan_path: Path = PLAN_PATH, **overrides: Any) -> list[NotebookJob]:
+    """The jobs of ``setting`` in plan order; ``overrides`` replace parameters of every notebook.
+
+    Raises:
+        ConfigError: unknown setting, or a listed notebook source that does not exist.
+    """
+    plan = load_yaml(plan_path)
+    settings = plan.get("settings", {})
+    if setting not in settings:
+        raise ConfigError(f"{plan_path}: unknown setting {setting!r}; known: {sorted(settings)}")
+    jobs = []
+    for entry in plan.get("notebooks", []):
+        source = plan_path.parent / f"{entry['name']}.py"
+        if not source.is_file():
+            raise ConfigError(f"{plan_path}: notebook {entry['name']!r} has no source {source}")
+        if setting in entry.get("skip", []):
+            continue
+        params = {**settings[setting], **entry.get("parameters", {}), **overrides}
+        jobs.append(NotebookJob(entry["name"], source, params))
+    return jobs
+
+
+def library_fingerprint() -> str:
+    """Hash of every ltlib source and config file: a library change makes every notebook stale."""
+    digest = hashlib.sha256()
+    root = REPO_ROOT / "ltlib"
+    for path in sorted(p for p in root.rglob("*") if p.suffix in {".py", ".yaml", ".json"}):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def job_fingerprint(job: NotebookJob) -> str:
+    """What decides a notebook's output: its source text, its parameters and the library."""
+    return config_hash({"source": job.source.read_text(encoding="utf-8"), "parameters": job.parameters,
+                        "library": library_fingerprint()})
+
+
+def is_up_to_date(job: NotebookJob, out_dir: Path) -> bool:
+    """True when the executed notebook exists and was produced from the same fingerprint."""
+    out = job.output_path(out_dir)
+    stamp = out.with_suffix(STAMP_SUFFIX)
+    return out.is_file() and stamp.is_file() and read_json(stamp).get("fingerprint") == job_fingerprint(job)
+
+
+def execute(job: NotebookJob, out_dir: Path, *, cwd: Path = REPO_ROOT, timeout: int | None = None) -> float:
+    """Execute one job into ``out_dir/<name>.ipynb``; returns the wall time in seconds.
+
+    Raises:
+        NotebookError: naming the notebook, the failing cell and the exception.
+    """
+    import jupytext
+    import papermill
+
+    out = job.output_path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    source_nb = out.with_name(f".{job.name}.source.ipynb")
+    jupytext.write(jupytext.read(job.source), source_nb)
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(source_nb), str(out), parameters=job.parameters, kernel_name="python3",
+                                   progress_bar=False, cwd=str(cwd), execution_timeout=timeout)
+    except papermill.PapermillExecutionError as exc:
+        raise NotebookError(f"notebook {job.name} ({job.source}) failed in cell {exc.exec_count}: "
+                            f"{exc.ename}: {exc.evalue}") from exc
+    except Exception as exc:  # kernel death, timeouts, bad parameters: still name the notebook
+        raise NotebookError(f"notebook {job.name} ({job.source}) could not be executed: {exc}") from exc
+    finally:
+        source_nb.unlink(missing_ok=True)
+    seconds = time.perf_counter() - start
+    hide_injected_parameters(out)
+    write_json(out.with_suffix(STAMP_SUFFIX), {"fingerprint": job_fingerprint(job), "seconds": seconds,
+                                               "parameters": job.parameters, "git_sha": git_sha()})
+    return seconds
+
+
+def hide_injected_parameters(path: Path) -> None:
+    """Tag papermill's injected-parameters cell ``hide-input`` so the book folds it away."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "hide-input" not in tags:
+            tags.append("hide-input")
+    write_text(path, nbformat.writes(nb))
+
+
+def run_all(jobs: list[NotebookJob], out_dir: Path, *, force: bool = False, log=print) -> pd.DataFrame:
+    """Execute ``jobs`` in order (skipping up-to-date ones unless ``force``) and record timings.
+
+    Returns:
+        One row per job: notebook, status (``executed`` / ``up-to-date``), seconds, git SHA; also
+        written to ``out_dir/timings.csv``.
+    """
+    rows = []
+    for job in jobs:
+        if not force and is_up_to_date(job, out_dir):
+            stamp = read_json(job.output_path(out_dir).with_suffix(STAMP_SUFFIX))
+            rows.append(_timing_row(job, "up-to-date", stamp.get("seconds", float("nan"))))
+            log(f"[runner] {job.name}: up to date, skipped")
+            continue
+        log(f"[runner] {job.name}: executing with {job.parameters}")
+        seconds = execute(job, out_dir)
+        rows.append(_timing_row(job, "executed", seconds))
+        log(f"[runner] {job.name}: done in {seconds:.1f} s")
+    table = pd.DataFrame(rows)
+    write_text(Path(out_dir) / "timings.csv", table.to_csv(index=False))
+    return table
+
+
+def _timing_row(job: NotebookJob, status: str, seconds: float) -> dict[str, Any]:
+    return {"notebook": job.name, "status": status, "seconds": round(float(seconds), 2),
+            "parameters": config_hash(job.parameters), "git_sha": git_sha()}
