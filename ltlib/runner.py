@@ -46,6 +46,9 @@ class NotebookJob:
 def load_plan(setting: str, plan_path: Path = PLAN_PATH, **overrides: Any) -> list[NotebookJob]:
     """The jobs of ``setting`` in plan order; ``overrides`` replace parameters of every notebook.
 
+    A notebook's parameters are, in increasing priority: the setting's, the entry's ``parameters``,
+    the entry's ``settings[setting]`` and ``overrides``.
+
     Raises:
         ConfigError: unknown setting, or a listed notebook source that does not exist.
     """
@@ -60,7 +63,8 @@ def load_plan(setting: str, plan_path: Path = PLAN_PATH, **overrides: Any) -> li
             raise ConfigError(f"{plan_path}: notebook {entry['name']!r} has no source {source}")
         if setting in entry.get("skip", []):
             continue
-        params = {**settings[setting], **entry.get("parameters", {}), **overrides}
+        per_setting = entry.get("settings", {}).get(setting, {})
+        params = {**settings[setting], **entry.get("parameters", {}), **per_setting, **overrides}
         jobs.append(NotebookJob(entry["name"], source, params))
     return jobs
 

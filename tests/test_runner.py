@@ -1,0 +1,85 @@
+"""The notebook runner: parameters injected, up-to-date outputs skipped, failures name the notebook."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from ltlib.errors import ConfigError
+from ltlib.runner import NotebookError, load_plan, run_all
+
+HEADER = '''# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+'''
+
+
+def write_notebook(folder: Path, name: str, body: str) -> None:
+    (folder / f"{name}.py").write_text(HEADER + '\n# %% tags=["parameters"]\nvalue = 1\n\n# %%\n' + body)
+
+
+@pytest.fixture
+def plan(tmp_path) -> Path:
+    nb = tmp_path / "notebooks"
+    nb.mkdir()
+    write_notebook(nb, "good", "print('value is', value * 2)\n")
+    write_notebook(nb, "bad", "raise ValueError('deliberate failure ' + str(value))\n")
+    (nb / "plan.yaml").write_text(
+        "settings:\n  quick: {value: 21}\n"
+        "notebooks:\n  - name: good\n  - name: bad\n    settings: {quick: {value: 5}}\n")
+    return nb / "plan.yaml"
+
+
+def test_parameters_are_injected_and_the_cell_is_hidden(plan, tmp_path):
+    [good, _] = load_plan("quick", plan)
+    run_all([good], tmp_path / "out")
+    nb = nbformat.read(tmp_path / "out" / "good.ipynb", as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]
+    assert "value = 21" in injected[0].source
+    outputs = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "value is 42" in outputs
+
+
+def test_up_to_date_notebooks_are_skipped_unless_forced(plan, tmp_path):
+    [good, _] = load_plan("quick", plan)
+    first = run_all([good], tmp_path / "out")
+    again = run_all([good], tmp_path / "out")
+    forced = run_all([good], tmp_path / "out", force=True)
+    assert list(first.status) == ["executed"] and list(again.status) == ["up-to-date"]
+    assert list(forced.status) == ["executed"]
+    changed = load_plan("quick", plan, value=3)[0]
+    assert list(run_all([changed], tmp_path / "out").status) == ["executed"]
+    assert (tmp_path / "out" / "timings.csv").read_text().startswith("notebook,status,seconds")
+
+
+def test_a_failing_notebook_is_named(plan, tmp_path):
+    [_, bad] = load_plan("quick", plan)
+    assert bad.parameters == {"value": 5}
+    with pytest.raises(NotebookError, match=r"notebook bad .*ValueError: deliberate failure 5"):
+        run_all([bad], tmp_path / "out")
+
+
+def test_unknown_setting_and_missing_source_are_reported(plan):
+    with pytest.raises(ConfigError, match="unknown setting 'nope'"):
+        load_plan("nope", plan)
+    plan.write_text(plan.read_text().replace("name: good", "name: missing"))
+    with pytest.raises(ConfigError, match="notebook 'missing' has no source"):
+        load_plan("quick", plan)
+
+
+def test_the_books_plan_covers_every_notebook_in_the_toc(repo_root):
+    toc = (repo_root / "_toc.yml").read_text()
+    names = [j.name for j in load_plan("default")]
+    assert names == sorted(names)
+    for name in names:
+        assert f"book/executed/{name}" in toc
+    assert {j.name for j in load_plan("smoke")} == set(names)
+    assert all(j.parameters["scale"] == "mini" for j in load_plan("smoke"))
