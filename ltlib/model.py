@@ -1,0 +1,127 @@
+"""The LIFT classifier (spec A.3–A.7): frozen backbone + AdaptFormer in every block + cosine head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .adapters import adaptformer_dim, build_adaptformers
+from .backbones import Backbone, flatten_crops, mean_over_crops
+from .errors import ConfigError
+from .heads import CosineClassifier, Templates, init_head_from_text
+
+ADAPTERS = ("adaptformer",)
+HEAD_INITS = ("text", "random")
+_TRAINABLE_PREFIXES = ("adapters.", "head.")
+
+
+class LTClassifier(nn.Module):
+    """Images → logits through a frozen backbone, optional adapters and a trainable head (spec A.5).
+
+    Only ``adapters`` and ``head`` train; the backbone (image and text towers, ``ln_post``, ``proj``,
+    ``logit_scale``) is frozen. The adapters are submodules of this classifier (``parameters()``,
+    ``state_dict()``, ``.to()`` and DDP see them) and are applied inside the backbone's blocks only
+    during this model's forward, so a backbone shared with a zero-shot classifier stays pre-trained.
+
+    Args:
+        backbone: the frozen backbone (frozen again here).
+        head: maps features [N, feature_dim] to logits [N, C].
+        adapters: one module per backbone block, or None (head only: a linear probe).
+    """
+
+    def __init__(self, backbone: Backbone, head: nn.Module, adapters: nn.ModuleList | None = None) -> None:
+        super().__init__()
+        if adapters is not None and len(adapters) != len(backbone.blocks):
+            raise ConfigError(f"adapters: {len(adapters)} adapters for {len(backbone.blocks)} blocks")
+        self.backbone = backbone.requires_grad_(False)
+        self.adapters = adapters
+        self.head = head
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.head.num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits; with crops, the mean of the per-crop raw logits (LIFT's TTE rule, spec A.10).
+
+        Args:
+            images: [B, 3, H, W] or crops [B, V, 3, H, W].
+        Returns:
+            logits [B, C].
+        """
+        return self.logits_and_features(images)[0]
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Adapted ``ln_post`` CLS features (the head's input, spec A.3); crops are averaged.
+
+        Note that ``head(features(crops))`` is not ``forward(crops)``: the head normalises each crop's
+        feature, so the mean of logits differs from the logits of the mean feature.
+
+        Args:
+            images: [B, 3, H, W] or crops [B, V, 3, H, W].
+        Returns:
+            features [B, feature_dim].
+        """
+        flat, num_crops = flatten_crops(images)
+        return mean_over_crops(self.backbone.image_features(flat, self.adapters), num_crops)
+
+    def logits_and_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` and :meth:`features` from one backbone pass: ([B, C], [B, feature_dim])."""
+        flat, num_crops = flatten_crops(images)
+        features = self.backbone.image_features(flat, self.adapters)
+        return mean_over_crops(self.head(features), num_crops), mean_over_crops(features, num_crops)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The adapters' and the head's parameters (spec A.5), in registration order."""
+        modules = [m for m in (self.adapters, self.head) if m is not None]
+        return [p for module in modules for p in module.parameters()]
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """State of the adapters and the head only, keyed as in ``state_dict()`` (``adapters.*``, ``head.*``)."""
+        return {k: v for k, v in self.state_dict().items() if k.startswith(_TRAINABLE_PREFIXES)}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`trainable_state_dict`; keys must match exactly (no silent partial loads)."""
+        expected, given = set(self.trainable_state_dict()), set(state)
+        if expected != given:
+            raise ConfigError(f"state: missing keys {sorted(expected - given)[:5]}, unexpected keys "
+                              f"{sorted(given - expected)[:5]} (adapters + head expected)")
+        self.load_state_dict(state, strict=False)
+
+
+def build_lift_model(backbone: Backbone, classnames: Sequence[str], adapter: str | None = "adaptformer",
+                     bottleneck: int | None = None, head_init: str = "text", scale: float = 25.0,
+                     template: Templates | None = None, seed: int = 0) -> LTClassifier:
+    """LIFT's model (spec A.3–A.7): AdaptFormer in every block, cosine head initialised from text.
+
+    Args:
+        backbone: frozen backbone; its text tower initialises the head (spec F: each its own).
+        classnames: C names in label order.
+        adapter: ``"adaptformer"`` or None (head only).
+        bottleneck: AdaptFormer width r; None: :func:`~ltlib.adapters.adaptformer_dim` with
+            L = the backbone's number of blocks (12 for ViT-B/16, spec A.4).
+        head_init: ``"text"`` (spec A.7) or ``"random"`` (the seeded placeholder, spec A.6).
+        scale: cosine scale (25, spec A.6).
+        template: prompt(s) for the text init; None: ``backbone.spec.template``.
+        seed: seeds the adapters' and the placeholder head's initialisation.
+    Returns:
+        an :class:`LTClassifier` on the backbone's device.
+    """
+    _check_choice("adapter", adapter, (*ADAPTERS, None))
+    _check_choice("head_init", head_init, HEAD_INITS)
+    num_blocks = len(backbone.blocks)
+    adapters = None
+    if adapter == "adaptformer":
+        width = bottleneck if bottleneck is not None else adaptformer_dim(len(classnames), num_blocks)
+        adapters = build_adaptformers(num_blocks, backbone.feature_dim, width, seed=seed)
+    head = CosineClassifier(backbone.feature_dim, len(classnames), scale=scale, seed=seed)
+    if head_init == "text":
+        init_head_from_text(head, backbone, classnames, template)
+    return LTClassifier(backbone, head, adapters).to(backbone.device)
+
+
+def _check_choice(name: str, value: object, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"invalid {name}={value!r}: expected one of {choices}")
