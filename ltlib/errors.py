@@ -15,3 +15,7 @@ class ManifestError(LtlibError, ValueError):
 
 class WeightsNotFoundError(LtlibError, FileNotFoundError):
     """Pre-trained weights are unavailable (offline hub, missing file); the message says what to pass."""
+
+
+class ConvergenceError(LtlibError, ArithmeticError):
+    """An iterative solver diverged or found no solution; the message says which and what to try."""
