@@ -16,7 +16,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -28,6 +28,8 @@ from .checkpoint import CHECKPOINT_NAME, Position, load_checkpoint, save_checkpo
 from .distributed import DistContext, all_reduce_sum, gather_rows
 from .provenance import config_hash, run_record
 from .recipes import TrainConfig
+from .seeding import mix_seed as _mix
+from .seeding import seed_everything
 from .storage import append_jsonl
 
 
@@ -36,21 +38,6 @@ def lr_at_epoch(epoch: int, epochs: int, base_lr: float) -> float:
     """Learning rate used during 0-based ``epoch``: CosineAnnealingLR(T_max=epochs) stepped once per
     epoch, no warm-up, eta_min 0 (spec A.9): ``0.5 · base_lr · (1 + cos(π · epoch / epochs))``."""
     return 0.5 * base_lr * (1.0 + math.cos(math.pi * epoch / epochs))
-
-
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed python, numpy and torch (all devices); with ``deterministic`` also pin cuDNN (spec A.1)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-
-
-def _mix(*values: int) -> int:
-    """A 63-bit seed derived from integers (SeedSequence: well mixed, no collisions in practice)."""
-    return int(np.random.SeedSequence(list(values)).generate_state(2, dtype=np.uint32).view(np.uint64)[0] >> 1)
 
 
 def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -73,6 +60,20 @@ def local_share(batch: np.ndarray, ctx: DistContext) -> tuple[np.ndarray, float]
     return part, ctx.world_size * len(part) / len(batch)
 
 
+@runtime_checkable
+class BatchDataset(Protocol):
+    """A dataset that builds whole batches at once (in-memory tensors, e.g. the mini world).
+
+    ``get_batch(indices, key)`` returns ``(images, targets)`` for ``indices``; random augmentation must
+    come from ``ltlib.seeding.sample_uniforms(key, indices, k)`` so each sample's draws depend only on
+    (seed, epoch, index), as with :class:`SeededSamples`; ``key`` is None at evaluation (no augmentation).
+    """
+
+    def __len__(self) -> int: ...
+
+    def get_batch(self, indices: np.ndarray, key: int | None) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
 class SeededSamples(Dataset):
     """Wraps a dataset so each item's random augmentation depends only on (seed, epoch, index)."""
 
@@ -84,7 +85,9 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, index: int):
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_mix(self.seed, self.epoch, int(index)))
+            # Only the CPU generator: torch.manual_seed would also queue a lazy CUDA seeding that
+            # captures a stack trace per call (milliseconds per sample).
+            torch.random.default_generator.manual_seed(_mix(self.seed, self.epoch, int(index)))
             return self.dataset[index]
 
 
@@ -175,7 +178,7 @@ def total_steps(num_samples: int, cfg: TrainConfig) -> int:
 
 def train(model: torch.nn.Module, train_set: Dataset, loss_fn: torch.nn.Module, cfg: TrainConfig,
           run_dir: str | Path, ctx: DistContext = DistContext(), *, stop_after_steps: int | None = None,
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, compile_backend: str | None = None) -> TrainResult:
     """Fine-tune ``model`` on ``train_set`` with ``loss_fn``, resuming from ``run_dir`` if possible.
 
     Args:
@@ -187,6 +190,9 @@ def train(model: torch.nn.Module, train_set: Dataset, loss_fn: torch.nn.Module, 
         ctx: the data-parallel context (``ltlib.distributed.init_distributed``).
         stop_after_steps: simulate an interruption after this many global steps (tests, demos).
         progress: show a tqdm bar (images/s and ETA) on the main process.
+        compile_backend: ``torch.compile`` the training forward with this backend (``"inductor"`` on
+            a GPU); None runs eagerly. A speed option only: it is not part of the recipe or its hash, so a
+            run may be resumed with or without it.
     Returns:
         A :class:`TrainResult`; the trained weights stay in ``model`` and ``checkpoint.pt``.
     """
@@ -203,7 +209,7 @@ def train(model: torch.nn.Module, train_set: Dataset, loss_fn: torch.nn.Module, 
     log = RunLog(run_dir / "log.jsonl", ctx)
     log.write("start", **run_record(cfg, seed=cfg.seed, world_size=ctx.world_size, precision=precision,
                                     resumed_from=position.__dict__, num_samples=len(train_set)))
-    wrapped = _wrap_ddp(model, ctx)
+    wrapped = _compiled(_wrap_ddp(model, ctx), compile_backend)
     loop = _Loop(wrapped, model, loss_fn, cfg, optimizer, scaler, precision, ctx, log, ckpt, chash)
     return loop.run(SeededSamples(train_set, cfg.seed), position, steps, stop_after_steps, progress)
 
@@ -214,6 +220,12 @@ def _wrap_ddp(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
     from torch.nn.parallel import DistributedDataParallel
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+
+
+def _compiled(module: torch.nn.Module, backend: str | None) -> torch.nn.Module:
+    # The compiled wrapper shares parameters with ``module`` and forwards attribute access to it
+    # (``no_sync`` for DDP), so checkpoints and the optimizer keep using the plain module.
+    return module if backend is None else torch.compile(module, backend=backend)
 
 
 class _Loop:
@@ -259,6 +271,11 @@ class _Loop:
         samples.epoch = position.epoch
         plan = epoch_batches(len(samples), self.cfg.batch_size, self.cfg.seed, position.epoch)
         shares = [local_share(b, self.ctx) for b in plan[position.step_in_epoch:]]
+        if isinstance(samples.dataset, BatchDataset):
+            key = _mix(self.cfg.seed, position.epoch)
+            for indices, weight in shares:
+                yield (*samples.dataset.get_batch(indices, key), weight)
+            return
         loader = DataLoader(samples, batch_sampler=[s[0].tolist() for s in shares],
                             num_workers=self.cfg.num_workers, pin_memory=self.ctx.device.type == "cuda",
                             worker_init_fn=_worker_init)
@@ -331,10 +348,14 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, ctx: DistContext = DistCo
     """
     model.to(ctx.device).eval()
     shard = np.array_split(np.arange(len(dataset)), ctx.world_size)[ctx.rank]
-    loader = DataLoader(Subset(dataset, shard.tolist()), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, pin_memory=ctx.device.type == "cuda")
+    if isinstance(dataset, BatchDataset):
+        loader = (dataset.get_batch(shard[i:i + batch_size], None) for i in range(0, len(shard), batch_size))
+    else:
+        loader = DataLoader(Subset(dataset, shard.tolist()), batch_size=batch_size, shuffle=False,
+                            num_workers=num_workers, pin_memory=ctx.device.type == "cuda")
     logits, targets, features = [], [], []
-    for images, labels in tqdm(loader, desc="eval", unit="batch", disable=not (progress and ctx.is_main)):
+    for images, labels in tqdm(loader, desc="eval", unit="batch", disable=not (progress and ctx.is_main),
+                               total=-(-len(shard) // batch_size)):
         images = images.to(ctx.device, non_blocking=True)
         with autocast(resolve_precision(precision, ctx.device), ctx.device):
             if with_features:

@@ -192,3 +192,40 @@ def test_two_process_gloo_data_parallel_matches_single_process(tmp_path):
     got = torch.load(tmp_path / "result.pt")
     assert torch.allclose(got["params"], flat_params(single), atol=1e-5)
     assert np.allclose(got["logits"].numpy(), ref.logits, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- batched datasets
+class BatchBlobs(NoisyBlobs):
+    """NoisyBlobs building whole batches, its noise from counter-based per-sample uniforms."""
+
+    def get_batch(self, indices, key):
+        from ltlib.seeding import sample_uniforms
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        x = self.x[idx]
+        if key is not None and self.noise:
+            u = torch.from_numpy(sample_uniforms(key, indices, x.shape[1])).float()
+            x = x + self.noise * (u - 0.5) * 3.4
+        return x, self.targets[idx]
+
+
+def test_sample_uniforms_depend_only_on_key_and_index():
+    from ltlib.seeding import sample_uniforms
+    full = sample_uniforms(7, np.arange(10), 3)
+    assert full.shape == (10, 3) and (full >= 0).all() and (full < 1).all()
+    assert np.array_equal(sample_uniforms(7, np.array([9, 2]), 3), full[[9, 2]])
+    assert not np.array_equal(sample_uniforms(8, np.arange(10), 3), full)
+    many = sample_uniforms(1, np.arange(20000), 5)
+    assert abs(many.mean() - 0.5) < 0.01 and abs(np.corrcoef(many[:, 0], many[:, 1])[0, 1]) < 0.03
+
+
+def test_batch_datasets_train_resume_and_evaluate_like_item_datasets(tmp_path):
+    config = cfg(checkpoint_every=2)
+    full, cut = tiny_model(), tiny_model()
+    train(full, BatchBlobs(), nn.CrossEntropyLoss(), config, tmp_path / "full", progress=False)
+    train(cut, BatchBlobs(), nn.CrossEntropyLoss(), config, tmp_path / "cut", stop_after_steps=6, progress=False)
+    train(cut, BatchBlobs(), nn.CrossEntropyLoss(), config, tmp_path / "cut", progress=False)
+    assert torch.equal(flat_params(full), flat_params(cut))
+    by_batch = evaluate(full, BatchBlobs(seed=1, noise=0.0), batch_size=16, progress=False)
+    by_item = evaluate(full, NoisyBlobs(seed=1, noise=0.0), batch_size=16, progress=False)
+    assert np.allclose(by_batch.logits, by_item.logits, atol=1e-6) and np.array_equal(by_batch.targets, by_item.targets)
+    assert (by_batch.logits.argmax(1) == by_batch.targets).mean() > 0.5
