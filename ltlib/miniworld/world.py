@@ -1,0 +1,275 @@
+"""The mini world as one object (MINIWORLD.md): ``load_world("default")`` → backbones, true priors, tasks."""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+from ..backbones import Backbone, BackboneSpec, build_backbone, register_arch, register_backbone
+from ..errors import ConfigError
+from ..metrics import d_groups
+from ..provenance import config_hash, run_record, to_plain
+from ..tasks import Task
+from .config import WorldConfig, load_world_config
+from .confounder import ConfounderStudy, build_confounder_study
+from .corpora import (Corpus, build_corpus, integer_counts, labels_and_visibility, popularity_orders,
+                      prior_for_order, prior_profile)
+from .generator import PartLayout, Renders, build_layout, render
+from .model_cache import CachedModel, entry_dir, get_or_build, is_complete
+from .pretrain import open_clip_config, pretrain
+from .seeds import derive_seed
+from .tasks import WorldImages, balanced_split, split_by_fraction, train_counts
+
+TEMPLATE = "a photo of a {}."  # the zero-shot / head-init prompt of every mini model (spec A.7)
+SPLITS = ("val", "test")
+
+
+class World:
+    """A mini world: its classes, its foundation models (pre-trained on demand, cached) and its tasks.
+
+    Args:
+        config: the world (see ``ltlib/configs/worlds``).
+        cache_root: where pre-trained models live (default ``$LTLIB_CACHE`` or ``<repo>/.cache/ltlib``).
+        progress: print pre-training progress.
+    """
+
+    def __init__(self, config: WorldConfig, cache_root: str | Path | None = None, progress: bool = False) -> None:
+        self.config, self.cache_root, self.progress = config, cache_root, progress
+        self.layout: PartLayout = build_layout(config.parts.num_part_types, config.parts.group_size)
+        self.mean, self.std = tuple(OPENAI_DATASET_MEAN), tuple(OPENAI_DATASET_STD)
+        self._backbones: dict[str, Backbone] = {}
+        self._splits: dict[str, WorldImages] = {}
+
+    def __repr__(self) -> str:
+        return (f"World({self.config.name!r}, K={self.num_classes}, models={list(self.model_names)}, "
+                f"reference={self.reference_name!r})")
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.layout.class_names
+
+    @property
+    def num_classes(self) -> int:
+        return self.layout.num_classes
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """The foundation models (without the reference), e.g. ``("mini-clip", "mini-openclip", "mini-metaclip")``."""
+        return tuple(m.name for m in self.config.models)
+
+    @property
+    def reference_name(self) -> str:
+        return self.config.reference.name
+
+    @functools.cached_property
+    def key(self) -> str:
+        """``mini-<name>-<hash>``: names the world in task keys, so a changed world never reuses old runs."""
+        return f"mini-{self.config.name}-{config_hash(self.config, 8)}"
+
+    def render(self, labels: np.ndarray, visibility: np.ndarray, seed: int, parts: str = "both") -> Renders:
+        """Render images of this world (see :func:`ltlib.miniworld.generator.render`)."""
+        return render(self.layout, labels, visibility, self.config.render, seed, parts)
+
+    # ------------------------------------------------------------------ ground truth of the corpora
+    @functools.cached_property
+    def _orders(self) -> np.ndarray:
+        c = self.config
+        return popularity_orders(self.num_classes, len(c.models), c.corpus.order_correlation,
+                                 derive_seed(c.seed, "corpus/popularity"))
+
+    def nominal_prior(self, name: str) -> np.ndarray:
+        """The prior π_m the corpus of model ``name`` was drawn to (before rounding); float64 [K]."""
+        model, c = self.config.model(name), self.config.corpus
+        if model.uniform_prior:
+            return np.full(self.num_classes, 1.0 / self.num_classes)
+        profile = prior_profile(self.num_classes, c.profile, c.imbalance_ratio)
+        return prior_for_order(profile, self._orders[self.model_names.index(name)])
+
+    def corpus_counts(self, name: str) -> np.ndarray:
+        """Images per class in the corpus of ``name``; int64 [K]."""
+        c = self.config.corpus
+        return integer_counts(self.nominal_prior(name), c.num_images, c.min_count)
+
+    def true_prior(self, name: str) -> np.ndarray:
+        """π_m: the class frequencies of the corpus of ``name`` (the ground truth for P̂_P); float64 [K]."""
+        counts = self.corpus_counts(name)
+        return counts / counts.sum()
+
+    def popularity(self, name: str) -> np.ndarray:
+        """Classes from the most to the least frequent in the corpus of ``name``; int64 [K]."""
+        return np.argsort(-self.corpus_counts(name), kind="stable")
+
+    def part_bias(self, name: str) -> float:
+        """P_m(C = head-dominant) of the corpus of ``name`` (exact up to per-class rounding)."""
+        return float(self.config.model(name).head_fraction)
+
+    def corpus(self, name: str) -> Corpus:
+        """Render the pre-training corpus of ``name`` (image–caption pairs)."""
+        model = self.config.model(name)
+        return build_corpus(self.layout, self.config.render, self.config.captions, self.corpus_counts(name),
+                            model.head_fraction, derive_seed(self.config.seed, f"corpus/{name}"))
+
+    # ------------------------------------------------------------------ pre-trained models
+    def model_key(self, name: str) -> dict[str, Any]:
+        """Everything that determines the pre-trained model ``name`` (its cache key)."""
+        c = self.config
+        row = self.model_names.index(name) if name in self.model_names else -1
+        return {"name": name, "order_row": row, "model": c.model(name), "seed": c.seed, "parts": c.parts,
+                "render": c.render, "captions": c.captions, "corpus": c.corpus, "num_models": len(c.models),
+                "architecture": c.architecture, "pretrain": c.pretrain}
+
+    def pretrained(self, name: str) -> CachedModel:
+        """The cache entry of ``name``, pre-training it first if needed (a few tens of seconds)."""
+        entry, _ = get_or_build(entry_dir(name, self.model_key(name), self.cache_root), lambda: self._pretrain(name))
+        return entry
+
+    def prepare(self, names: Sequence[str] | None = None, workers: int | None = None) -> dict[str, CachedModel]:
+        """Pre-train every model that is not cached yet, several at a time.
+
+        Each model trains single-threaded (``PretrainConfig.threads``), so ``workers`` processes use
+        ``workers`` cores and the weights do not depend on ``workers``. Call it once before the
+        notebooks (e.g. ``python -m ltlib.miniworld prepare default``): on two idle cores the four
+        default models then take about half the time of training them one by one.
+
+        Args:
+            names: models to prepare; default all foundation models and the reference.
+            workers: parallel processes; default one per CPU core, at most one per missing model.
+        Returns:
+            name → cache entry.
+        """
+        names = list(names) if names is not None else [*self.model_names, self.reference_name]
+        missing = [n for n in names if not is_complete(entry_dir(n, self.model_key(n), self.cache_root))]
+        workers = min(len(missing), workers or os.cpu_count() or 1)
+        if workers > 1:
+            # spawn, not fork: a forked child would inherit torch's OpenMP state and can hang
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                list(pool.map(_pretrain_in_worker, [(self.config, self.cache_root, self.progress, n) for n in missing]))
+        return {n: self.pretrained(n) for n in names}
+
+    def backbone(self, name: str) -> Backbone:
+        """The frozen pre-trained mini model ``name`` as an ``ltlib.backbones.Backbone`` (memoised).
+
+        The model is also registered (``register_backbone``, replacing an entry of the same name), so
+        ``ltlib.backbones.build_backbone(name, weights=world.pretrained(name).weights)`` works too.
+        """
+        if name not in self._backbones:
+            entry = self.pretrained(name)
+            arch = register_arch(entry.arch, entry.model_config, directory=entry.directory)
+            spec = register_backbone(BackboneSpec(name, arch, None, TEMPLATE, self.config.model(name).description),
+                                     overwrite=True)
+            backbone = build_backbone(spec, weights=entry.weights)
+            if backbone.mean != self.mean or backbone.std != self.std:  # the world's datasets normalise with these
+                raise ConfigError(f"backbone {name!r} normalises with {backbone.mean}/{backbone.std}, "
+                                  f"the world's datasets with {self.mean}/{self.std}")
+            self._backbones[name] = backbone
+        return self._backbones[name]
+
+    def reference_backbone(self) -> Backbone:
+        """The uniform-prior reference model (controls per-class difficulty)."""
+        return self.backbone(self.reference_name)
+
+    def _pretrain(self, name: str) -> tuple[Any, dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """Render the corpus and pre-train; returns what ``model_cache.save_entry`` writes."""
+        start = time.perf_counter()
+        corpus = self.corpus(name)
+        generation = time.perf_counter() - start
+        model_config = open_clip_config(self.config.architecture, self.config.render.image_size)
+        model, log = pretrain(corpus, model_config, self.config.pretrain, progress=self.progress)
+        record = run_record(self.model_key(name), seed=self.config.pretrain.seed, world=self.config.name,
+                            model=name, generation_seconds=generation, **to_plain(log))
+        return model, model_config, self._truth(name, corpus), record
+
+    def _truth(self, name: str, corpus: Corpus) -> dict[str, Any]:
+        """The ground truth saved beside the weights: π_m (realised and nominal), P_m(C), caption statistics."""
+        named = [self.class_names[y] in corpus.captions[i] for y, i in zip(corpus.labels, corpus.caption_index)]
+        counts = corpus.class_counts(self.num_classes)
+        return {"model": name, "class_names": list(self.class_names), "class_counts": counts.tolist(),
+                "prior": (counts / counts.sum()).tolist(), "nominal_prior": self.nominal_prior(name).tolist(),
+                "popularity": self.popularity(name).tolist(), "head_fraction": self.part_bias(name),
+                "realised_head_fraction": float(np.mean(corpus.visibility == 0)),
+                "num_images": len(corpus), "num_distinct_captions": len(corpus.captions),
+                "named_fraction": float(np.mean(named))}
+
+    # ------------------------------------------------------------------ downstream data
+    def split(self, name: str) -> WorldImages:
+        """The class-balanced ``"val"`` or ``"test"`` split shared by every task (C independent of Y)."""
+        if name not in SPLITS:
+            raise ConfigError(f"split must be one of {SPLITS}, got {name!r}")
+        if name not in self._splits:
+            t = self.config.tasks
+            per_class = t.val_per_class if name == "val" else t.test_per_class
+            labels, visibility = balanced_split(self.num_classes, per_class, t.head_fraction,
+                                                derive_seed(self.config.seed, f"split/{name}/labels"))
+            renders = self.render(labels, visibility, derive_seed(self.config.seed, f"split/{name}"))
+            self._splits[name] = WorldImages(renders, self.mean, self.std)
+        return self._splits[name]
+
+    def task(self, order: str | Sequence[int] = "independent", seed: int = 0, relative_to: str | None = None) -> Task:
+        """A downstream long-tailed task (``ltlib.tasks.Task``) of this world.
+
+        Args:
+            order: ``independent`` / ``consistent`` / ``reverse`` / ``balanced`` (PAPER.md Tab. 13), or an
+                explicit permutation (downstream rank → class).
+            seed: draws the independent order and the training images.
+            relative_to: the foundation model whose π_m ``consistent`` / ``reverse`` follow (default: the first).
+        Returns:
+            The task; ``train`` is augmented, ``eval_sets`` holds the shared ``val`` and ``test`` splits;
+            ``info`` records the order, D-groups, thresholds and the world.
+        """
+        relative_to = relative_to or self.model_names[0]
+        t, k = self.config.tasks, self.num_classes
+        # an explicit order is named by its hash, so two custom orders never share cached runs
+        order_name = order if isinstance(order, str) else f"custom-{config_hash([int(k) for k in order], 8)}"
+        popularity = self.popularity(relative_to) if order_name in ("consistent", "reverse") else None
+        counts = train_counts(t, order, k, popularity, derive_seed(self.config.seed, "task/order", seed))
+        labels, visibility = labels_and_visibility(counts, split_by_fraction(counts, t.head_fraction),
+                                                   derive_seed(self.config.seed, f"task/{order_name}/labels", seed))
+        renders = self.render(labels, visibility, derive_seed(self.config.seed, f"task/{order_name}/train", seed))
+        suffix = f"-{relative_to}" if popularity is not None else ""
+        info = {"world": self.config.name, "world_key": self.key, "order": order_name, "relative_to": relative_to,
+                "seed": seed, "many_threshold": t.many_threshold, "few_threshold": t.few_threshold,
+                "d_groups": d_groups(counts, t.many_threshold, t.few_threshold).labels.tolist()}
+        return Task(f"{self.key}/{order_name}{suffix}/seed{seed}", self.class_names, counts,
+                    WorldImages(renders, self.mean, self.std, augment=True),
+                    {s: self.split(s) for s in SPLITS}, info)
+
+    def confounder_study(self, seed: int = 0) -> ConfounderStudy:
+        """The datasets of the confounder study (MINIWORLD.md property 7)."""
+        return build_confounder_study(self.layout, self.config.render, self.config.confounder, self.mean, self.std,
+                                      self.config.seed, seed)
+
+
+def _pretrain_in_worker(job: tuple[WorldConfig, str | Path | None, bool, str]) -> str:
+    """Process-pool entry point of :meth:`World.prepare`: pre-train (or find) one model; returns its name."""
+    config, cache_root, progress, name = job
+    World(config, cache_root, progress).pretrained(name)
+    return name
+
+
+def load_world(key_or_config: str | Path | WorldConfig = "default", cache_root: str | Path | None = None,
+               progress: bool = False, **overrides: Any) -> World:
+    """Load a world by registry key (``"smoke"``, ``"default"``), YAML path or config.
+
+    Args:
+        key_or_config: what to load.
+        cache_root: the model cache (default ``$LTLIB_CACHE`` or ``<repo>/.cache/ltlib``).
+        progress: print pre-training progress.
+        **overrides: top-level config sections or fields (only with a key or path).
+    Returns:
+        A :class:`World`; nothing is pre-trained until a backbone is asked for.
+    """
+    if isinstance(key_or_config, WorldConfig):
+        if overrides:
+            raise ConfigError("overrides are only accepted with a world key or YAML path")
+        return World(key_or_config, cache_root, progress)
+    return World(load_world_config(key_or_config, **overrides), cache_root, progress)

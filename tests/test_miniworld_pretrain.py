@@ -1,0 +1,125 @@
+"""Contrastive pre-training of tiny open_clip CLIPs, and the round trip cache → backbone → zero-shot → LIFT → GLA."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+
+from ltlib.backbones import build_backbone, get_spec
+from ltlib.heads import ZeroShotClassifier, text_head_weights
+from ltlib.miniworld import load_world
+from ltlib.miniworld.config import ArchitectureConfig, PretrainConfig
+from ltlib.miniworld.diagnostics import prior_recovery, zero_shot_accuracy, zero_shot_logits
+from ltlib.miniworld.pretrain import (CompactTokenEmbedding, build_clip, lr_at_step, open_clip_config, param_groups,
+                                      pretrain)
+from ltlib.model import build_lift_model
+from ltlib.priors import estimate_prior
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    world = load_world("smoke", cache_root=tmp_path_factory.mktemp("cache"))
+    world.prepare(workers=1)  # tiny models: spawning worker processes would cost more than training
+    return world
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    lrs = [lr_at_step(s, 100, 1.0, 10) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0) and lrs[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] < 1e-3
+    assert lr_at_step(55, 100, 1.0, 10) == pytest.approx(0.5)  # half-way through the cosine
+
+
+def test_open_clip_config_builds_a_real_clip():
+    config = open_clip_config(ArchitectureConfig(), image_size=32)
+    model = build_clip(config, seed=0)
+    assert isinstance(model, open_clip.model.CLIP)
+    tokens = open_clip.SimpleTokenizer(context_length=16)(["a photo of a zorbat."])
+    assert model.encode_image(torch.zeros(2, 3, 32, 32)).shape == (2, 64)
+    assert model.encode_text(tokens).shape == (1, 64)
+    assert torch.equal(build_clip(config, 0).visual.conv1.weight, model.visual.conv1.weight)
+
+
+def test_compact_embedding_trains_used_rows_exactly_like_the_full_table():
+    config = open_clip_config(ArchitectureConfig(embed_dim=16, vision_width=16, vision_head_width=8, text_width=16,
+                                                 vision_layers=1, text_layers=1, patch_size=8), image_size=32)
+    tokens = open_clip.SimpleTokenizer(context_length=16)(["a photo of a zorbat.", "my glimmet with a ring head."])
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    used = torch.unique(tokens)
+    models = [build_clip(config, seed=0) for _ in range(2)]
+    full_embedding = models[1].token_embedding
+    models[1].token_embedding = CompactTokenEmbedding(full_embedding, used)
+    assert torch.equal(models[0].encode_text(tokens), models[1].encode_text(tokens))
+    for model in models:  # one AdamW step on the same pair batch
+        optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-2)
+        loss = open_clip.ClipLoss()(model.encode_image(images, normalize=True),
+                                    model.encode_text(tokens, normalize=True), model.logit_scale.exp())
+        loss.backward()
+        optimizer.step()
+    models[1].token_embedding.write_back(full_embedding)
+    models[1].token_embedding = full_embedding
+    first, second = models[0].state_dict(), models[1].state_dict()
+    assert torch.allclose(first["token_embedding.weight"][used], second["token_embedding.weight"][used])
+    assert all(torch.allclose(first[k], second[k]) for k in first if k != "token_embedding.weight")
+
+
+def test_pretraining_is_deterministic_and_learns(world):
+    corpus = world.corpus("mini-reference")
+    config = open_clip_config(world.config.architecture, 32)
+    settings = PretrainConfig(epochs=2, batch_size=64, lr=2e-3, seed=3)
+    first, log = pretrain(corpus, config, settings)
+    second, _ = pretrain(corpus, config, settings)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    assert log.steps == 2 * (len(corpus) // 64) and len(log.epoch_loss) == 2
+    assert log.epoch_loss[-1] < math.log(64)  # below the loss of a model that knows nothing
+    assert not first.training and log.logit_scale <= 100.0 + 1e-4
+
+
+def test_cached_model_round_trips_through_the_backbone_registry(world):
+    entry = world.pretrained("mini-clip")
+    backbone = world.backbone("mini-clip")
+    rebuilt = build_backbone(get_spec("mini-clip"), weights=entry.weights)  # registered by world.backbone
+    saved = torch.load(entry.weights, weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in backbone.clip.state_dict().items())
+    images, _ = world.split("val").tensors()
+    assert torch.allclose(backbone.image_features(images[:8]), rebuilt.image_features(images[:8]))
+    assert backbone.feature_dim == world.config.architecture.vision_width and backbone.image_size == 32
+
+
+def test_truth_is_saved_beside_the_weights(world):
+    truth = world.pretrained("mini-openclip").truth
+    assert truth["prior"] == pytest.approx(world.true_prior("mini-openclip").tolist())
+    assert truth["class_counts"] == world.corpus_counts("mini-openclip").tolist()
+    assert sum(truth["class_counts"]) == world.config.corpus.num_images
+    assert abs(truth["realised_head_fraction"] - world.part_bias("mini-openclip")) < 0.02
+    assert truth["popularity"] == world.popularity("mini-openclip").tolist()
+
+
+def test_zero_shot_round_trip(world):
+    logits = zero_shot_logits(world, "mini-clip", "test")
+    classifier = ZeroShotClassifier(world.backbone("mini-clip"), world.class_names)
+    images, labels = world.split("test").tensors()
+    assert logits.shape == (len(labels), world.num_classes)
+    assert np.allclose(logits[:16], classifier(images[:16]).numpy(), atol=1e-5)
+    accuracy = zero_shot_accuracy(world, "mini-clip")
+    assert set(accuracy.by_visibility) == {"head", "body"}
+    assert accuracy.overall == pytest.approx(np.mean(accuracy.per_class))  # balanced test split, in %
+    assert accuracy.overall == pytest.approx(np.mean(list(accuracy.by_visibility.values())))  # C balanced too
+
+
+def test_lift_model_and_prior_estimate_on_a_mini_backbone(world):
+    backbone = world.backbone("mini-metaclip")
+    model = build_lift_model(backbone, world.class_names)
+    images, _ = world.split("val").tensors()
+    assert model(images[:4]).shape == (4, world.num_classes)
+    assert torch.allclose(model.head.weight, text_head_weights(backbone, world.class_names), atol=1e-6)
+    prior = estimate_prior(zero_shot_logits(world, "mini-metaclip", "val"), world.split("val").labels.numpy())
+    assert prior.shape == (world.num_classes,) and prior.sum() == pytest.approx(1.0)
+    recovery = prior_recovery(world, "mini-metaclip")
+    assert np.allclose(recovery.estimate, prior)
+    assert recovery.kl_uniform == pytest.approx(
+        float(np.sum(recovery.truth * np.log(recovery.truth * world.num_classes))))
