@@ -103,3 +103,18 @@ def test_custom_orders_get_their_own_task_keys(world):
     a, b = world.task(first), world.task(second)
     assert a.key != b.key and a.key == world.task(first.tolist()).key
     assert a.class_counts[0] == world.config.tasks.max_count == b.class_counts[-1]
+
+
+def test_batched_crop_flip_equals_the_per_image_augmentation():
+    import numpy as np
+    import torch
+    from ltlib.miniworld.tasks import PAD, batch_crop_flip
+    from ltlib.seeding import sample_uniforms
+    images = torch.randn(6, 3, 32, 32)
+    u = torch.from_numpy(sample_uniforms(3, np.arange(6), 3))
+    out = batch_crop_flip(images, u)
+    for i in range(6):
+        top, left = (int(v * (2 * PAD + 1)) for v in u[i, :2])
+        crop = torch.nn.functional.pad(images[i], (PAD,) * 4)[:, top:top + 32, left:left + 32]
+        expected = crop.flip(-1) if u[i, 2] < 0.5 else crop
+        assert torch.equal(out[i], expected)

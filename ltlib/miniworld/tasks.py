@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError
+from ..seeding import sample_uniforms
 from .config import TaskConfig
 from .corpora import integer_counts, labels_and_visibility, prior_profile, split_by_fraction
 from .generator import Renders
@@ -73,6 +74,19 @@ class WorldImages(Dataset):
             image = random_crop_flip(image)
         return image, int(self.renders.labels[index])
 
+    def get_batch(self, indices: np.ndarray, key: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole batch at once (``ltlib.engine.BatchDataset``): normalised images [B,3,S,S] and labels.
+
+        With a ``key`` (training), each image gets the pad-4 crop and flip of :func:`random_crop_flip`,
+        its draws taken from ``ltlib.seeding.sample_uniforms(key, indices, 3)``, so they depend only on
+        (seed, epoch, index); without a key (evaluation) the images are returned as they are.
+        """
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        images = (self.renders.images[idx].float() / 255.0 - self.mean) / self.std
+        if self.augment and key is not None:
+            images = batch_crop_flip(images, torch.from_numpy(sample_uniforms(key, indices, 3)))
+        return images, self.renders.labels[idx]
+
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All images normalised, without augmentation, and the labels: ([N,3,S,S] float32, [N] int64)."""
         images = (self.renders.images.float() / 255.0 - self.mean) / self.std
@@ -86,6 +100,19 @@ def random_crop_flip(image: torch.Tensor, pad: int = PAD) -> torch.Tensor:
     top, left = (int(v) for v in torch.randint(0, 2 * pad + 1, (2,)))
     crop = padded[:, top:top + size, left:left + size]
     return crop.flip(-1) if bool(torch.rand(()) < 0.5) else crop
+
+
+def batch_crop_flip(images: torch.Tensor, uniforms: torch.Tensor, pad: int = PAD) -> torch.Tensor:
+    """:func:`random_crop_flip` for a batch [B,3,S,S], driven by uniforms [B,3] (top, left, flip)."""
+    b, _, size, _ = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad)).permute(0, 2, 3, 1)        # [B, S+2p, S+2p, 3]
+    offsets = (uniforms[:, :2] * (2 * pad + 1)).long().clamp_(max=2 * pad)  # top, left in [0, 2p]
+    grid = torch.arange(size)
+    rows = (offsets[:, 0, None] + grid)[:, :, None]                          # [B, S, 1]
+    cols = offsets[:, 1, None] + grid                                        # [B, S]
+    flip = uniforms[:, 2] < 0.5
+    cols = torch.where(flip[:, None], cols.flip(-1), cols)[:, None, :]       # [B, 1, S]
+    return padded[torch.arange(b)[:, None, None], rows, cols].permute(0, 3, 1, 2).contiguous()
 
 
 def downstream_counts(config: TaskConfig, num_classes: int) -> np.ndarray:
