@@ -21,7 +21,7 @@ from typing import Iterator, Protocol, runtime_checkable
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .cache import SplitOutputs
 from .checkpoint import CHECKPOINT_NAME, Position, load_checkpoint, save_checkpoint

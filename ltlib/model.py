@@ -14,7 +14,6 @@ from .heads import CosineClassifier, Templates, init_head_from_text
 
 ADAPTERS = ("adaptformer",)
 HEAD_INITS = ("text", "random")
-_TRAINABLE_PREFIXES = ("adapters.", "head.")
 
 
 class LTClassifier(nn.Module):
@@ -30,6 +29,8 @@ class LTClassifier(nn.Module):
         head: maps features [N, feature_dim] to logits [N, C].
         adapters: one module per backbone block, or None (head only: a linear probe).
     """
+
+    trainable_prefixes: tuple[str, ...] = ("adapters.", "head.")
 
     def __init__(self, backbone: Backbone, head: nn.Module, adapters: nn.ModuleList | None = None) -> None:
         super().__init__()
@@ -75,12 +76,11 @@ class LTClassifier(nn.Module):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The adapters' and the head's parameters (spec A.5), in registration order."""
-        modules = [m for m in (self.adapters, self.head) if m is not None]
-        return [p for module in modules for p in module.parameters()]
+        return [p for name, p in self.named_parameters() if name.startswith(self.trainable_prefixes)]
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """State of the adapters and the head only, keyed as in ``state_dict()`` (``adapters.*``, ``head.*``)."""
-        return {k: v for k, v in self.state_dict().items() if k.startswith(_TRAINABLE_PREFIXES)}
+        return {k: v for k, v in self.state_dict().items() if k.startswith(self.trainable_prefixes)}
 
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Inverse of :meth:`trainable_state_dict`; keys must match exactly (no silent partial loads)."""
@@ -120,6 +120,62 @@ def build_lift_model(backbone: Backbone, classnames: Sequence[str], adapter: str
     if head_init == "text":
         init_head_from_text(head, backbone, classnames, template)
     return LTClassifier(backbone, head, adapters).to(backbone.device)
+
+
+class ScratchClassifier(LTClassifier):
+    """A backbone's image tower trained from random weights, with a cosine head: no pre-training and
+    hence no parameter imbalance (the paper's from-scratch control, Fig. 9). Everything in the image
+    tower trains; the (random) text tower is unused."""
+
+    trainable_prefixes = ("backbone.clip.visual.", "head.")
+
+    def __init__(self, backbone: Backbone, head: nn.Module) -> None:
+        super().__init__(backbone, head, adapters=None)
+        backbone.clip.visual.requires_grad_(True)
+
+
+def build_scratch_model(backbone: Backbone, num_classes: int, scale: float = 25.0, seed: int = 0) -> ScratchClassifier:
+    """The from-scratch control: ``backbone`` should be built with ``random_init=True``; the head is the
+    seeded random cosine classifier (a random text tower carries no class knowledge)."""
+    head = CosineClassifier(backbone.feature_dim, num_classes, scale=scale, seed=seed)
+    return ScratchClassifier(backbone, head).to(backbone.device)
+
+
+class EnsembleClassifier(nn.Module):
+    """M classifiers whose raw logits are summed (the official stage-2 rule), as one trainable model.
+
+    Trained end to end with one loss on the summed logits, this is the "jointly trained ensemble" the
+    paper compares with its post-hoc adjustment (rebuttal). Features are the members' concatenated.
+    """
+
+    def __init__(self, members: Sequence[LTClassifier]) -> None:
+        super().__init__()
+        if not members or len({m.num_classes for m in members}) != 1:
+            raise ConfigError("members: need at least one classifier, all with the same number of classes")
+        self.members = nn.ModuleList(members)
+
+    @property
+    def num_classes(self) -> int:
+        return self.members[0].num_classes
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Σ_m logits_m [B, C]."""
+        return torch.stack([m(images) for m in self.members]).sum(0)
+
+    def logits_and_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Σ_m logits_m [B, C], concatenated features [B, Σ_m D_m])."""
+        outputs = [m.logits_and_features(images) for m in self.members]
+        return torch.stack([o[0] for o in outputs]).sum(0), torch.cat([o[1] for o in outputs], dim=1)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The members' trainable states, keyed ``members.<i>.<key>``."""
+        return {f"members.{i}.{k}": v for i, m in enumerate(self.members) for k, v in m.trainable_state_dict().items()}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`trainable_state_dict`."""
+        for i, member in enumerate(self.members):
+            prefix = f"members.{i}."
+            member.load_trainable_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
 
 
 def _check_choice(name: str, value: object, choices: tuple) -> None:

@@ -59,6 +59,14 @@ class ResultsTable:
         for metric, value in values.items():
             self.add(metric, value, **keys)
 
+    def add_frame(self, frame: pd.DataFrame, metric: str | None = None, config: Any = None) -> None:
+        """Record every row of a tidy frame with columns ``value``, ``method`` and optionally ``metric``
+        (else the ``metric`` argument), ``backbone``/``backbones``, ``seed`` and ``group``."""
+        for row in frame.to_dict("records"):
+            self.add(row.get("metric", metric), row["value"], method=row["method"],
+                     backbones=row.get("backbones", row.get("backbone", "")), seed=row.get("seed"),
+                     group=str(row.get("group", "all")), config=config)
+
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=list(COLUMNS))
 
@@ -75,7 +83,9 @@ def load_tables(table_dir: str | Path, notebooks: Iterable[str] | None = None) -
     if notebooks is not None:
         wanted = set(notebooks)
         paths = [p for p in paths if p.stem in wanted]
-    frames = [pd.read_csv(p, dtype={"group": str, "backbones": str}, keep_default_na=False) for p in paths]
+    text = {c: str for c in ("run_id", "notebook", "scale", "world", "backbones", "method", "metric", "group",
+                             "git_sha", "config_hash", "versions")}
+    frames = [pd.read_csv(p, dtype=text).fillna({c: "" for c in text}) for p in paths]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
 
 

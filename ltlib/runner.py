@@ -10,10 +10,11 @@ book; the wall time of every execution goes into ``timings.csv`` beside the exec
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 
@@ -25,6 +26,7 @@ from .storage import read_json, write_json, write_text
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLAN_PATH = REPO_ROOT / "notebooks" / "plan.yaml"
 STAMP_SUFFIX = ".stamp.json"
+EXECUTED_DIR_VARIABLE = "LTLIB_EXECUTED_DIR"  # tells a notebook where its build's timings.csv is
 
 
 class NotebookError(LtlibError, RuntimeError):
@@ -43,11 +45,12 @@ class NotebookJob:
         return Path(out_dir) / f"{self.name}.ipynb"
 
 
-def load_plan(setting: str, plan_path: Path = PLAN_PATH, **overrides: Any) -> list[NotebookJob]:
+def load_plan(setting: str, plan_path: Path = PLAN_PATH, only: Sequence[str] | None = None,
+              **overrides: Any) -> list[NotebookJob]:
     """The jobs of ``setting`` in plan order; ``overrides`` replace parameters of every notebook.
 
     A notebook's parameters are, in increasing priority: the setting's, the entry's ``parameters``,
-    the entry's ``settings[setting]`` and ``overrides``.
+    the entry's ``settings[setting]`` and ``overrides``. ``only`` keeps the named notebooks.
 
     Raises:
         ConfigError: unknown setting, or a listed notebook source that does not exist.
@@ -57,7 +60,13 @@ def load_plan(setting: str, plan_path: Path = PLAN_PATH, **overrides: Any) -> li
     if setting not in settings:
         raise ConfigError(f"{plan_path}: unknown setting {setting!r}; known: {sorted(settings)}")
     jobs = []
-    for entry in plan.get("notebooks", []):
+    entries = plan.get("notebooks", [])
+    unknown = sorted(set(only or ()) - {e["name"] for e in entries})
+    if unknown:
+        raise ConfigError(f"{plan_path}: no notebook(s) {unknown} in the plan")
+    for entry in entries:
+        if only is not None and entry["name"] not in only:
+            continue
         source = plan_path.parent / f"{entry['name']}.py"
         if not source.is_file():
             raise ConfigError(f"{plan_path}: notebook {entry['name']!r} has no source {source}")
@@ -105,6 +114,7 @@ def execute(job: NotebookJob, out_dir: Path, *, cwd: Path = REPO_ROOT, timeout: 
     out.parent.mkdir(parents=True, exist_ok=True)
     source_nb = out.with_name(f".{job.name}.source.ipynb")
     jupytext.write(jupytext.read(job.source), source_nb)
+    os.environ[EXECUTED_DIR_VARIABLE] = str(Path(out_dir).resolve())  # read by ltlib.perf inside the kernel
     start = time.perf_counter()
     try:
         papermill.execute_notebook(str(source_nb), str(out), parameters=job.parameters, kernel_name="python3",
@@ -148,14 +158,13 @@ def run_all(jobs: list[NotebookJob], out_dir: Path, *, force: bool = False, log=
             stamp = read_json(job.output_path(out_dir).with_suffix(STAMP_SUFFIX))
             rows.append(_timing_row(job, "up-to-date", stamp.get("seconds", float("nan"))))
             log(f"[runner] {job.name}: up to date, skipped")
-            continue
-        log(f"[runner] {job.name}: executing with {job.parameters}")
-        seconds = execute(job, out_dir)
-        rows.append(_timing_row(job, "executed", seconds))
-        log(f"[runner] {job.name}: done in {seconds:.1f} s")
-    table = pd.DataFrame(rows)
-    write_text(Path(out_dir) / "timings.csv", table.to_csv(index=False))
-    return table
+        else:
+            log(f"[runner] {job.name}: executing with {job.parameters}")
+            rows.append(_timing_row(job, "executed", execute(job, out_dir)))
+            log(f"[runner] {job.name}: done in {rows[-1]['seconds']:.1f} s")
+        # written after every notebook, so a later notebook (the performance page) sees this build's times
+        write_text(Path(out_dir) / "timings.csv", pd.DataFrame(rows).to_csv(index=False))
+    return pd.DataFrame(rows)
 
 
 def _timing_row(job: NotebookJob, status: str, seconds: float) -> dict[str, Any]:

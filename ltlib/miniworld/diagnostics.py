@@ -4,26 +4,40 @@
 - :func:`zero_shot_accuracy`: zero-shot accuracy overall, by part visibility C and per class;
 - :func:`parameter_imbalance`: per-class zero-shot accuracy vs π_m, controlled for class difficulty
   with the uniform-prior reference model (the prototype's finding: raw correlations are confounded);
-- :func:`prior_recovery`: GLA's P̂_P (``ltlib.priors``, both solvers) vs the true π_m.
+- :func:`prior_recovery`: GLA's P̂_P (``ltlib.priors``, both solvers) vs the true π_m;
+- :func:`part_attribution`: which part a model relies on (PAPER.md Fig. 4/10, ``ltlib.attribution``), on
+  the world's images or on :func:`unoccluded_images`, where both parts are in full view;
+- the world itself: :func:`latin_square`, :func:`part_neighbours`, :func:`example_renders`,
+  :func:`generation_check` (throughput, determinism) and :func:`pretraining_record` (the cache's record
+  of each pre-training);
+- :func:`tidy`: every result class here has ``rows()``; ``tidy`` turns results into the frame that
+  ``ltlib.results.ResultsTable.add_frame`` records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
+from ..attribution import PartAttribution, attribute
 from ..backbones import Backbone
 from ..heads import ZeroShotClassifier
 from ..metrics import per_class_accuracy
 from ..priors import fit_prior
-from .names import VISIBILITY
+from .generator import Renders, render
+from .names import VISIBILITY, part_words
 from .seeds import derive_seed
+from .tasks import WorldImages
 from .world import TEMPLATE, World
 
 Features = Callable[[torch.Tensor], np.ndarray]  # normalised images [N,3,S,S] → features [N, D]
@@ -54,6 +68,7 @@ class ProbeResult:
         within_type_accuracy: accuracy among predictions with the right part type (chance 1/G: classes
             that share the part are indistinguishable from it alone).
         type_chance, within_type_chance: 1/T and 1/G.
+        seed: the seed of the probe's images.
     """
 
     part: str
@@ -62,6 +77,12 @@ class ProbeResult:
     within_type_accuracy: float
     type_chance: float
     within_type_chance: float
+    seed: int = 0
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Tidy rows (see :func:`tidy`), group = the part shown."""
+        metrics = ("class_accuracy", "type_accuracy", "within_type_accuracy", "type_chance", "within_type_chance")
+        return [{"metric": m, "value": getattr(self, m), "group": self.part, "seed": self.seed} for m in metrics]
 
 
 def structure_probe(world: World, part: str = "head", features: Features | None = None, per_class: int = 40,
@@ -93,7 +114,8 @@ def structure_probe(world: World, part: str = "head", features: Features | None 
     right_type = types[predicted] == types[labels]
     within = float(np.mean(predicted[right_type] == labels[right_type])) if right_type.any() else 0.0
     return ProbeResult(part, 100.0 * float(np.mean(predicted == labels)), 100.0 * float(np.mean(right_type)),
-                       100.0 * within, 100.0 / world.layout.num_part_types, 100.0 / world.config.parts.group_size)
+                       100.0 * within, 100.0 / world.layout.num_part_types, 100.0 / world.config.parts.group_size,
+                       seed)
 
 
 def _normalise(images: torch.Tensor, world: World) -> torch.Tensor:
@@ -101,10 +123,15 @@ def _normalise(images: torch.Tensor, world: World) -> torch.Tensor:
     return (images.float() / 255.0 - mean) / std
 
 
+def zero_shot_classifier(world: World, name: str) -> ZeroShotClassifier:
+    """The zero-shot classifier of model ``name`` over the world's classes ("a photo of a {name}.")."""
+    return ZeroShotClassifier(world.backbone(name), world.class_names, TEMPLATE)
+
+
 @torch.no_grad()
 def zero_shot_logits(world: World, name: str, split: str = "test", batch_size: int = 1000) -> np.ndarray:
     """Zero-shot logits of model ``name`` ("a photo of a {name}.") on a balanced split; float32 [N, K]."""
-    classifier = ZeroShotClassifier(world.backbone(name), world.class_names, TEMPLATE)
+    classifier = zero_shot_classifier(world, name)
     images, _ = world.split(split).tensors()
     return torch.cat([classifier(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]).numpy()
 
@@ -117,6 +144,11 @@ class ZeroShotAccuracy:
     overall: float
     by_visibility: dict[str, float]
     per_class: np.ndarray
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Tidy rows (see :func:`tidy`): ``accuracy`` in groups ``all``, ``head`` and ``body`` (C)."""
+        groups = {"all": self.overall, **self.by_visibility}
+        return [{"metric": "accuracy", "value": v, "group": g, "backbones": self.model} for g, v in groups.items()]
 
 
 def zero_shot_accuracy(world: World, name: str, split: str = "test") -> ZeroShotAccuracy:
@@ -151,11 +183,29 @@ class ImbalanceResult:
     raw_p: float
     tercile_difference: tuple[float, float, float]
 
+    def rows(self) -> list[dict[str, Any]]:
+        """Tidy rows (see :func:`tidy`): ``spearman`` / ``p`` (``group="vs-reference"`` with the control,
+        ``"raw"`` without) and ``tercile_difference`` in groups ``head`` / ``middle`` / ``tail`` of π_m."""
+        stats = {("spearman", "vs-reference"): self.rho, ("p", "vs-reference"): self.p,
+                 ("spearman", "raw"): self.raw_rho, ("p", "raw"): self.raw_p,
+                 **{("tercile_difference", g): v for g, v in zip(("head", "middle", "tail"), self.tercile_difference)}}
+        return [{"metric": m, "value": v, "group": g, "backbones": self.model} for (m, g), v in stats.items()]
 
-def parameter_imbalance(world: World, name: str, split: str = "test") -> ImbalanceResult:
-    """Does model ``name`` favour the classes its corpus over-represents (parameter imbalance)?"""
-    accuracy = zero_shot_accuracy(world, name, split).per_class
-    reference = zero_shot_accuracy(world, world.reference_name, split).per_class
+
+def parameter_imbalance(world: World, name: str, split: str = "test",
+                        accuracies: Mapping[str, ZeroShotAccuracy] | None = None) -> ImbalanceResult:
+    """Does model ``name`` favour the classes its corpus over-represents (parameter imbalance)?
+
+    Args:
+        world: the world; name: the foundation model; split: the balanced split to evaluate on.
+        accuracies: already computed :func:`zero_shot_accuracy` results on ``split`` by model name (the
+            model's and the reference's are taken from here when present, else computed).
+    Returns:
+        :class:`ImbalanceResult`.
+    """
+    accuracies = accuracies or {}
+    accuracy, reference = (accuracies[n].per_class if n in accuracies else zero_shot_accuracy(world, n, split).per_class
+                           for n in (name, world.reference_name))
     prior, difference = world.true_prior(name), accuracy - reference
     rho, p = spearmanr(difference, prior)
     raw_rho, raw_p = spearmanr(accuracy, prior)
@@ -186,6 +236,19 @@ class PriorRecovery:
     kl_uniform: float
     temperature: float
 
+    @property
+    def log_range_ratio(self) -> float:
+        """The estimate's spread relative to the truth's: log(max/min of P̂_P) / log(max/min of π_m)."""
+        return float(np.log(self.estimate.max() / self.estimate.min()) / np.log(self.truth.max() / self.truth.min()))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Tidy rows (see :func:`tidy`), method ``gla-<solver>``: spearman, p, kl, kl_uniform, temperature,
+        log_range_ratio."""
+        stats = {"spearman": self.rho, "p": self.p, "kl": self.kl, "kl_uniform": self.kl_uniform,
+                 "temperature": self.temperature, "log_range_ratio": self.log_range_ratio}
+        return [{"metric": m, "value": v, "method": f"gla-{self.solver}", "backbones": self.model}
+                for m, v in stats.items()]
+
 
 def prior_recovery(world: World, name: str, solver: str = "exact", split: str = "val") -> PriorRecovery:
     """Estimate π_m from zero-shot logits on the class-balanced ``split`` with GLA and compare with the truth."""
@@ -201,3 +264,207 @@ def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
     p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
     mask = p > 0
     return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
+
+
+# --------------------------------------------------------------------------- the world itself
+def latin_square(world: World) -> pd.DataFrame:
+    """The part structure (MINIWORLD.md property 1) as a head-type × body-type grid of class names.
+
+    Returns:
+        T × T frame, rows ``"<head words>"``, columns ``"<body words>"``; a cell holds the class with that
+        (head, body) pair or ``""``. Every row and column holds ``group_size`` classes.
+    """
+    t = world.layout.num_part_types
+    grid = pd.DataFrame("", index=[part_words("head", h) for h in range(t)],
+                        columns=[part_words("body", b) for b in range(t)])
+    for name, head, body in zip(world.class_names, world.layout.head_type, world.layout.body_type):
+        grid.iloc[head, body] = name
+    return grid
+
+
+def part_neighbours(world: World, k: int) -> tuple[int, ...]:
+    """Class ``k``, then the other classes with its head type, then those with its body type (property 1)."""
+    layout = world.layout
+    heads = [c for c in layout.classes_with("head", layout.head_type[k]) if c != k]
+    bodies = [c for c in layout.classes_with("body", layout.body_type[k]) if c != k]
+    return (k, *heads, *bodies)
+
+
+def example_renders(world: World, classes: Sequence[int], seed: int = 0) -> Renders:
+    """Two images of each class in ``classes``, head-dominant (C = 0) then body-dominant (C = 1).
+
+    Returns:
+        ``Renders`` of 2·len(classes) images, ordered class by class.
+    """
+    labels = np.repeat(np.asarray(classes, dtype=np.int64), 2)
+    visibility = np.tile(np.array([0, 1], dtype=np.int64), len(classes))
+    return world.render(labels, visibility, derive_seed(world.config.seed, "examples", seed))
+
+
+@dataclass(frozen=True)
+class GenerationCheck:
+    """Renderer throughput and determinism (MINIWORLD.md property 8).
+
+    Attributes:
+        num_images, seconds, images_per_second: one timed render of a class-balanced batch (one thread).
+        identical: a second render with the same seed is bit-identical (images and masks).
+        seed_changes_images: a render with another seed differs.
+    """
+
+    num_images: int
+    seconds: float
+    images_per_second: float
+    identical: bool
+    seed_changes_images: bool
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Tidy rows (see :func:`tidy`); the booleans as 1.0 / 0.0."""
+        stats = {"images_per_second": self.images_per_second, "seconds": self.seconds,
+                 "num_images": self.num_images, "identical": self.identical,
+                 "seed_changes_images": self.seed_changes_images}
+        return [{"metric": m, "value": float(v)} for m, v in stats.items()]
+
+
+def generation_check(world: World, num_images: int = 4096, seed: int = 0) -> GenerationCheck:
+    """Render ``num_images`` world images twice with ``seed`` and once with ``seed + 1``; time the first."""
+    labels = np.arange(num_images, dtype=np.int64) % world.num_classes
+    visibility = (np.arange(num_images, dtype=np.int64) // world.num_classes) % 2
+    start = time.perf_counter()
+    first = world.render(labels, visibility, seed)
+    seconds = time.perf_counter() - start
+    again, other = world.render(labels, visibility, seed), world.render(labels, visibility, seed + 1)
+    identical = torch.equal(first.images, again.images) and torch.equal(first.masks, again.masks)
+    return GenerationCheck(num_images, seconds, num_images / seconds, identical,
+                           not torch.equal(first.images, other.images))
+
+
+@dataclass(frozen=True)
+class PretrainingRecord:
+    """What the model cache recorded when one mini model was pre-trained.
+
+    Attributes:
+        model: its name; seconds: wall time of training; cpu_seconds; generation_seconds: rendering its
+        corpus; steps; final_loss: mean contrastive loss of the last epoch; num_images: corpus size;
+        head_fraction: P_m(C = head-dominant), nominal, and realised_head_fraction;
+        imbalance_ratio: max π_m / min π_m as realised; logit_scale: the learnt CLIP temperature.
+    """
+
+    model: str
+    seconds: float
+    cpu_seconds: float
+    generation_seconds: float
+    steps: int
+    final_loss: float
+    num_images: int
+    head_fraction: float
+    realised_head_fraction: float
+    imbalance_ratio: float
+    logit_scale: float
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Tidy rows (see :func:`tidy`), one per attribute."""
+        return [{"metric": f.name, "value": float(getattr(self, f.name)), "backbones": self.model}
+                for f in dataclasses.fields(self) if f.name != "model"]
+
+
+def pretraining_record(world: World, name: str) -> PretrainingRecord:
+    """The cache's record of model ``name`` (pre-training it first if needed)."""
+    entry = world.pretrained(name)
+    log, truth, prior = entry.log, entry.truth, np.asarray(entry.truth["prior"])
+    return PretrainingRecord(name, log["seconds"], log["cpu_seconds"], log["generation_seconds"], log["steps"],
+                             log["epoch_loss"][-1], truth["num_images"], truth["head_fraction"],
+                             truth["realised_head_fraction"], float(prior.max() / prior.min()), log["logit_scale"])
+
+
+# --------------------------------------------------------------------------- part attribution (Fig. 4/10)
+def unoccluded_images(world: World, per_class: int = 10, seed: int = 0) -> WorldImages:
+    """Class-balanced images with **both parts in full view** (the occluder covers 0% of either part).
+
+    The world's own images always hide most of one part (C), so on them a model's part reliance mostly
+    reflects C; with both parts visible it reflects the model. C still alternates, but only decides on
+    which side of the object the (now empty) occluder band lies.
+
+    Args:
+        world: the world; per_class: images per class; seed: seeds the images.
+    Returns:
+        ``WorldImages`` of K·per_class images (labels, C and part masks as attributes).
+    """
+    labels = np.repeat(np.arange(world.num_classes, dtype=np.int64), per_class)
+    visibility = np.arange(len(labels), dtype=np.int64) % 2
+    config = dataclasses.replace(world.config.render, occlusion=(0.0, 0.0))
+    renders = render(world.layout, labels, visibility, config, derive_seed(world.config.seed, "unoccluded", seed))
+    return WorldImages(renders, world.mean, world.std)
+
+
+@dataclass(frozen=True)
+class ModelAttribution:
+    """Part attribution of one model's zero-shot classifier on one image set (PAPER.md Fig. 4/10).
+
+    Attributes:
+        model: the model; images: the image set's name (``"unoccluded"``, ``"test"``); seed: its seed;
+        attribution: saliency maps, their part shares and the occlusion reliance (``ltlib.attribution``);
+        visibility: C of each image, int64 [N]; by_visibility: also summarise each value of C apart.
+    """
+
+    model: str
+    images: str
+    seed: int
+    attribution: PartAttribution
+    visibility: np.ndarray
+    by_visibility: bool = False
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Tidy rows (see :func:`tidy`) of ``PartAttribution.summary``: group ``<images>`` over all images
+        and, with ``by_visibility``, ``<images>:head`` / ``<images>:body`` for each value of C."""
+        groups: dict[str, np.ndarray | None] = {self.images: None}
+        if self.by_visibility:
+            groups |= {f"{self.images}:{VISIBILITY[c]}": self.visibility == c for c in np.unique(self.visibility)}
+        return [{"metric": m, "value": v, "group": g, "seed": self.seed, "backbones": self.model}
+                for g, index in groups.items() for m, v in self.attribution.summary(index).items()]
+
+
+def split_subset(world: World, split: str, per_class: int) -> WorldImages:
+    """The first ``per_class`` images of every class of the balanced ``split`` (C stays independent of Y).
+
+    Returns:
+        ``WorldImages`` of K·per_class images (fewer for a class with fewer images), in the split's order.
+    """
+    labels = world.split(split).labels.numpy()
+    order = np.argsort(labels, kind="stable")
+    rank = np.empty_like(labels)  # position of each image among its class's images
+    rank[order] = np.arange(len(labels)) - np.searchsorted(labels[order], labels[order])
+    return WorldImages(world.split(split).renders.subset(np.flatnonzero(rank < per_class)), world.mean, world.std)
+
+
+def part_attribution(world: World, name: str, data: WorldImages, images: str, seed: int = -1,
+                     by_visibility: bool = False, batch_size: int = 500) -> ModelAttribution:
+    """Saliency and occlusion part reliance (``ltlib.attribution.attribute``) of the zero-shot classifier of
+    model ``name`` on ``data`` (e.g. ``world.split("test")`` or :func:`unoccluded_images`).
+
+    Args:
+        world: the world; name: the model; data: the images with their masks.
+        images: a name for ``data`` (the result rows' group); seed: the seed ``data`` was drawn with (-1: none).
+        by_visibility: summarise each value of C apart too (for the world's own images, where C decides
+            which part is mostly hidden).
+        batch_size: images per forward pass.
+    Returns:
+        :class:`ModelAttribution`.
+    """
+    tensors, labels = data.tensors()
+    attribution = attribute(zero_shot_classifier(world, name), tensors, data.masks, labels, batch_size=batch_size)
+    return ModelAttribution(name, images, seed, attribution, data.visibility.numpy(), by_visibility)
+
+
+# --------------------------------------------------------------------------- tidy rows for ResultsTable
+def tidy(results: Sequence[Any], method: str, backbones: str = "", seed: int = -1) -> pd.DataFrame:
+    """The ``rows()`` of several results as one frame for ``ltlib.results.ResultsTable.add_frame``.
+
+    Args:
+        results: objects with a ``rows()`` method (the result classes of this module).
+        method, backbones, seed: defaults for rows that do not set them (group defaults to ``"all"``).
+    Returns:
+        Columns ``metric``, ``value``, ``method``, ``backbones``, ``seed``, ``group``.
+    """
+    defaults = {"method": method, "backbones": backbones, "seed": seed, "group": "all"}
+    return pd.DataFrame([{**defaults, **row} for result in results for row in result.rows()],
+                        columns=["metric", "value", "method", "backbones", "seed", "group"])

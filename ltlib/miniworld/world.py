@@ -31,6 +31,7 @@ from .tasks import WorldImages, balanced_split, split_by_fraction, train_counts
 
 TEMPLATE = "a photo of a {}."  # the zero-shot / head-init prompt of every mini model (spec A.7)
 SPLITS = ("val", "test")
+CONSENSUS = "consensus"  # relative_to value: the foundation models' joint popularity order
 
 
 class World:
@@ -106,7 +107,14 @@ class World:
         return counts / counts.sum()
 
     def popularity(self, name: str) -> np.ndarray:
-        """Classes from the most to the least frequent in the corpus of ``name``; int64 [K]."""
+        """Classes from the most to the least frequent in the corpus of ``name``; int64 [K].
+
+        ``name="consensus"`` ranks by the mean log-prior of the foundation models: the classes that are
+        frequent for the models together (Tab. 13's scenarios for an ensemble of all of them).
+        """
+        if name == CONSENSUS:
+            mean_log = np.mean([np.log(self.true_prior(m)) for m in self.model_names], axis=0)
+            return np.argsort(-mean_log, kind="stable")
         return np.argsort(-self.corpus_counts(name), kind="stable")
 
     def part_bias(self, name: str) -> float:
@@ -221,7 +229,8 @@ class World:
             order: ``independent`` / ``consistent`` / ``reverse`` / ``balanced`` (PAPER.md Tab. 13), or an
                 explicit permutation (downstream rank → class).
             seed: draws the independent order and the training images.
-            relative_to: the foundation model whose π_m ``consistent`` / ``reverse`` follow (default: the first).
+            relative_to: the foundation model whose π_m ``consistent`` / ``reverse`` follow (default: the first),
+                or ``"consensus"`` (all of them, see :meth:`popularity`).
         Returns:
             The task; ``train`` is augmented, ``eval_sets`` holds the shared ``val`` and ``test`` splits;
             ``info`` records the order, D-groups, thresholds and the world.

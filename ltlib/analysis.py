@@ -1,0 +1,409 @@
+"""The paper's analyses over cached stage-1 runs (any scale): per-class accuracy against the
+downstream prior P_S, the estimated pre-training prior P̂_P and (in the mini world) the true π (Fig. 3,
+Fig. 9), D×P group scores (Fig. 2, Tab. 3, Tab. 11), ensembles of runs (the backdoor adjustment, Tab. 8),
+and the kNN feature probe (Tab. 4). Inputs are run directories (``ltlib.runs``) and a run index
+(``ltlib.experiments``); outputs are tidy DataFrames.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+from .adjust import gla_posthoc
+from .cache import SplitOutputs, load_split
+from .errors import ConvergenceError
+from .metrics import Groups, d_groups, knn_predict, per_class_accuracy
+from .priors import calibrate_temperature, fit_prior
+from .runs import load_run
+from .stage2 import combined_predictions, score_rows
+
+SORT_KEYS = {"p_s": "downstream prior P_S", "p_hat": "estimated pre-training prior P̂_P",
+             "pi": "true pre-training prior π"}
+
+
+# ----------------------------------------------------------------------------- run facts
+@functools.lru_cache(maxsize=512)
+def _run_json(run_dir: str) -> dict:
+    return load_run(run_dir)
+
+
+@functools.lru_cache(maxsize=256)
+def outputs(run_dir: str | Path, split: str = "test") -> SplitOutputs:
+    """Cached outputs of a run (memoised: analyses read the same runs many times)."""
+    return load_split(str(run_dir), split)
+
+
+def class_counts(run_dir: str | Path) -> np.ndarray:
+    """n_y of the run's downstream training set."""
+    return np.asarray(_run_json(str(run_dir))["class_counts"], dtype=np.int64)
+
+
+def run_d_groups(run_dir: str | Path) -> Groups:
+    """D-groups of the run's task, with the thresholds the task records (OLTR 100 / 20 by default)."""
+    info = _run_json(str(run_dir)).get("task_info", {})
+    return d_groups(class_counts(run_dir), info.get("many_threshold", 100), info.get("few_threshold", 20))
+
+
+# ----------------------------------------------------------------------------- priors
+def zero_shot_prior(run_dir: str | Path, solver: str = "exact", split: str = "val"):
+    """GLA's fit of P̂_P on a zero-shot run's class-balanced split (``ltlib.priors.PriorFit``)."""
+    out = outputs(run_dir, split)
+    return fit_prior(out.logits, out.targets, solver=solver)
+
+
+def consensus_prior(priors: Sequence[np.ndarray]) -> np.ndarray:
+    """The geometric mean of several priors, renormalised: P-groups for an ensemble of models."""
+    log = np.mean([np.log(np.asarray(p, dtype=np.float64)) for p in priors], axis=0)
+    return np.exp(log - np.logaddexp.reduce(log))
+
+
+def prior_agreement(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """How well an estimated prior tracks the truth: Spearman ρ (and p), KL(truth ‖ estimate) and the
+    KL of a uniform guess as the baseline to beat."""
+    rho, p = stats.spearmanr(estimate, truth)
+    uniform = np.full_like(truth, 1.0 / len(truth))
+    return {"spearman": float(rho), "spearman_p": float(p), "kl": _kl(truth, estimate), "kl_uniform": _kl(truth, uniform)}
+
+
+def _kl(p: np.ndarray, q: np.ndarray) -> float:
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    return float(np.sum(p * (np.log(p) - np.log(q))))
+
+
+# ----------------------------------------------------------------------------- per-class trends (Fig. 3, Fig. 9)
+def per_class_table(index: pd.DataFrame, p_hat: Mapping[str, np.ndarray],
+                    pi: Mapping[str, np.ndarray] | None = None, split: str = "test") -> pd.DataFrame:
+    """One row per (run, class): accuracy with the class's P_S, P̂_P and (when known) true π.
+
+    Args:
+        index: run index (columns backbone, method, model, seed, run_dir, …).
+        p_hat: backbone → P̂_P [C] (for an ensemble or a from-scratch model, pass the prior to sort by
+            under the run's backbone name).
+        pi: backbone → true π [C], or None at full scale.
+    """
+    frames = []
+    for row in index.itertuples(index=False):
+        out, counts = outputs(row.run_dir, split), class_counts(row.run_dir)
+        frame = pd.DataFrame({"class": np.arange(len(counts)), "n_train": counts, "p_s": counts / counts.sum(),
+                              "p_hat": p_hat[row.backbone],
+                              "accuracy": per_class_accuracy(out.logits.argmax(1), out.targets, len(counts))})
+        if pi is not None:
+            frame["pi"] = pi[row.backbone]
+        frames.append(frame.assign(**{k: getattr(row, k) for k in ("backbone", "method", "model", "seed")},
+                                   run_dir=str(row.run_dir)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def with_reference(table: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Add ``ref_accuracy`` (the uniform-prior reference model's per-class accuracy on the same task and
+    seed) and ``excess`` = accuracy − ref_accuracy: per-class difficulty cancels, the prior's effect stays
+    (MINIWORLD.md, prototype facts)."""
+    ref = reference[["seed", "class", "accuracy"]].rename(columns={"accuracy": "ref_accuracy"})
+    out = table.merge(ref, on=["seed", "class"], how="left", validate="many_to_one")
+    return out.assign(excess=out["accuracy"] - out["ref_accuracy"])
+
+
+def trend_statistics(table: pd.DataFrame, keys: Sequence[str] = ("p_s", "p_hat", "pi"),
+                     value: str = "accuracy") -> pd.DataFrame:
+    """Per run, Spearman ρ of per-class ``value`` against each prior in ``keys`` (a monotone trend: ρ > 0
+    means frequent classes do better). Columns: backbone, method, model, seed, key, rho, p."""
+    rows = []
+    for (run, *ids), part in table.groupby(["run_dir", "backbone", "method", "model", "seed"], sort=False):
+        for key in (k for k in keys if k in part):
+            rho, p = stats.spearmanr(part[key], part[value])
+            rows.append({"backbone": ids[0], "method": ids[1], "model": ids[2], "seed": ids[3], "key": key,
+                         "rho": float(rho), "p": float(p)})
+    return pd.DataFrame(rows)
+
+
+def binned_accuracy(table: pd.DataFrame, key: str, bins: int = 5, value: str = "accuracy") -> pd.DataFrame:
+    """Fig. 3's curves: within every run, classes sorted by ``key`` (most frequent first) and cut into
+    ``bins`` equal bins; mean ``value`` per bin. Columns: backbone, method, model, seed, bin (1 = head), value."""
+    def per_run(part: pd.DataFrame) -> pd.DataFrame:
+        order = part.sort_values(key, ascending=False, kind="stable")
+        labels = np.arange(len(order)) * bins // len(order) + 1
+        return order.assign(bin=labels).groupby("bin", as_index=False)[value].mean()
+
+    pieces = [per_run(part).assign(backbone=b, method=m, model=mo, seed=s)
+              for (_, b, m, mo, s), part in table.groupby(["run_dir", "backbone", "method", "model", "seed"], sort=False)]
+    return pd.concat(pieces, ignore_index=True).assign(key=key)
+
+
+# ----------------------------------------------------------------------------- ensembles and groups
+def ensemble_predictions(run_dirs: Sequence[str | Path], rule: str = "logit_sum", split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """Predictions of the backdoor adjustment over runs (M = len(run_dirs)) and the shared targets."""
+    outs = [outputs(d, split) for d in run_dirs]
+    targets = outs[0].targets
+    if any(not np.array_equal(o.targets, targets) for o in outs[1:]):
+        raise ValueError(f"runs {list(map(str, run_dirs))} were evaluated on different {split} sets")
+    return combined_predictions([o.logits for o in outs], rule), targets
+
+
+def group_scores(preds: np.ndarray, targets: np.ndarray, d: Groups, p: Groups | None) -> dict[str, float]:
+    """Overall, D-group, P-group and D×P accuracies (``ltlib.stage2.score_rows``) as a flat dict
+    (keys ``overall``, ``D-many``, ``P-few``, ``D-few×P-few``, …)."""
+    scores = {}
+    for r in score_rows(preds, targets, d, p):
+        if r["metric"] == "accuracy":
+            scores["overall"] = r["value"]
+        elif r["d_group"] != "all" and r["p_group"] != "all":
+            scores[f"D-{r['d_group']}×P-{r['p_group']}"] = r["value"]
+        elif r["d_group"] != "all":
+            scores[f"D-{r['d_group']}"] = r["value"]
+        elif r["p_group"] != "all":
+            scores[f"P-{r['p_group']}"] = r["value"]
+    return scores
+
+
+def posthoc_gla_predictions(ft_run: str | Path, zs_run: str | Path, prior: np.ndarray, split: str = "test",
+                            calibration_split: str = "val") -> np.ndarray:
+    """GLA's post-hoc combination (spec C.6, few-shot form) of a fine-tuned and a zero-shot run:
+    ft/T_ft + zs/T_zs − log P̂_P, temperatures calibrated on the balanced ``calibration_split``."""
+    ft_cal, zs_cal = outputs(ft_run, calibration_split), outputs(zs_run, calibration_split)
+    t_ft = _temperature(ft_cal, tol=1.0)  # GLA calibrates the fine-tuned model with thres 1.0
+    t_zs = _temperature(zs_cal, tol=0.1)
+    ft, zs = outputs(ft_run, split), outputs(zs_run, split)
+    return gla_posthoc(ft.logits, zs.logits, prior, t_ft, t_zs).argmax(1).numpy()
+
+
+def _temperature(out: SplitOutputs, tol: float) -> float:
+    """GLA's calibrated temperature; a model at or below chance accuracy cannot be calibrated (confidence
+    never falls below 100/C), and its calibrated limit is T → ∞: its logits then drop out of the sum."""
+    try:
+        return calibrate_temperature(out.logits, out.targets, tol=tol)
+    except ConvergenceError:
+        warnings.warn(f"accuracy at or below chance: temperature → ∞ for this model ({out.logits.shape})")
+        return math.inf
+
+
+def knn_group_accuracy(run_dir: str | Path, k: int = 200, temperature: float = 0.1,
+                       bank: str = "val", query: str = "test") -> dict[str, float]:
+    """Tab. 4's probe: weighted kNN on the run's features (bank = the balanced val split), accuracy
+    overall and per D-group."""
+    b, q = outputs(run_dir, bank), outputs(run_dir, query)
+    preds = knn_predict(torch.from_numpy(b.features), torch.from_numpy(b.targets), torch.from_numpy(q.features),
+                        b.num_classes, k=k, temperature=temperature).numpy()
+    return group_scores(preds, q.targets, run_d_groups(run_dir), None)
+
+
+# ----------------------------------------------------------------------------- study-level tables
+def prior_fits(study, solvers: Sequence[str] = ("exact", "reference")) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """GLA's P̂_P of every foundation model (from its zero-shot run) with each solver.
+
+    Returns:
+        (backbone → exact P̂_P, a tidy frame: backbone, method = ``gla-<solver>``, group ``prior``,
+        metric, value) with the temperature, objective and, in the mini world, the agreement with π.
+    """
+    rows, exact = [], {}
+    for b in study.backbones:
+        run = study.runs(backbone=b, method="zeroshot").iloc[0].run_dir
+        for solver in solvers:
+            fit = zero_shot_prior(run, solver)
+            exact.setdefault(b, fit.prior)
+            values = {"temperature": fit.temperature, "objective": fit.objective}
+            if study.true_priors is not None:
+                values |= prior_agreement(fit.prior, study.true_priors[b])
+            rows += [{"backbone": b, "method": f"gla-{solver}", "group": "prior", "metric": k, "value": v}
+                     for k, v in values.items()]
+    return exact, pd.DataFrame(rows)
+
+
+def lift_runs(study, methods: Sequence[str], main_only: bool = True) -> pd.DataFrame:
+    """The study's LIFT runs of the foundation models for ``methods``; with ``main_only``, only the main
+    setting (independent class order, training seed = task seed), not the controls' extra runs."""
+    index = study.index
+    runs = index[(index.model == "lift") & index.backbone.isin(study.backbones) & index.method.isin(methods)]
+    if main_only:
+        runs = runs[(runs.order == "independent") & (runs.seed == runs.task_seed)]
+    return runs
+
+
+def dp_matrices(study, p_hat: Mapping[str, np.ndarray], methods: Sequence[str] = ("CE", "LA")) -> dict[str, pd.DataFrame]:
+    """Fig. 2: mean D×P matrix of each single-model method and of the backdoor adjustment of the LA runs
+    (M = all backbones, per seed; P-groups from the consensus of the members' P̂_P)."""
+    from .metrics import dp_matrix, p_groups
+
+    def matrix(run_dirs: Sequence[str], prior: np.ndarray) -> pd.DataFrame:
+        preds, targets = ensemble_predictions(run_dirs)
+        return dp_matrix(preds, targets, run_d_groups(run_dirs[0]), p_groups(prior)).accuracy
+
+    out = {}
+    for method in methods:
+        runs = lift_runs(study, [method])
+        out[method] = _mean_frames([matrix([r.run_dir], p_hat[r.backbone]) for r in runs.itertuples()])
+    consensus = consensus_prior([p_hat[b] for b in study.backbones])
+    la = lift_runs(study, ["LA"])
+    out[f"backdoor adjustment (M={len(study.backbones)})"] = _mean_frames(
+        [matrix(part.run_dir.tolist(), consensus) for _, part in la.groupby("seed")])
+    return out
+
+
+def dp_rows(matrices: Mapping[str, pd.DataFrame], backbones: Sequence[str]) -> pd.DataFrame:
+    """The cells of :func:`dp_matrices` as tidy rows (group ``D-<d>×P-<p>``)."""
+    return pd.DataFrame([{"method": name, "backbones": "+".join(sorted(backbones)), "group": f"D-{d}×P-{p}",
+                          "value": m.loc[d, p]} for name, m in matrices.items() for d in m.index for p in m.columns])
+
+
+def _mean_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    return sum(frames) / len(frames)
+
+
+def method_scores(study, p_hat: Mapping[str, np.ndarray], methods: Sequence[str] = ("CE", "LA", "GLA-Train"),
+                  posthoc: bool = True) -> pd.DataFrame:
+    """Tab. 3: accuracy overall and per D-group of every run of ``methods`` and, with ``posthoc``, of
+    GLA's post-hoc combination of each LA run with its zero-shot run. Tidy: method, backbone, seed, group, value."""
+    rows = []
+    for r in lift_runs(study, methods).itertuples():
+        d = run_d_groups(r.run_dir)
+        preds, targets = ensemble_predictions([r.run_dir])
+        rows += _score_rows(r.method, r.backbone, r.seed, group_scores(preds, targets, d, None))
+        if posthoc and r.method == "LA":
+            zs = study.runs(backbone=r.backbone, method="zeroshot", seed=r.seed).iloc[0].run_dir
+            preds = posthoc_gla_predictions(r.run_dir, zs, p_hat[r.backbone])
+            rows += _score_rows("GLA post-hoc", r.backbone, r.seed, group_scores(preds, targets, d, None))
+    return pd.DataFrame(rows)
+
+
+def _score_rows(method: str, backbone: str, seed: int, scores: Mapping[str, float]) -> list[dict]:
+    return [{"method": method, "backbone": backbone, "seed": seed, "group": g, "value": v} for g, v in scores.items()]
+
+
+def knn_scores(study, methods: Sequence[str] = ("zeroshot", "CE", "LA")) -> pd.DataFrame:
+    """Tab. 4: kNN accuracy per D-group of each run's features (zero-shot runs = pre-trained features)."""
+    rows = []
+    for r in lift_runs(study, methods).itertuples():
+        name = "pre-trained" if r.method == "zeroshot" else r.method
+        rows += _score_rows(name, r.backbone, r.seed, knn_group_accuracy(r.run_dir))
+    return pd.DataFrame(rows)
+
+
+def trend_rows(trends: pd.DataFrame, method_suffix: str = "") -> pd.DataFrame:
+    """:func:`trend_statistics` as tidy result rows (group = the prior sorted by)."""
+    return trends.rename(columns={"rho": "value", "key": "group"}).assign(method=trends["method"] + method_suffix)
+
+
+def summary_cells(frame: pd.DataFrame, index: str = "method", columns: str = "group", digits: int = 2) -> pd.DataFrame:
+    """A display table of ``mean ± sd`` over seeds (and backbones) per (index, columns) cell."""
+    from .results import format_mean_sd, summarize
+
+    s = summarize(frame.assign(world=""), by=(index, columns))
+    s["cell"] = [format_mean_sd(m, sd, digits) for m, sd in zip(s["mean"], s["sd"])]
+    return s.pivot(index=index, columns=columns, values="cell")
+
+
+# ----------------------------------------------------------------------------- main tables (notebook 03)
+def subset_scores(study, p_hat: Mapping[str, np.ndarray], rules: Sequence[str] = ("logit_sum", "prob_mean"),
+                  order: str = "independent") -> pd.DataFrame:
+    """Tab. 5–8 and 11: every non-empty subset of the foundation models' LA runs (per seed), combined with
+    each rule, scored overall, per D-group and per P-group. P-groups come from one prior for every row
+    (the consensus of all the models' P̂_P), so rows are comparable.
+
+    Returns tidy rows: method (``LIFT`` for M = 1, ``backdoor (<rule>)`` otherwise), backbones, M, seed,
+    group, value.
+    """
+    from itertools import combinations
+
+    from .metrics import p_groups
+
+    p = p_groups(consensus_prior([p_hat[b] for b in study.backbones]))
+    runs = lift_runs(study, ["LA"], main_only=False)
+    runs = runs[(runs.order == order) & (runs.seed == runs.task_seed)]
+    rows = []
+    for seed, part in runs.groupby("seed"):
+        by_backbone = dict(zip(part.backbone, part.run_dir))
+        for m in range(1, len(study.backbones) + 1):
+            for members in combinations(sorted(by_backbone), m):
+                for rule in (rules[:1] if m == 1 else rules):
+                    preds, targets = ensemble_predictions([by_backbone[b] for b in members], rule)
+                    scores = group_scores(preds, targets, run_d_groups(by_backbone[members[0]]), p)
+                    method = "LIFT (single model)" if m == 1 else f"backdoor adjustment ({rule})"
+                    rows += [{"method": method, "backbones": "+".join(members), "M": m, "seed": seed, "group": g,
+                              "value": v} for g, v in scores.items() if "×" not in g]
+    return pd.DataFrame(rows)
+
+
+def same_backbone_control(study) -> pd.DataFrame:
+    """The control the paper lacks: per seed, an ensemble of LA runs of ONE backbone trained with
+    different seeds on the same task (logit sum), beside the ensemble of the different backbones.
+    Tidy rows: method (``different backbones`` / ``same backbone, different seeds``), backbones, seed,
+    group, value."""
+    runs = lift_runs(study, ["LA"], main_only=False)
+    runs = runs[runs.order == "independent"]
+    rows = []
+    for task_seed, part in runs.groupby("task_seed"):
+        mixed = part[part.seed == task_seed]
+        repeats = part.groupby("backbone").filter(lambda g: len(g) > 1)
+        for name, members in (("different backbones", mixed), ("same backbone, different seeds", repeats)):
+            if len(members) < 2:
+                continue
+            preds, targets = ensemble_predictions(members.run_dir.tolist())
+            scores = group_scores(preds, targets, run_d_groups(members.run_dir.iloc[0]), None)
+            rows += [{"method": name, "backbones": "+".join(sorted(members.backbone)), "seed": task_seed,
+                      "group": g, "value": v} for g, v in scores.items()]
+    return pd.DataFrame(rows)
+
+
+def scenario_scores(study, orders: Sequence[str] = ("consistent", "reverse", "balanced", "independent")) -> pd.DataFrame:
+    """Tab. 13: the backdoor adjustment (all models, logit sum) and the mean single model on downstream
+    data whose head classes are the pre-training head (consistent), tail (reverse), or balanced.
+    Tidy rows: order, method, seed, group, value."""
+    runs = lift_runs(study, ["LA"], main_only=False)
+    rows = []
+    for (order, seed), part in runs[runs.order.isin(orders) & (runs.seed == runs.task_seed)].groupby(["order", "seed"]):
+        preds, targets = ensemble_predictions(part.run_dir.tolist())
+        d = run_d_groups(part.run_dir.iloc[0])
+        rows += [{"order": order, "method": "backdoor adjustment", "seed": seed, "group": g, "value": v}
+                 for g, v in group_scores(preds, targets, d, None).items()]
+        singles = [group_scores(*ensemble_predictions([r]), d, None) for r in part.run_dir]
+        rows += [{"order": order, "method": "LIFT (mean single model)", "seed": seed, "group": g,
+                  "value": float(np.mean([s[g] for s in singles]))} for g in singles[0]]
+    return pd.DataFrame(rows)
+
+
+def joint_vs_posthoc(study) -> pd.DataFrame:
+    """The rebuttal's comparison: the ensemble trained jointly (one LA loss on the summed logits) vs the
+    post-hoc sum of separately trained models, per seed. Tidy rows: method, seed, group, value."""
+    joint = study.runs(model="joint", method="LA")
+    runs = lift_runs(study, ["LA"])
+    rows = []
+    for r in joint.itertuples():
+        separate = runs[(runs.seed == r.seed) & (runs.task_seed == r.task_seed)]
+        d = run_d_groups(r.run_dir)
+        for name, dirs in (("jointly trained", [r.run_dir]), ("post-hoc (separately trained)", separate.run_dir.tolist())):
+            preds, targets = ensemble_predictions(dirs)
+            rows += [{"method": name, "seed": r.seed, "group": g, "value": v}
+                     for g, v in group_scores(preds, targets, d, None).items()]
+    return pd.DataFrame(rows)
+
+
+def inference_cost(backbones: Sequence, image_size: int, batch: int = 256, repeats: int = 3) -> pd.DataFrame:
+    """Measured cost of the backdoor adjustment with M = 1 … len(backbones) models: GFLOPs per image
+    (``torch.utils.flop_counter``) and images/s (best of ``repeats``, this process's threads).
+    ``backbones`` are ``ltlib.backbones.Backbone`` objects."""
+    from .bench import count_gflops
+
+    images = torch.randn(batch, 3, image_size, image_size)
+    rows = []
+    with torch.no_grad():
+        for m in range(1, len(backbones) + 1):
+            forward = lambda x, m=m: sum(b.image_features(x) for b in backbones[:m])  # noqa: E731
+            gflops = count_gflops(lambda: forward(images[:1]))
+            seconds = min(_timed(forward, images) for _ in range(repeats))
+            rows.append({"M": m, "gflops_per_image": gflops, "images_per_second": batch / seconds})
+    return pd.DataFrame(rows)
+
+
+def _timed(fn, x) -> float:
+    import time
+    start = time.perf_counter()
+    fn(x)
+    return time.perf_counter() - start

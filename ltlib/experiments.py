@@ -1,0 +1,178 @@
+"""Grids of stage-1 runs for the book's notebooks, at either scale.
+
+Mini scale: :func:`run_mini_grid` trains (or reuses) every requested run of a mini world in spawned,
+single-threaded worker processes and returns a run index. Full scale: :func:`full_run_index` reads the
+runs that ``make reproduce`` wrote. Both give the same table (one row per run: backbone, method, model,
+seed, task, run_dir), which is all the analysis functions need.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from .parallel import run_parallel
+from .recipes import load_recipe
+from .runs import RunSpec, estimate_run_prior, find_runs, run_stage1
+
+INDEX_COLUMNS = ("backbone", "method", "model", "seed", "task_seed", "order", "task", "run_dir")
+
+
+@dataclass(frozen=True)
+class MiniJob:
+    """One stage-1 run in a mini world.
+
+    Attributes:
+        world: world config key (``"default"``, ``"smoke"``).
+        backbone: mini model name, or members joined by ``+`` for ``model="joint"``.
+        method: ``zeroshot`` | ``CE`` | ``LA`` | ``GLA-Train`` | ``BS``.
+        seed: training seed.
+        task_seed: which downstream draw (training images and, for ``independent``, class order).
+        order: downstream class order relative to the pre-training prior (Tab. 13 scenarios).
+        relative_to: the prior ``consistent`` / ``reverse`` follow (default: the world's first model).
+        model: ``lift`` | ``scratch`` | ``joint`` (see ``ltlib.runs.RunSpec``).
+        recipe: training recipe key; overrides: ``(field, value)`` pairs applied to it.
+    """
+
+    world: str
+    backbone: str
+    method: str
+    seed: int = 0
+    task_seed: int = 0
+    order: str = "independent"
+    relative_to: str | None = None
+    model: str = "lift"
+    recipe: str = "mini_lift"
+    overrides: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+
+
+def run_mini_grid(jobs: Iterable[MiniJob], runs_root: str | Path, workers: int | None = None,
+                  cache_root: str | Path | None = None) -> pd.DataFrame:
+    """Run (or reuse) every job, in parallel worker processes; returns the run index.
+
+    Pre-train the world's models first (``World.prepare``): workers only read the model cache.
+    """
+    jobs = list(jobs)
+    run_dirs = run_parallel(_run_job, [(job, str(runs_root), cache_root) for job in jobs], workers)
+    rows = [{"backbone": j.backbone, "method": j.method, "model": j.model, "seed": j.seed,
+             "task_seed": j.task_seed, "order": j.order, "task": Path(d).parents[2].name.replace("__", "/"),
+             "run_dir": Path(d)} for j, d in zip(jobs, run_dirs)]
+    return pd.DataFrame(rows, columns=list(INDEX_COLUMNS))
+
+
+def grid(world: str, backbones: Sequence[str], methods: Sequence[str], seeds: Sequence[int], **keys: Any) -> list[MiniJob]:
+    """The product backbones × methods × seeds (task seed = training seed unless given in ``keys``)."""
+    return [MiniJob(world, b, m, seed=s, **{"task_seed": s, **keys})
+            for b in backbones for m in methods for s in seeds]
+
+
+def full_run_index(runs_root: str | Path, dataset: str) -> pd.DataFrame:
+    """The run index of a full-scale dataset from the runs ``make reproduce`` wrote under ``runs_root``."""
+    runs = find_runs(runs_root, task=dataset)
+    runs = runs.assign(task_seed=0, order="independent")
+    return runs[list(INDEX_COLUMNS)].reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- worker side
+@functools.lru_cache(maxsize=4)
+def _world(key: str, cache_root: str | None):
+    from .miniworld import load_world
+    return load_world(key, cache_root=cache_root)
+
+
+@functools.lru_cache(maxsize=32)
+def _task(world_key: str, cache_root: str | None, order: str, task_seed: int, relative_to: str | None):
+    return _world(world_key, cache_root).task(order, seed=task_seed, relative_to=relative_to)
+
+
+def _run_job(args: tuple[MiniJob, str, str | None]) -> str:
+    job, runs_root, cache_root = args
+    world = _world(job.world, cache_root)
+    task = _task(job.world, cache_root, job.order, job.task_seed, job.relative_to)
+    recipe = load_recipe(job.recipe, **dict(job.overrides))
+    prior = None
+    if job.method == "GLA-Train":  # GLA-Train adds log P̂_P, estimated from the zero-shot run (spec F)
+        zero_shot = run_stage1(RunSpec(task.key, job.backbone, "zeroshot", 0, recipe), task, world.backbone,
+                               runs_root, progress=False)
+        prior = estimate_run_prior(zero_shot)
+    spec = RunSpec(task.key, job.backbone, job.method, job.seed, recipe, job.model)
+    return str(run_stage1(spec, task, world.backbone, runs_root, pretrain_prior=prior, progress=False))
+
+
+# ----------------------------------------------------------------------------- the book's grids
+def imbalance_jobs(world: str, backbones: Sequence[str], reference: str, seeds: Sequence[int]) -> list[MiniJob]:
+    """Notebook 01's runs: zero-shot, CE, LA and GLA-Train per foundation model and seed; LA of the
+    uniform-prior reference model (difficulty control); LA from scratch on the first model's architecture
+    (the Fig. 9 control, trained with its own recipe)."""
+    jobs = grid(world, backbones, ("zeroshot", "CE", "LA", "GLA-Train"), seeds)
+    jobs += grid(world, (reference,), ("zeroshot", "LA"), seeds)
+    jobs += grid(world, backbones[:1], ("LA",), seeds, model="scratch", recipe="mini_scratch")
+    return jobs
+
+
+def main_table_jobs(world: str, backbones: Sequence[str], reference: str, seeds: Sequence[int],
+                    extra_seeds: int = 2) -> list[MiniJob]:
+    """Notebook 03's runs: LA per model and seed (shared with notebook 01); for the same-backbone control,
+    ``extra_seeds`` more LA trainings of one backbone per replicate (rotating over the backbones) on the
+    same task; the consistent / reverse / balanced scenarios (Tab. 13); the jointly trained ensemble.
+    (``reference`` is unused: the signature is shared with :func:`imbalance_jobs`.)"""
+    jobs = grid(world, backbones, ("zeroshot", "LA"), seeds)
+    for r, seed in enumerate(seeds):
+        backbone = backbones[r % len(backbones)]
+        jobs += [MiniJob(world, backbone, "LA", seed=1000 * (k + 1) + seed, task_seed=seed) for k in range(extra_seeds)]
+    for order in ("consistent", "reverse", "balanced"):
+        jobs += grid(world, backbones, ("LA",), seeds, order=order, relative_to="consensus")
+    jobs += grid(world, ("+".join(backbones),), ("LA",), seeds, model="joint")
+    return jobs
+
+
+@dataclass(frozen=True, eq=False)
+class Study:
+    """What a notebook analyses, whatever the scale.
+
+    Attributes:
+        scale: ``mini`` or ``full``; label: the world or dataset name used in result tables.
+        backbones: the foundation models; reference: the mini world's uniform-prior model (None at full scale).
+        index: the run index (``INDEX_COLUMNS``).
+        true_priors: backbone → true π (mini world only; None at full scale).
+        world: the mini ``World`` (None at full scale).
+    """
+
+    scale: str
+    label: str
+    backbones: tuple[str, ...]
+    index: pd.DataFrame
+    reference: str | None = None
+    true_priors: dict[str, Any] | None = None
+    world: Any = None
+
+    def runs(self, **keys: Any) -> pd.DataFrame:
+        """Rows of the index matching ``keys`` (e.g. ``method="LA", model="lift"``)."""
+        mask = pd.Series(True, index=self.index.index)
+        for column, value in keys.items():
+            mask &= self.index[column] == value
+        return self.index[mask]
+
+
+def open_study(scale: str, world: str, dataset: str, seeds: Sequence[int], runs_root: str | Path,
+               jobs_for=imbalance_jobs, workers: int | None = None) -> Study:
+    """Resolve a notebook's parameters into a :class:`Study`.
+
+    Mini scale: load and pre-train the world (cached), then run ``jobs_for(world, backbones, …, seeds)``.
+    Full scale: read the runs of ``dataset`` that ``make reproduce`` wrote under ``runs_root``.
+    """
+    if scale == "full":
+        index = full_run_index(runs_root, dataset)
+        backbones = tuple(sorted(set(index.loc[index["model"] == "lift", "backbone"]) - {""}))
+        return Study("full", dataset, backbones, index)
+    from .miniworld import load_world
+    w = load_world(world)
+    w.prepare()
+    backbones = w.model_names
+    index = run_mini_grid(jobs_for(world, backbones, w.reference_name, seeds), runs_root, workers)
+    truths = {b: w.true_prior(b) for b in (*backbones, w.reference_name)}
+    return Study("mini", world, tuple(backbones), index, w.reference_name, truths, w)

@@ -1,0 +1,116 @@
+"""The reproduction report: each claim of the paper, the paper's number, our measured number with its
+uncertainty, and a verdict, computed from the result tables (``ltlib.results``), never typed.
+
+A claim is a measurement (a function of the result rows returning one value per replicate, e.g. per
+seed) and a rule that turns its confidence interval into a verdict. Rules were written before the
+default-scale numbers were seen and are the same for every claim of a kind:
+
+- ``positive``: reproduced when the 95 % interval lies above zero; partially when the mean is positive
+  but the interval includes zero; not reproduced otherwise.
+- ``null``: (a claim of *no* effect) reproduced when the interval includes zero; not reproduced otherwise.
+- ``zero``: (a deterministic quantity that should be 0, e.g. a cost ratio minus its expected value)
+  reproduced when |mean| ≤ 0.05, else not reproduced.
+
+With a single replicate there is no interval: ``positive`` gives at most "partially reproduced".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .results import mean_ci
+
+REPRODUCED, PARTIAL, NOT_REPRODUCED, PENDING, MISSING = (
+    "reproduced", "partially reproduced", "not reproduced", "pending at full scale", "not measured")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper.
+
+    Attributes:
+        key: short identifier; artefact: where the paper makes it; statement: the claim in our words.
+        paper: what the paper reports (a number, or "not reported" / a qualitative statement).
+        measure: how we measure it (shown in the report).
+        values: result rows → one value per replicate (an empty array when not measured).
+        rule: ``positive`` or ``null`` (see the module docstring).
+        full_scale: whether the claim is about the real datasets' numbers (then the full-scale column is
+            pending until ``make reproduce`` has run).
+        unit: the unit of the measured values (``Spearman ρ``, ``accuracy points``, ``ratio``).
+    """
+
+    key: str
+    artefact: str
+    statement: str
+    paper: str
+    measure: str
+    values: Callable[[pd.DataFrame], np.ndarray]
+    rule: str = "positive"
+    full_scale: bool = False
+    unit: str = "accuracy points"
+
+
+def verdict(values: np.ndarray, rule: str) -> tuple[str, dict[str, float]]:
+    """Apply ``rule`` to the replicate values; returns the verdict and the statistics behind it."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return MISSING, {}
+    mean, sd, low, high, n = mean_ci(values)
+    stats = {"mean": mean, "sd": sd, "ci_low": low, "ci_high": high, "n": n}
+    if rule == "zero":
+        return (REPRODUCED if abs(mean) <= 0.05 else NOT_REPRODUCED), stats
+    if n < 2:
+        return (PARTIAL if (mean > 0) == (rule == "positive") else NOT_REPRODUCED), stats
+    if rule == "null":
+        return (REPRODUCED if low <= 0 <= high else NOT_REPRODUCED), stats
+    if low > 0:
+        return REPRODUCED, stats
+    return (PARTIAL if mean > 0 else NOT_REPRODUCED), stats
+
+
+def evaluate_claims(claims: list[Claim], rows: pd.DataFrame, scale: str) -> pd.DataFrame:
+    """One line per claim: the paper's number, ours (mean [95 % CI], n), and the verdict at this scale."""
+    lines = []
+    for claim in claims:
+        result, stats = verdict(claim.values(rows), claim.rule)
+        measured = _format(stats)
+        full = (result if scale == "full" else PENDING) if claim.full_scale else "—"
+        lines.append({"claim": claim.statement, "artefact": claim.artefact, "paper": claim.paper,
+                      "how we measure": claim.measure, "measured": measured,
+                      "verdict" if scale == "full" else "verdict (mini world)": result,
+                      "full scale": full, "key": claim.key, "unit": claim.unit, **{f"stat_{k}": v for k, v in stats.items()}})
+    return pd.DataFrame(lines)
+
+
+def _format(stats: dict[str, float]) -> str:
+    if not stats:
+        return "not measured"
+    if np.isnan(stats["sd"]):
+        return f"{stats['mean']:.3f} (n = 1)"
+    return f"{stats['mean']:.3f} [{stats['ci_low']:.3f}, {stats['ci_high']:.3f}] (n = {stats['n']})"
+
+
+# ----------------------------------------------------------------------------- selecting result rows
+def select(rows: pd.DataFrame, **keys) -> pd.DataFrame:
+    """Rows matching every ``column=value`` (a list/tuple value matches any of its items)."""
+    mask = pd.Series(True, index=rows.index)
+    for column, value in keys.items():
+        mask &= rows[column].isin(value) if isinstance(value, (list, tuple, set)) else rows[column] == value
+    return rows[mask]
+
+
+def per_replicate(rows: pd.DataFrame, by: tuple[str, ...] = ("backbones", "seed")) -> pd.Series:
+    """Values indexed by replicate (default: backbone × seed), averaging duplicates."""
+    return rows.groupby(list(by))["value"].mean()
+
+
+def paired_difference(a: pd.DataFrame, b: pd.DataFrame, by: tuple[str, ...] = ("seed",)) -> np.ndarray:
+    """Per replicate, mean(a) − mean(b) over the replicates both have (paired by ``by``)."""
+    left, right = per_replicate(a, by), per_replicate(b, by)
+    common = left.index.intersection(right.index)
+    return (left[common] - right[common]).to_numpy()

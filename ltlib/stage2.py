@@ -1,0 +1,369 @@
+"""Stage 2 of the method (PAPER.md item 6): the backdoor adjustment over M cached stage-1 runs, scored overall,
+by D-group (spec A.11), by P-group and by D×P cell (PAPER.md item 3), written as JSON and a tidy CSV."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import struct
+import time
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .adjust import RULES, backdoor_adjust
+from .cache import split_path
+from .errors import ConfigError
+from .metrics import Groups, d_groups, dp_matrix, group_accuracy, p_groups
+from .priors import PriorFit, fit_prior
+from .provenance import config_hash, git_sha, library_versions, run_record
+from .results import backbone_key
+from .runs import RUN_FILE, find_runs, load_run
+from .storage import write_json, write_text
+
+RESULT_COLUMNS = ("task", "split", "combination", "num_models", "rule", "metric", "d_group", "p_group", "value",
+                  "num_classes", "git_sha", "config_hash", "versions")
+JSON_NAME, CSV_NAME = "stage2.json", "stage2.csv"
+ALL = "all"
+# Rows per block when combining: bounds memory at iNat size (24,426 × 8,142 × M) and keeps blocks in cache.
+_CHUNK_ROWS = 4096
+_ZIP_LOCAL_HEADER = 30  # fixed part of a zip local file header; name and extra field follow it
+
+
+@dataclass(frozen=True)
+class Stage2Options:
+    """How stage 2 combines and scores runs.
+
+    Attributes:
+        rules: combination rules (``ltlib.adjust.RULES``); the official code's ``logit_sum`` comes first,
+            the paper's ``prob_mean`` second (PAPER.md item 6: implement both, report both).
+        weights: one weight per run (P(c) of the backdoor adjustment); None: equal weights.
+        split: the cached split that is scored (``test``).
+        prior_split: the zero-shot run's split P̂_P is estimated on (class-balanced ``val``, spec C.7).
+        subsets: score every non-empty subset of the runs (Tab. 8: M = 1, 2, 3); otherwise each run alone
+            and all runs together.
+        p_fractions: shares of P-Many and P-Medium (PAPER.md item 3: top 30 %, next 30 %).
+    """
+
+    rules: tuple[str, ...] = RULES
+    weights: tuple[float, ...] | None = None
+    split: str = "test"
+    prior_split: str = "val"
+    subsets: bool = False
+    p_fractions: tuple[float, float] = (0.3, 0.3)
+
+    def __post_init__(self) -> None:
+        unknown = [r for r in self.rules if r not in RULES]
+        if unknown or not self.rules:
+            raise ConfigError(f"invalid rules={self.rules!r}: expected one or more of {RULES}")
+
+
+@dataclass(frozen=True, eq=False)
+class CachedRun:
+    """One stage-1 run's cached outputs on one split.
+
+    Attributes:
+        run_dir: the run directory.
+        task, backbone, method, seed: from its ``run.json``.
+        class_counts: [C] downstream training counts n_y (D-groups).
+        logits: [N, C] float32 raw logits (five-crop mean under TTE); read-only, possibly memory-mapped.
+        targets: [N] int64.
+    """
+
+    run_dir: Path
+    task: str
+    backbone: str
+    method: str
+    seed: int
+    class_counts: np.ndarray
+    logits: np.ndarray
+    targets: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Stage2Result:
+    """Stage 2's numbers: ``table`` (tidy, columns :data:`RESULT_COLUMNS`) and ``record`` (the JSON)."""
+
+    table: pd.DataFrame
+    record: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- reading cached runs
+def read_logits(run_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and targets of a cached split, without its features (``ltlib.cache`` layout).
+
+    Members stored uncompressed are memory-mapped (no copy); compressed ones are inflated.
+
+    Args:
+        run_dir: a stage-1 run directory.
+        split: e.g. ``"test"``.
+    Returns:
+        (logits [N, C] float32, targets [N] int64), read-only.
+    Raises:
+        ConfigError: the split is not cached in the run (naming both).
+    """
+    path = split_path(run_dir, split)
+    if not path.is_file():
+        raise ConfigError(f"run {run_dir}: no cached logits for split {split!r} (expected {path}); is the run "
+                          "complete?")
+    return _npz_member(path, "logits"), _npz_member(path, "targets")
+
+
+def _npz_member(path: Path, name: str) -> np.ndarray:
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(f"{name}.npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            with archive.open(info) as member:
+                array = np.lib.format.read_array(member)
+                array.setflags(write=False)
+                return array
+    return _memmap_stored(path, info)
+
+
+def _memmap_stored(path: Path, info: zipfile.ZipInfo) -> np.ndarray:
+    """Memory-map an uncompressed ``.npy`` member of a zip archive in place."""
+    with open(path, "rb") as f:
+        f.seek(info.header_offset + 26)
+        name_length, extra_length = struct.unpack("<HH", f.read(4))
+        f.seek(info.header_offset + _ZIP_LOCAL_HEADER + name_length + extra_length)
+        version = np.lib.format.read_magic(f)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = reader(f)
+        offset = f.tell()
+    if int(np.prod(shape)) == 0:
+        return np.zeros(shape, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran_order else "C")
+
+
+def load_cached_run(run_dir: str | Path, split: str = "test") -> CachedRun:
+    """A complete stage-1 run's identity, class counts and cached ``split`` logits."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_FILE).is_file():
+        raise ConfigError(f"{run_dir}: not a complete stage-1 run (no {RUN_FILE}); run `python -m ltlib train` "
+                          "to finish it")
+    record = load_run(run_dir)
+    logits, targets = read_logits(run_dir, split)
+    return CachedRun(run_dir, record["task"], record["backbone"], record["method"], int(record.get("seed", 0)),
+                     np.asarray(record["class_counts"], dtype=np.int64), logits, targets)
+
+
+def check_compatible(runs: Sequence[CachedRun]) -> None:
+    """Require the runs to share task, classes, training counts and the scored samples (same order).
+
+    Raises:
+        ConfigError: naming the first run that differs from ``runs[0]`` and how.
+    """
+    if not runs:
+        raise ConfigError("runs: pass at least one stage-1 run directory")
+    first = runs[0]
+    for run in runs[1:]:
+        problems = [what for what, same in (
+            (f"task {run.task!r} vs {first.task!r}", run.task == first.task),
+            (f"logits shape {run.logits.shape} vs {first.logits.shape}", run.logits.shape == first.logits.shape),
+            ("training class counts", np.array_equal(run.class_counts, first.class_counts)),
+            ("targets (sample order)", np.array_equal(run.targets, first.targets))) if not same]
+        if problems:
+            raise ConfigError(f"run {run.run_dir} cannot be combined with {first.run_dir}: "
+                              f"{problems[0]} differ")
+
+
+# --------------------------------------------------------------------------- combining and scoring
+def combined_predictions(logits_list: Sequence[np.ndarray], rule: str = "logit_sum",
+                         weights: Sequence[float] | None = None, chunk_rows: int = _CHUNK_ROWS) -> np.ndarray:
+    """Predicted labels of the backdoor adjustment (``ltlib.adjust.backdoor_adjust``), block by block.
+
+    Args:
+        logits_list: M arrays [N, C] (memory maps are read block by block).
+        rule: ``"logit_sum"`` (official code) or ``"prob_mean"`` (the paper's Σ_c P(Y|X,c)P(c)).
+        weights: M positive weights or None (equal).
+        chunk_rows: rows per block.
+    Returns:
+        [N] int64 argmax of the combined scores.
+    """
+    num_rows = logits_list[0].shape[0]
+    out = np.empty(num_rows, dtype=np.int64)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")  # read-only maps
+        for start in range(0, num_rows, chunk_rows):
+            block = [torch.as_tensor(z[start:start + chunk_rows]) for z in logits_list]
+            # One model: both rules are increasing maps of its logits (w·z, log_softmax z), so the argmax is z's.
+            scores = block[0] if len(block) == 1 else backdoor_adjust(block, rule, weights)
+            out[start:start + chunk_rows] = scores.argmax(dim=1).numpy()
+    return out
+
+
+def score_rows(preds: np.ndarray, targets: np.ndarray, d: Groups, p: Groups | None) -> list[dict[str, Any]]:
+    """Accuracy overall, per D-group, per P-group and per D×P cell as tidy rows (spec A.11, Fig. 2).
+
+    Args:
+        preds, targets: [N] predicted and true labels.
+        d: D-groups (training counts); p: P-groups (estimated prior), or None to skip them.
+    Returns:
+        Rows with ``metric`` (``accuracy``: sample-level; ``mean_class_accuracy``: mean of per-class
+        accuracies over the cell's classes), ``d_group`` / ``p_group`` (``"all"`` when not split),
+        ``value`` (%, NaN for an empty cell) and ``num_classes``.
+    """
+    by_d = group_accuracy(preds, targets, d)
+    rows = [_row("accuracy", ALL, ALL, by_d.overall, d.num_classes),
+            _row("mean_class_accuracy", ALL, ALL, by_d.mean, d.num_classes)]
+    rows += [_row("mean_class_accuracy", g, ALL, by_d.groups[g], d.sizes[g]) for g in d.names]
+    if p is None:
+        return rows
+    by_p = group_accuracy(preds, targets, p)
+    rows += [_row("mean_class_accuracy", ALL, g, by_p.groups[g], p.sizes[g]) for g in p.names]
+    cells = dp_matrix(preds, targets, d, p)
+    rows += [_row("mean_class_accuracy", dg, pg, cells.accuracy.loc[dg, pg], cells.num_classes.loc[dg, pg])
+             for dg in d.names for pg in p.names]
+    return rows
+
+
+def _row(metric: str, d_group: str, p_group: str, value: float, num_classes: int) -> dict[str, Any]:
+    return {"metric": metric, "d_group": d_group, "p_group": p_group, "value": float(value),
+            "num_classes": int(num_classes)}
+
+
+def combinations(count: int, subsets: bool) -> list[tuple[int, ...]]:
+    """Index tuples to score: every non-empty subset, or each run alone plus all runs together."""
+    if subsets:
+        return [c for m in range(1, count + 1) for c in itertools.combinations(range(count), m)]
+    singles = [(i,) for i in range(count)]
+    return singles + ([tuple(range(count))] if count > 1 else [])
+
+
+def member_labels(runs: Sequence[CachedRun]) -> list[str]:
+    """A readable label per run: the backbone, or backbone/method/seed when backbones repeat."""
+    backbones = [r.backbone for r in runs]
+    if len(set(backbones)) == len(backbones):
+        return backbones
+    return [f"{r.backbone}/{r.method}/seed{r.seed}" for r in runs]
+
+
+# --------------------------------------------------------------------------- the stage
+def estimate_stage2_prior(prior_run: str | Path, split: str = "val") -> PriorFit:
+    """P̂_P from a zero-shot run's cached ``split`` logits (GLA, spec C.4; calibrated, exact solver).
+
+    Raises:
+        ConfigError: the run is not a zero-shot run, or the split is not cached.
+    """
+    record = load_run(prior_run)
+    if record.get("method") != "zeroshot":
+        raise ConfigError(f"prior run {prior_run} has method {record.get('method')!r}; P̂_P is estimated from a "
+                          "zero-shot run (python -m ltlib train --method zeroshot)")
+    logits, targets = read_logits(prior_run, split)
+    return fit_prior(np.array(logits), np.array(targets))  # a writable copy: val is small
+
+
+def find_prior_run(run_dir: str | Path) -> Path | None:
+    """The zero-shot run of the same task and backbone beside ``run_dir`` in its runs root, if exactly one."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_FILE).is_file() or len(run_dir.parents) < 4:
+        return None
+    record = load_run(run_dir)
+    found = find_runs(run_dir.parents[3], record["task"], backbone=record["backbone"], method="zeroshot")
+    return Path(found["run_dir"].iloc[0]) if len(found) == 1 else None
+
+
+def run_stage2(run_dirs: Sequence[str | Path], prior_run: str | Path | None = None,
+               options: Stage2Options = Stage2Options(), *, prior_fit: PriorFit | None = None) -> Stage2Result:
+    """Combine M stage-1 runs and score every combination (PAPER.md item 6; Fig. 2; Tab. 5–8).
+
+    Args:
+        run_dirs: M complete stage-1 runs of one task (typically LA runs of the three backbones).
+        prior_run: the zero-shot run P̂_P is estimated from (P-groups); None skips P-groups.
+        options: rules, weights, splits, which combinations.
+        prior_fit: ``estimate_stage2_prior(prior_run)`` computed before, to score several sets of runs
+            (LA, CE, GLA-Train) against the same P-groups without solving again.
+    Returns:
+        :class:`Stage2Result` with a tidy table and a JSON record (inputs, prior fit, provenance, timings).
+    Raises:
+        ConfigError: incompatible runs, bad weights or rules, a missing split or prior run.
+    """
+    clock = [time.perf_counter()]
+    runs = [load_cached_run(d, options.split) for d in run_dirs]
+    check_compatible(runs)
+    _check_weights(options.weights, len(runs))
+    d = d_groups(runs[0].class_counts)
+    clock.append(time.perf_counter())
+    prior = prior_fit if prior_fit is not None or prior_run is None else \
+        estimate_stage2_prior(prior_run, options.prior_split)
+    p = None if prior is None else p_groups(prior.prior, options.p_fractions)
+    if p is not None and p.num_classes != d.num_classes:
+        raise ConfigError(f"prior run {prior_run} has {p.num_classes} classes, the runs have {d.num_classes}")
+    clock.append(time.perf_counter())
+    inputs = {"runs": [str(r.run_dir) for r in runs], "prior_run": None if prior_run is None else str(prior_run),
+              "options": options}
+    table = _with_provenance(pd.DataFrame(_score_all(runs, d, p, options)), inputs)
+    clock.append(time.perf_counter())
+    seconds = dict(zip(("load", "prior", "adjust_and_score"), np.diff(clock).tolist()))
+    return Stage2Result(table, _record(runs, inputs, prior, table, seconds))
+
+
+def _score_all(runs: Sequence[CachedRun], d: Groups, p: Groups | None, options: Stage2Options) -> list[dict]:
+    labels, targets, rows = member_labels(runs), np.asarray(runs[0].targets), []
+    for members in combinations(len(runs), options.subsets):
+        weights = None if options.weights is None else [options.weights[i] for i in members]
+        for rule in options.rules:
+            preds = combined_predictions([runs[i].logits for i in members], rule, weights)
+            keys = {"task": runs[0].task, "split": options.split, "num_models": len(members), "rule": rule,
+                    "combination": backbone_key([labels[i] for i in members])}
+            rows += [{**keys, **row} for row in score_rows(preds, targets, d, p)]
+    return rows
+
+
+def _check_weights(weights: Sequence[float] | None, count: int) -> None:
+    if weights is not None and len(weights) != count:
+        raise ConfigError(f"weights: {len(weights)} values for {count} runs")
+    if weights is not None and not all(np.isfinite(w) and w > 0 for w in weights):
+        raise ConfigError(f"weights={tuple(weights)}: each must be positive (to drop a model, leave its run out)")
+
+
+def _with_provenance(table: pd.DataFrame, inputs: dict[str, Any]) -> pd.DataFrame:
+    table = table.assign(git_sha=git_sha(), config_hash=config_hash(inputs),
+                         versions=json.dumps(library_versions(), sort_keys=True))
+    return table[list(RESULT_COLUMNS)]
+
+
+def _record(runs: Sequence[CachedRun], inputs: dict[str, Any], prior: PriorFit | None, table: pd.DataFrame,
+            seconds: dict[str, float]) -> dict[str, Any]:
+    """The JSON record: provenance, the runs, the prior fit, timings and every number of ``table``."""
+    options: Stage2Options = inputs["options"]
+    members = [{"run_dir": str(r.run_dir), "backbone": r.backbone, "method": r.method, "seed": r.seed}
+               for r in runs]
+    prior_info = None if prior is None else {
+        "run_dir": inputs["prior_run"], "split": options.prior_split, "solver": prior.solver,
+        "temperature": prior.temperature, "objective": prior.objective, "moment_residual": prior.moment_residual,
+        "prior": prior.prior}
+    results = table[["combination", "num_models", "rule", "metric", "d_group", "p_group", "value", "num_classes"]]
+    results = results.astype(object).where(results.notna(), None)  # empty cells: JSON null, not NaN
+    return {**run_record(inputs), "task": runs[0].task, "split": options.split, "runs": members,
+            "prior": prior_info, "seconds": seconds, "results": results.to_dict(orient="records")}
+
+
+def write_stage2(result: Stage2Result, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``stage2.json`` and ``stage2.csv`` into ``out_dir`` atomically (``ltlib.storage``).
+
+    Returns:
+        ``{"json": path, "csv": path}``.
+    """
+    out_dir = Path(out_dir)
+    return {"json": write_json(out_dir / JSON_NAME, result.record),
+            "csv": write_text(out_dir / CSV_NAME, result.table.to_csv(index=False))}
+
+
+def summary_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A readable wide view: one row per (combination, rule), columns overall and D-/P-group accuracies."""
+    flat = table[(table["d_group"] == ALL) | (table["p_group"] == ALL)].copy()
+    flat["column"] = np.where(flat["metric"] == "accuracy", "overall",
+                              np.where(flat["d_group"] != ALL, "D-" + flat["d_group"],
+                                       np.where(flat["p_group"] != ALL, "P-" + flat["p_group"], "mean")))
+    wide = flat.pivot_table(index=["combination", "rule"], columns="column", values="value", sort=False,
+                            dropna=False)
+    order = [c for c in ("overall", "mean", "D-many", "D-medium", "D-few", "P-many", "P-medium", "P-few")
+             if c in wide.columns]
+    return wide[order].round(2)

@@ -1,0 +1,71 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation: {extension: .py, format_name: percent}
+#   kernelspec: {display_name: Python 3, language: python, name: python3}
+# ---
+
+# %% [markdown]
+# # Performance
+#
+# How long this book took to build, what pre-training the mini models cost, and the benchmark table of
+# `python -m ltlib bench` (each figure a ratio measured side by side in one run). Benchmarks are not
+# tests: nothing fails on a time.
+
+# %% tags=["parameters"]
+scale = "mini"
+world = "default"
+dataset = ""
+seeds = [0, 1, 2]
+out_dir = "results/default"
+runs_root = "runs"
+
+# %%
+from pathlib import Path
+
+import pandas as pd
+from myst_nb import glue
+
+from ltlib import perf, plots
+
+timings = perf.notebook_timings()
+glue("notebook_seconds", timings["seconds"].sum(), display=False)
+timings
+
+# %% [markdown]
+# ## This build
+#
+# Wall time of each notebook in the build that produced this page (seconds; "up-to-date" rows were
+# skipped by the runner and show the time of the build that produced them). The notebooks before this one
+# took {glue:text}`notebook_seconds:.0f` s in total on this machine.
+
+# %%
+plots.notebook_times(timings)
+
+# %% [markdown]
+# ## Pre-training the mini foundation models
+#
+# Read from the records saved with each cached model (CPU seconds of its own process; the models are
+# pre-trained two at a time on two cores).
+
+# %%
+perf.pretraining_times(world) if scale == "mini" else "not applicable at full scale"
+
+# %% [markdown]
+# ## Benchmarks
+#
+# The last run of `python -m ltlib bench` on the machine named in each row (committed under
+# `book/data/benchmarks/` with its git revision); GPU rows say "not measured" when no GPU was available.
+
+# %%
+bench = perf.benchmark_table()
+bench
+
+# %% [markdown]
+# ### How the book's time grows with the mini world
+#
+# `make book` at the smoke and default world sizes (notebook time, pre-training included), as recorded
+# by `python -m ltlib bench --only book`.
+
+# %%
+perf.book_scaling(bench)
