@@ -151,3 +151,26 @@ def test_a_few_sgd_steps_lower_the_loss_and_leave_the_backbone_alone(tiny: Backb
     assert losses[-1] < losses[0] - 0.1  # measured: 1.42 -> 1.19 on this noise batch
     assert any(a.up_proj.weight.abs().sum() > 0 for a in model.adapters)
     assert all(torch.equal(v, backbone_before[k]) for k, v in tiny.state_dict().items())
+
+
+def test_scratch_and_joint_classifiers_train_the_right_weights(tmp_path):
+    import torch
+
+    from ltlib.model import EnsembleClassifier, build_lift_model, build_scratch_model
+
+    first, second = (build_backbone(BackboneSpec("tiny-model", arch=register_arch("ltlib-test-tiny", TINY_CFG)),
+                                    random_init=True, seed=s) for s in (1, 2))
+    names = ["cat", "dog", "bird"]
+    joint = EnsembleClassifier([build_lift_model(first, names, seed=0), build_lift_model(second, names, seed=1)])
+    x = torch.randn(2, 3, first.image_size, first.image_size)
+    assert torch.allclose(joint(x), joint.members[0](x) + joint.members[1](x))
+    state = joint.trainable_state_dict()
+    assert all(k.startswith(("members.0.", "members.1.")) for k in state)
+    joint.load_trainable_state_dict({k: torch.zeros_like(v) for k, v in state.items()})
+    assert all(float(v.abs().sum()) == 0 for v in joint.trainable_state_dict().values())
+    scratch = build_scratch_model(build_backbone(first.spec, random_init=True, seed=3), num_classes=3)
+    trainable = {n for n, p in scratch.named_parameters() if p.requires_grad}
+    assert any(n.startswith("backbone.clip.visual.") for n in trainable)
+    assert not any(n.startswith("backbone.clip.transformer.") for n in trainable)  # text tower stays frozen
+    assert set(scratch.trainable_state_dict()) == {n for n in scratch.state_dict()
+                                                   if n.startswith(("backbone.clip.visual.", "head."))}

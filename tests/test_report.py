@@ -1,0 +1,52 @@
+"""Verdict rules and the claims registry evaluated on hand-made result rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ltlib.claims import CLAIMS
+from ltlib.report import (MISSING, NOT_REPRODUCED, PARTIAL, PENDING, REPRODUCED, Claim, evaluate_claims,
+                          verdict)
+
+
+@pytest.mark.parametrize("values, rule, expected", [
+    ([0.5, 0.6, 0.55], "positive", REPRODUCED),
+    ([0.5, -0.4, 0.2], "positive", PARTIAL),
+    ([-0.5, -0.6, -0.55], "positive", NOT_REPRODUCED),
+    ([0.05, -0.04, 0.01], "null", REPRODUCED),
+    ([0.5, 0.6, 0.55], "null", NOT_REPRODUCED),
+    ([0.01], "zero", REPRODUCED),
+    ([0.5], "zero", NOT_REPRODUCED),
+    ([0.3], "positive", PARTIAL),
+    ([], "positive", MISSING),
+])
+def test_verdict_rules(values, rule, expected):
+    assert verdict(np.array(values), rule)[0] == expected
+
+
+def rows(**columns) -> pd.DataFrame:
+    base = {"notebook": "01_imbalance", "metric": "trend_rho", "group": "p_s", "backbones": "a"}
+    return pd.DataFrame([{**base, **columns, "seed": s, "value": v} for s, v in enumerate(columns.pop("values"))])
+
+
+def test_claims_are_evaluated_from_rows_and_full_scale_claims_stay_pending_in_the_mini_world():
+    ce = rows(method="CE", values=[0.9, 0.8, 0.85])
+    la = rows(method="LA", values=[0.1, 0.0, 0.05])
+    report = evaluate_claims(CLAIMS, pd.concat([ce, la], ignore_index=True), scale="mini").set_index("key")
+    assert report.loc["ce_follows_ps", "verdict (mini world)"] == REPRODUCED
+    assert report.loc["la_flattens_ps", "verdict (mini world)"] == REPRODUCED
+    assert report.loc["la_flattens_ps", "stat_mean"] == pytest.approx(0.8)
+    assert report.loc["method_beats_lift", "verdict (mini world)"] == MISSING
+    assert report.loc["method_beats_lift", "full scale"] == PENDING
+    assert report.loc["ce_follows_ps", "full scale"] == "—"
+    assert len({c.key for c in CLAIMS}) == len(CLAIMS)
+
+
+def test_a_claim_of_no_effect_uses_the_null_rule():
+    claim = Claim("k", "Fig. 9", "no trend", "qualitative", "rho", lambda r: r["value"].to_numpy(), rule="null")
+    flat = evaluate_claims([claim], pd.DataFrame({"value": [0.1, -0.1, 0.05]}), "mini")
+    assert flat["verdict (mini world)"].item() == REPRODUCED
+    full = evaluate_claims([claim], pd.DataFrame({"value": [0.5, 0.6, 0.7]}), "full")
+    assert full["verdict"].item() == NOT_REPRODUCED
