@@ -42,8 +42,8 @@ bench: setup ## run the performance benchmarks (CPU parts here, GPU rows where a
 	$(PY) -m ltlib bench --out results/bench
 
 reproduce: setup ## full-scale stage 1 + 2 + notebooks: make reproduce DATASET=places_lt DATA_ROOT=... WEIGHTS_DIR=...
-	@test -n "$(DATASET)" -a -n "$(DATA_ROOT)" || { echo "usage: make reproduce DATASET=<imagenet_lt|places_lt|inat2018> DATA_ROOT=<dir> [WEIGHTS_DIR=<dir>] [NPROC=<gpus>]" >&2; exit 2; }
-	$(PY) -m ltlib reproduce --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR)) $(if $(NPROC),--nproc $(NPROC))
+	@test -n "$(DATASET)" -a -n "$(DATA_ROOT)" || { echo "usage: make reproduce DATASET=<imagenet_lt|places_lt|inat2018> DATA_ROOT=<dir> [WEIGHTS_DIR=<dir>] [TRAIN_LIST=<file>] [NPROC=<gpus>]" >&2; exit 2; }
+	$(PY) -m ltlib reproduce --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR)) $(if $(TRAIN_LIST),--train-list $(TRAIN_LIST)) $(if $(NPROC),--nproc $(NPROC))
 
 clean: ## remove build output, executed notebooks and caches (keeps .venv)
 	rm -rf _build results/executed .pytest_cache

@@ -1,5 +1,8 @@
-"""Stage 2 of the method (PAPER.md item 6): the backdoor adjustment over M cached stage-1 runs, scored overall,
-by D-group (spec A.11), by P-group and by D×P cell (PAPER.md item 3), written as JSON and a tidy CSV."""
+"""Stage 2 (PAPER.md item 6): the backdoor adjustment over M cached stage-1 runs, scored by D- and P-group.
+
+Every combination is scored overall, by D-group (spec A.11), by P-group and by D×P cell (PAPER.md item 3,
+Fig. 2) and written as JSON and a tidy CSV. Only cached logits are read: no backbone runs here.
+"""
 
 from __future__ import annotations
 
@@ -31,8 +34,9 @@ RESULT_COLUMNS = ("task", "split", "combination", "num_models", "rule", "metric"
                   "num_classes", "git_sha", "config_hash", "versions")
 JSON_NAME, CSV_NAME = "stage2.json", "stage2.csv"
 ALL = "all"
-# Rows per block when combining: bounds memory at iNat size (24,426 × 8,142 × M) and keeps blocks in cache.
-_CHUNK_ROWS = 4096
+# Logits per model per block when combining (4 MiB of float32): blocks stay in cache, memory stays bounded
+# at iNat size (24,426 × 8,142 × M).
+_BLOCK_ELEMENTS = 1 << 20
 _ZIP_LOCAL_HEADER = 30  # fixed part of a zip local file header; name and extra field follow it
 
 
@@ -175,27 +179,52 @@ def check_compatible(runs: Sequence[CachedRun]) -> None:
 
 # --------------------------------------------------------------------------- combining and scoring
 def combined_predictions(logits_list: Sequence[np.ndarray], rule: str = "logit_sum",
-                         weights: Sequence[float] | None = None, chunk_rows: int = _CHUNK_ROWS) -> np.ndarray:
-    """Predicted labels of the backdoor adjustment (``ltlib.adjust.backdoor_adjust``), block by block.
+                         weights: Sequence[float] | None = None, block_elements: int = _BLOCK_ELEMENTS) -> np.ndarray:
+    """Predicted labels of the backdoor adjustment (``ltlib.adjust.backdoor_adjust``) of all M models.
 
     Args:
         logits_list: M arrays [N, C] (memory maps are read block by block).
         rule: ``"logit_sum"`` (official code) or ``"prob_mean"`` (the paper's Σ_c P(Y|X,c)P(c)).
         weights: M positive weights or None (equal).
-        chunk_rows: rows per block.
+        block_elements: rows per block × C, per model.
     Returns:
         [N] int64 argmax of the combined scores.
     """
-    num_rows = logits_list[0].shape[0]
-    out = np.empty(num_rows, dtype=np.int64)
+    members = tuple(range(len(logits_list)))
+    return predictions_for(logits_list, [(members, rule)], weights, block_elements)[0]
+
+
+def predictions_for(logits_list: Sequence[np.ndarray], plan: Sequence[tuple[tuple[int, ...], str]],
+                    weights: Sequence[float] | None = None, block_elements: int = _BLOCK_ELEMENTS) -> list[np.ndarray]:
+    """Predicted labels of several combinations in one pass over the logits, a block of rows at a time.
+
+    Reading each block once for every (members, rule) keeps it in cache and each file is streamed once.
+
+    Args:
+        logits_list: M arrays [N, C].
+        plan: (indices into ``logits_list``, rule) per combination.
+        weights: M positive weights or None (equal); a combination uses its members' weights.
+        block_elements: rows per block × C, per model.
+    Returns:
+        One [N] int64 array of predictions per entry of ``plan``.
+    """
+    num_rows, num_classes = logits_list[0].shape
+    rows = max(1, block_elements // num_classes)
+    outs = [np.empty(num_rows, dtype=np.int64) for _ in plan]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")  # read-only maps
-        for start in range(0, num_rows, chunk_rows):
-            block = [torch.as_tensor(z[start:start + chunk_rows]) for z in logits_list]
-            # One model: both rules are increasing maps of its logits (w·z, log_softmax z), so the argmax is z's.
-            scores = block[0] if len(block) == 1 else backdoor_adjust(block, rule, weights)
-            out[start:start + chunk_rows] = scores.argmax(dim=1).numpy()
-    return out
+        for start in range(0, num_rows, rows):
+            blocks = [torch.as_tensor(z[start:start + rows]) for z in logits_list]
+            for out, (members, rule) in zip(outs, plan):
+                chosen = None if weights is None else [weights[i] for i in members]
+                out[start:start + rows] = _block_argmax([blocks[i] for i in members], rule, chosen)
+    return outs
+
+
+def _block_argmax(blocks: list[torch.Tensor], rule: str, weights: Sequence[float] | None) -> np.ndarray:
+    # One model: both rules are increasing maps of its logits (w·z, log_softmax z), so the argmax is z's.
+    scores = blocks[0] if len(blocks) == 1 else backdoor_adjust(blocks, rule, weights)
+    return scores.argmax(dim=1).numpy()
 
 
 def score_rows(preds: np.ndarray, targets: np.ndarray, d: Groups, p: Groups | None) -> list[dict[str, Any]]:
@@ -306,13 +335,12 @@ def run_stage2(run_dirs: Sequence[str | Path], prior_run: str | Path | None = No
 
 def _score_all(runs: Sequence[CachedRun], d: Groups, p: Groups | None, options: Stage2Options) -> list[dict]:
     labels, targets, rows = member_labels(runs), np.asarray(runs[0].targets), []
-    for members in combinations(len(runs), options.subsets):
-        weights = None if options.weights is None else [options.weights[i] for i in members]
-        for rule in options.rules:
-            preds = combined_predictions([runs[i].logits for i in members], rule, weights)
-            keys = {"task": runs[0].task, "split": options.split, "num_models": len(members), "rule": rule,
-                    "combination": backbone_key([labels[i] for i in members])}
-            rows += [{**keys, **row} for row in score_rows(preds, targets, d, p)]
+    plan = [(members, rule) for members in combinations(len(runs), options.subsets) for rule in options.rules]
+    all_preds = predictions_for([r.logits for r in runs], plan, options.weights)
+    for (members, rule), preds in zip(plan, all_preds):
+        keys = {"task": runs[0].task, "split": options.split, "num_models": len(members), "rule": rule,
+                "combination": backbone_key([labels[i] for i in members])}
+        rows += [{**keys, **row} for row in score_rows(preds, targets, d, p)]
     return rows
 
 

@@ -64,14 +64,14 @@ def value(table: pd.DataFrame, **keys) -> float:
 
 
 # --------------------------------------------------------------------------- combination rules
-@pytest.mark.parametrize("chunk_rows", [7, 4096])  # several blocks, and one
-def test_rules_equal_their_closed_forms(chunk_rows):
+@pytest.mark.parametrize("block_elements", [63, 1 << 20])  # blocks of 7 rows, and one block
+def test_rules_equal_their_closed_forms(block_elements):
     g = np.random.default_rng(1)
     logits = [g.normal(0, s, (50, 9)).astype(np.float32) for s in (1.0, 3.0, 0.5)]
     total = sum(logits)
     probs = sum(np.exp(z) / np.exp(z).sum(1, keepdims=True) for z in logits)
-    assert np.array_equal(combined_predictions(logits, "logit_sum", chunk_rows=chunk_rows), total.argmax(1))
-    assert np.array_equal(combined_predictions(logits, "prob_mean", chunk_rows=chunk_rows), probs.argmax(1))
+    assert np.array_equal(combined_predictions(logits, "logit_sum", block_elements=block_elements), total.argmax(1))
+    assert np.array_equal(combined_predictions(logits, "prob_mean", block_elements=block_elements), probs.argmax(1))
     # The two rules are different estimators: on these inputs they disagree somewhere.
     assert not np.array_equal(total.argmax(1), probs.argmax(1))
 
