@@ -46,7 +46,7 @@ reproduce: setup ## full-scale stage 1 + 2 + notebooks: make reproduce DATASET=p
 	$(PY) -m ltlib reproduce --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR)) $(if $(TRAIN_LIST),--train-list $(TRAIN_LIST)) $(if $(NPROC),--nproc $(NPROC))
 
 clean: ## remove build output, executed notebooks and caches (keeps .venv)
-	rm -rf _build results/executed .pytest_cache
+	rm -rf _build book/executed .pytest_cache
 	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
 
 distclean: clean ## also remove .venv and every cached run / pre-trained mini model

@@ -335,18 +335,18 @@ def fig12_confounder(accuracy: "pd.DataFrame", methods: Sequence[str], labels: M
         methods: the estimators of the right panel, top to bottom; labels: display names of methods.
     """
     style()
-    rows = accuracy[accuracy["group"] == "all"].assign(label=lambda d: d["method"].map(lambda m: (labels or {}).get(m, m)))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.9), gridspec_kw={"width_ratios": [1, 1.9]})
+    names = dict(labels or {})
+    rows = accuracy[accuracy["group"] == "all"].assign(label=lambda d: d["method"].map(lambda m: names.get(m, m)))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 3.9), gridspec_kw={"width_ratios": [1, 1.9]})
     paper = rows[rows["method"].isin(["A", "B"]) & rows["test_set"].isin(["A", "B"])]
     sns.barplot(data=paper, x="label", y="value", hue="test_set", hue_order=["A", "B"], errorbar="sd", ax=left)
     left.set(title="the paper's 2×2", xlabel="", ylabel="top-1 accuracy (%)")
-    left.legend(title="test set", fontsize=7)
+    left.legend(title="test set", fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     right_rows = rows[rows["method"].isin(methods) & rows["test_set"].isin(["confounded", "interventional"])]
-    order = [(labels or {}).get(m, m) for m in methods]
-    sns.barplot(data=right_rows, y="label", x="value", hue="test_set", order=order,
+    sns.barplot(data=right_rows, y="label", x="value", hue="test_set", order=[names.get(m, m) for m in methods],
                 hue_order=["confounded", "interventional"], errorbar="sd", orient="h", ax=right)
     right.set(title="done right: observational vs interventional test set", ylabel="", xlabel="top-1 accuracy (%)")
-    right.legend(title="test set", fontsize=7, loc="lower right")
+    right.legend(title="test set", fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
 
@@ -369,6 +369,8 @@ def fig12_accuracy_by_visibility(accuracy: "pd.DataFrame", panels: Mapping[str, 
         sns.barplot(data=part, x="test_set", y="value", hue="group", order=list(test_sets),
                     hue_order=["head-dominant", "body-dominant"], errorbar="sd", ax=ax)
         ax.set(title=(labels or {}).get(method, method), xlabel="test set", ylabel="top-1 accuracy (%)")
-        ax.legend(title="true C", fontsize=7)
+        handles, names = ax.get_legend_handles_labels()
+        ax.get_legend().remove()
+    fig.legend(handles, names, title="true C", fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2)
     fig.tight_layout()
     return fig

@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from ltlib.errors import ConfigError
-from ltlib.miniworld import load_world
+from ltlib.miniworld import load_world, load_world_config
 from ltlib.miniworld.cnn import ResNet32
 from ltlib.miniworld.config import ConfounderConfig
-from ltlib.miniworld.confounder import DESIGNS, TEST_SETS, propensities
+from ltlib.miniworld.confounder import TEST_SETS, TRAIN_SETS, check_part_cycle, part_partners, propensities
+from ltlib.miniworld.generator import build_layout
+from ltlib.miniworld.threads import torch_threads
 
 
 @pytest.fixture(scope="module")
@@ -25,21 +27,47 @@ def _head_share(dataset) -> np.ndarray:
 
 def test_propensities_of_the_designs():
     props = propensities(ConfounderConfig(classes=(0, 1, 2, 3, 4, 5), majority=0.9))
-    assert np.allclose(props["A"], 0.5) and np.allclose(props["B"], 0.9)
-    assert np.allclose(props["confounded"], [0.9, 0.9, 0.9, 0.1, 0.1, 0.1])  # P(C|Y) differs by class
+    assert np.allclose(props["A"], 0.5) and np.allclose(props["B"], 0.9) and np.allclose(props["B_body"], 0.1)
+    assert np.allclose(props["confounded"], [0.9, 0.1, 0.9, 0.1, 0.9, 0.1])  # alternates along the cycle
     assert np.allclose(props["interventional"], 0.5)  # do(C): C ~ P(C), independent of Y
     with pytest.raises(ConfigError, match="majority"):
         propensities(ConfounderConfig(majority=0.3))
 
 
 def test_every_split_realises_its_propensity(study):
-    for name in DESIGNS:
+    for name in TRAIN_SETS:
         assert np.allclose(_head_share(study.train[name]), study.propensity[name], atol=0.06)
     for name in TEST_SETS:
         assert np.allclose(_head_share(study.test[name]), study.propensity[name], atol=0.06)
     # confounded training data: C carries information about Y; interventional test data: none
     assert np.ptp(_head_share(study.train["confounded"])) > 0.7
     assert np.ptp(_head_share(study.test["interventional"])) < 0.1
+
+
+@pytest.mark.parametrize("world", ["default", "smoke"])
+def test_the_study_classes_share_parts_in_pairs(world):
+    """The class choice: each head and each body type of the study is shared by exactly two classes, those
+    two have opposite propensities in the confounded design, and head + body still identify the class."""
+    config = load_world_config(world)
+    layout, classes = build_layout(config.parts.num_part_types, config.parts.group_size), config.confounder.classes
+    check_part_cycle(layout, classes)
+    pairs = {(layout.head_type[k], layout.body_type[k]) for k in classes}
+    assert len(pairs) == len(classes)  # both parts together are unambiguous
+    confounded = propensities(config.confounder)["confounded"]
+    for part, partner in part_partners(layout, classes).items():
+        types = np.asarray(layout.head_type if part == "head" else layout.body_type)[list(classes)]
+        assert np.array_equal(types[partner], types) and not np.any(partner == np.arange(len(classes)))
+        assert np.allclose(confounded[partner], 1 - confounded)  # the shortcut through C exists for every pair
+
+
+def test_part_cycle_rejects_other_class_lists():
+    layout = build_layout(10, 4)
+    with pytest.raises(ConfigError, match="exactly two"):
+        check_part_cycle(layout, [0, 1, 2, 3, 4, 5])  # distinct heads and bodies: one part identifies the class
+    with pytest.raises(ConfigError, match="share no part"):
+        check_part_cycle(layout, [2, 20, 21, 30, 31, 22])  # the right classes in a wrong order
+    with pytest.raises(ConfigError, match="distinct"):
+        check_part_cycle(layout, [2, 2, 30, 21, 31, 22])
 
 
 def test_study_labels_are_local_and_images_are_fresh(study):
@@ -64,6 +92,9 @@ def test_resnet32_architecture():
     assert logits.shape == (4, 6) and features.shape == (4, 64)
     assert torch.equal(ResNet32(6, seed=0).fc.weight, model.fc.weight)
     assert not torch.equal(ResNet32(6, seed=1).fc.weight, model.fc.weight)
+    assert model.depth == 32 and ResNet32(6, blocks_per_stage=1).depth == 8
+    with_c = ResNet32(6, blocks_per_stage=1, in_channels=4).eval()
+    assert with_c.stem[0].in_channels == 4 and with_c(torch.randn(2, 4, 32, 32)).shape == (2, 6)
 
 
 def test_resnet32_trains_on_the_study(study):
@@ -72,10 +103,11 @@ def test_resnet32_trains_on_the_study(study):
     images, labels = study.train["A"].tensors()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     losses = []
-    for _ in range(15):
-        loss = torch.nn.functional.cross_entropy(model(images), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+    with torch_threads(1):  # one thread: several times faster for this tiny model on a busy 2-core machine
+        for _ in range(15):
+            loss = torch.nn.functional.cross_entropy(model(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0]

@@ -50,3 +50,17 @@ def test_a_claim_of_no_effect_uses_the_null_rule():
     assert flat["verdict (mini world)"].item() == REPRODUCED
     full = evaluate_claims([claim], pd.DataFrame({"value": [0.5, 0.6, 0.7]}), "full")
     assert full["verdict"].item() == NOT_REPRODUCED
+
+
+def test_confounder_claims_read_the_contrasts_the_confounder_notebook_writes():
+    def contrast(key: str, values: list[float]) -> pd.DataFrame:
+        return rows(notebook="02_confounder", metric="contrast", group=key, method="m", backbones="", values=values)
+
+    table = pd.concat([contrast("paper_b", [4.0, 5.0, 6.0]), contrast("paper_a", [0.5, -0.5, 0.2]),
+                       contrast("remix_b", [3.0, 4.0, 3.5]), contrast("proxy", [-2.0, -1.0, -3.0])],
+                      ignore_index=True)
+    report = evaluate_claims(CLAIMS, table, scale="mini").set_index("key")["verdict (mini world)"]
+    assert report["fig12_b_gap"] == REPRODUCED
+    assert report["fig12_a_no_gap"] == REPRODUCED
+    assert report["fig12_gap_is_pc_shift"] == NOT_REPRODUCED  # a remix residual far from 0
+    assert report["proxy_undoes_confounding"] == NOT_REPRODUCED

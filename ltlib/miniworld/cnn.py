@@ -3,7 +3,8 @@
 Three stages of five basic blocks with 16 / 32 / 64 channels, 3×3 convolutions, batch norm, global average
 pooling and a linear head: 6·5 + 2 = 32 layers. Shortcuts that change shape use option A of the paper
 (stride-2 subsampling and zero-padded channels, no parameters), as the long-tail literature's ResNet-32
-(LDAM, LA) does.
+(LDAM, LA) does. ``blocks_per_stage`` = n gives the 6n + 2-layer member of the family (n = 1: ResNet-8),
+and ``in_channels`` = 4 lets the confounder study feed C as a constant extra input plane.
 """
 
 from __future__ import annotations
@@ -48,14 +49,16 @@ class ResNet32(nn.Module):
         num_classes: K.
         blocks_per_stage: 5 gives ResNet-32 (n = 5 in 6n + 2); smaller values give quick variants.
         seed: seeds the (Kaiming) initialisation without touching the global RNG.
+        in_channels: input planes (3 for RGB; 4 for RGB plus a constant plane holding C).
     """
 
-    def __init__(self, num_classes: int, blocks_per_stage: int = 5, seed: int = 0) -> None:
+    def __init__(self, num_classes: int, blocks_per_stage: int = 5, seed: int = 0, in_channels: int = 3) -> None:
         super().__init__()
-        if num_classes < 1 or blocks_per_stage < 1:
-            raise ConfigError(f"ResNet32 needs num_classes >= 1 and blocks_per_stage >= 1, "
-                              f"got {num_classes} and {blocks_per_stage}")
-        self.stem = nn.Sequential(nn.Conv2d(3, STAGE_WIDTHS[0], 3, padding=1, bias=False),
+        if num_classes < 1 or blocks_per_stage < 1 or in_channels < 1:
+            raise ConfigError(f"ResNet32 needs num_classes, blocks_per_stage and in_channels >= 1, "
+                              f"got {num_classes}, {blocks_per_stage} and {in_channels}")
+        self.depth = 6 * blocks_per_stage + 2
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, STAGE_WIDTHS[0], 3, padding=1, bias=False),
                                   nn.BatchNorm2d(STAGE_WIDTHS[0]), nn.ReLU())
         blocks, channels = [], STAGE_WIDTHS[0]
         for stage, width in enumerate(STAGE_WIDTHS):
