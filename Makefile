@@ -38,8 +38,9 @@ html: setup ## build the HTML book from the executed notebooks (strict)
 book: notebooks html ## run every notebook at the default scale and build the book into _build/html
 	@echo "book: file://$(CURDIR)/_build/html/index.html"
 
-bench: setup ## run the performance benchmarks (CPU parts here, GPU rows where a GPU is present)
-	$(PY) -m ltlib bench --out results/bench
+bench: setup ## benchmarks into book/data/benchmarks (GPU rows where a GPU is present; run after `make book`)
+	$(PY) -m ltlib run-notebooks --setting smoke --out results/executed-smoke --force
+	$(PY) -m ltlib bench --out book/data/benchmarks
 
 reproduce: setup ## full-scale stage 1 + 2 + notebooks: make reproduce DATASET=places_lt DATA_ROOT=... WEIGHTS_DIR=...
 	@test -n "$(DATASET)" -a -n "$(DATA_ROOT)" || { echo "usage: make reproduce DATASET=<imagenet_lt|places_lt|inat2018> DATA_ROOT=<dir> [WEIGHTS_DIR=<dir>] [TRAIN_LIST=<file>] [NPROC=<gpus>]" >&2; exit 2; }

@@ -42,9 +42,10 @@ GLA_ITERATIONS = 1000  # the reference solver's fixed iteration count (spec C.4)
 NOT_MEASURED = float("nan")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ESTIMATES_FILE = "estimates/full_scale.csv"
-# HOOK (lead): executed-notebook folders whose runner ``timings.csv`` the ``book`` benchmark reads, keyed by a
-# label for the mini world's size (e.g. {"default": ..., "2x": ...}); fill in once the mini world is final.
-BOOK_TIMINGS: dict[str, Path] = {"default": REPO_ROOT / "book" / "executed" / "timings.csv"}
+# Executed-notebook folders whose runner ``timings.csv`` the ``book`` benchmark reads, keyed by the mini
+# world's setting: ``make bench`` runs the smoke notebooks into the first; ``make book`` writes the second.
+BOOK_TIMINGS: dict[str, Path] = {"smoke": REPO_ROOT / "results" / "executed-smoke" / "timings.csv",
+                                 "default": REPO_ROOT / "book" / "executed" / "timings.csv"}
 
 
 @dataclass(frozen=True)
@@ -474,17 +475,31 @@ def bench_book(timings: Mapping[str, Path] = BOOK_TIMINGS) -> list[dict[str, Any
     :data:`BOOK_TIMINGS`): the total over executed notebooks and each notebook's seconds."""
     rows = []
     for label, path in timings.items():
+        case = f"world {label}{world_size(label)}"
         if not Path(path).is_file():
-            rows.append(row("book", f"world {label}", "seconds_notebooks_total", NOT_MEASURED, "s",
+            rows.append(row("book", case, "seconds_notebooks_total", NOT_MEASURED, "s",
                             f"not measured: {path} not found (run `make book` first)"))
             continue
         table = pd.read_csv(path)
         executed = table[table["status"] == "executed"]
         note = f"{len(executed)} of {len(table)} notebooks executed in that run"
-        rows.append(row("book", f"world {label}", "seconds_notebooks_total", executed["seconds"].sum(), "s", note))
-        rows += [row("book", f"world {label}", f"seconds[{r.notebook}]", r.seconds, "s", r.status)
+        rows.append(row("book", case, "seconds_notebooks_total", executed["seconds"].sum(), "s", note))
+        rows += [row("book", case, f"seconds[{r.notebook}]", r.seconds, "s", r.status)
                  for r in table.itertuples()]
     return rows
+
+
+def world_size(name: str) -> str:
+    """``" (40 classes, 24,000 corpus images per model, 4 models)"`` for a mini world config name, else ``""``."""
+    from .miniworld import load_world_config
+
+    try:
+        world = load_world_config(name)
+    except (ConfigError, FileNotFoundError):
+        return ""
+    classes = world.parts.num_part_types * world.parts.group_size
+    return (f" ({classes} classes, {world.corpus.num_images:,} corpus images per model, "
+            f"{len(world.models) + 1} models)")
 
 
 # --------------------------------------------------------------------------- full-scale estimates

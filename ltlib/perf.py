@@ -41,11 +41,47 @@ def pretraining_times(world: str) -> pd.DataFrame:
 
 
 def benchmark_table(directory: Path = BENCHMARK_DIR) -> pd.DataFrame:
-    """The committed benchmark results (every ``*.csv`` under ``book/data/benchmarks``)."""
+    """The committed benchmark results (every ``*.csv`` directly under ``book/data/benchmarks``)."""
     paths = sorted(Path(directory).glob("*.csv"))
     if not paths:
         return pd.DataFrame({"note": ["no benchmark results committed yet: run `make bench`"]})
     return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+
+
+def benchmark_view(bench: pd.DataFrame) -> pd.DataFrame:
+    """The benchmark table as the page shows it: one row per measurement, values rounded, NaN as
+    "not measured", provenance (device, git revision, time) kept but the version JSON dropped."""
+    if "benchmark" not in bench:
+        return bench
+    def shown(value: float) -> str:
+        return "not measured" if pd.isna(value) else (f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}")
+    view = bench.assign(value=bench["value"].map(shown))
+    return view[["benchmark", "case", "metric", "value", "unit", "note", "device", "git_sha", "timestamp"]]
+
+
+def full_scale_inputs(bench: pd.DataFrame) -> dict[str, float]:
+    """The three CPU-measured inputs of ``ltlib.bench.full_scale_estimates`` (NaN where not measured):
+    ``gflops`` of one 224-px forward, ``loader_rate`` images/s of one core, ``saved_mib`` per image."""
+    keys = {"gflops": ("inference", "M=1, single crop", "gflops_per_image"),
+            "loader_rate": ("train", "data pipeline, 1 CPU core", "images_per_second_per_core"),
+            "saved_mib": ("train", "AdaptFormer ViT-B/16, C = 1000", "saved_activation_mib_per_image")}
+    out = {}
+    for name, (benchmark, case, metric) in keys.items():
+        match = bench[(bench.get("benchmark") == benchmark) & (bench.get("case") == case)
+                      & (bench.get("metric") == metric)] if "benchmark" in bench else bench.iloc[0:0]
+        out[name] = float(match["value"].iloc[0]) if len(match) else float("nan")
+    return out
+
+
+def full_scale_table(bench: pd.DataFrame) -> pd.DataFrame:
+    """Estimated time, GPU memory and disk per dataset and stage (``ltlib.bench.full_scale_estimates``) from
+    the committed measurements, or a one-line note where they are missing."""
+    from .bench import full_scale_estimates
+
+    if any(pd.isna(v) for v in full_scale_inputs(bench).values()):
+        return pd.DataFrame({"note": ["the train and inference benchmarks have not been run: `make bench`"]})
+    table = full_scale_estimates(bench)
+    return table.assign(value=table["value"].round(2))
 
 
 def book_scaling(bench: pd.DataFrame) -> pd.DataFrame:

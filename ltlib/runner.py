@@ -134,14 +134,24 @@ def execute(job: NotebookJob, out_dir: Path, *, cwd: Path = REPO_ROOT, timeout: 
 
 
 def hide_injected_parameters(path: Path) -> None:
-    """Tag papermill's injected-parameters cell ``hide-input`` so the book folds it away."""
+    """Tag the executed notebook's cells for the book.
+
+    Papermill's injected-parameters cell (the values this run used) gets ``hide-input``: folded, one click
+    away. The notebook's own ``parameters`` cell holds defaults the injected cell overrode, so it gets
+    ``remove-cell`` rather than showing values this run did not use. Every other code cell gets
+    ``hide-input`` too: the pages read as a report; the calls into ``ltlib`` stay one click away.
+    """
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
+    injected = any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
     for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
         tags = cell.metadata.setdefault("tags", [])
-        if "injected-parameters" in tags and "hide-input" not in tags:
-            tags.append("hide-input")
+        wanted = "remove-cell" if injected and "parameters" in tags else "hide-input"
+        if wanted not in tags:
+            tags.append(wanted)
     write_text(path, nbformat.writes(nb))
 
 

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 import yaml
 from IPython.display import Markdown
-from myst_nb import glue
+from ltlib.glue import glue
 
 from ltlib import plots
 from ltlib.miniworld import diagnostics, load_world

@@ -30,7 +30,7 @@ runs_root = "runs"
 # %%
 import torch
 from IPython.display import Markdown
-from myst_nb import glue
+from ltlib.glue import glue
 
 from ltlib import confounding, plots
 from ltlib.miniworld import load_world_config

@@ -26,7 +26,7 @@ runs_root = "runs"
 # %%
 import pandas as pd
 import torch
-from myst_nb import glue
+from ltlib.glue import glue
 
 from ltlib import analysis, plots
 from ltlib.bench import PAPER_GFLOPS

@@ -30,7 +30,7 @@ runs_root = "runs"
 
 # %%
 import pandas as pd
-from myst_nb import glue
+from ltlib.glue import glue
 
 from ltlib import plots
 from ltlib.claims import CLAIMS

@@ -24,7 +24,7 @@ runs_root = "runs"
 from pathlib import Path
 
 import pandas as pd
-from myst_nb import glue
+from ltlib.glue import glue
 
 from ltlib import perf, plots
 
@@ -59,7 +59,7 @@ perf.pretraining_times(world) if scale == "mini" else "not applicable at full sc
 
 # %%
 bench = perf.benchmark_table()
-bench
+perf.benchmark_view(bench)
 
 # %% [markdown]
 # ### How the book's time grows with the mini world
@@ -69,3 +69,18 @@ bench
 
 # %%
 perf.book_scaling(bench)
+
+# %% [markdown]
+# ## Full-scale estimates
+#
+# No GPU was available to us, so the time, memory and disk of the full-scale runs are **estimates**
+# (`ltlib.bench.full_scale_estimates`) computed from three quantities measured by the benchmark above and
+# the assumptions stated on [the full-scale page](../full_scale.md): one 224-px ViT-B/16 forward with
+# AdaptFormer and a 1,000-class head costs {glue:text}`bench_gflops:.1f` GFLOPs; one CPU core decodes and
+# augments {glue:text}`bench_loader_rate:.1f` ImageNet-sized JPEGs per second; a training forward keeps
+# {glue:text}`bench_saved_mib:.0f` MiB per image for the backward pass (fp32).
+
+# %%
+for key, value in perf.full_scale_inputs(bench).items():
+    glue(f"bench_{key}", value, display=False)
+perf.full_scale_table(bench)

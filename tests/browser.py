@@ -36,9 +36,10 @@ def _run(args: list[str], timeout: int = 120) -> subprocess.CompletedProcess:
 
 def screenshot(page: Path, out: Path, size: str = "1280,1600") -> Path:
     """Render ``page`` (an HTML file) to a PNG ``out`` after its scripts have run."""
-    _run([f"--window-size={size}", f"--screenshot={out}", page.resolve().as_uri()])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = _run([f"--window-size={size}", f"--screenshot={out.resolve()}", page.resolve().as_uri()])
     if not out.is_file():
-        raise RuntimeError(f"chromium wrote no screenshot of {page}")
+        raise RuntimeError(f"chromium wrote no screenshot of {page} (exit {done.returncode}):\n{done.stderr[-2000:]}")
     return out
 
 
