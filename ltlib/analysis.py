@@ -103,6 +103,12 @@ def per_class_table(index: pd.DataFrame, p_hat: Mapping[str, np.ndarray],
     return pd.concat(frames, ignore_index=True)
 
 
+def mean_class_accuracy(table: pd.DataFrame) -> tuple[float, float]:
+    """(mean, sd) over the runs of a :func:`per_class_table` of each run's class-mean accuracy (%)."""
+    per_run = table.groupby("run_dir")["accuracy"].mean()
+    return float(per_run.mean()), float(per_run.std(ddof=1)) if len(per_run) > 1 else float("nan")
+
+
 def with_reference(table: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     """Add ``ref_accuracy`` (the uniform-prior reference model's per-class accuracy on the same task and
     seed) and ``excess`` = accuracy − ref_accuracy: per-class difficulty cancels, the prior's effect stays

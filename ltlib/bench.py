@@ -165,7 +165,8 @@ def write_synthetic_runs(root: Path, num_samples: int, num_classes: int, num_mod
         root: runs root.
         num_samples: test rows N of the LA runs (class-balanced); the zero-shot run has only a ``val``
             split of N / 2.5 rows (ImageNet-LT: 20,000 for 50,000), at least one per class.
-        compressed: as ``ltlib.cache.save_split`` writes (deflate); False stores the arrays uncompressed.
+        compressed: True rewrites the arrays deflated (as ``ltlib.cache`` wrote them before it switched to
+            stored members); False keeps ``ltlib.cache.save_split``'s stored, memory-mappable members.
     Returns:
         (LA run directories, zero-shot run directory).
     """
@@ -180,9 +181,9 @@ def write_synthetic_runs(root: Path, num_samples: int, num_classes: int, num_mod
         splits = {"val": max(num_classes, int(num_samples / 2.5))} if zeroshot else {"test": num_samples}
         outputs = {s: _synthetic_outputs(g, n, num_classes) for s, n in splits.items()}
         runs.append(write_cached_run(root, spec, outputs, counts))
-        if not compressed:
+        if compressed:
             for split, out in outputs.items():
-                _save_uncompressed(runs[-1], split, out)
+                _save_deflated(runs[-1], split, out)
     return runs[:-1], runs[-1]
 
 
@@ -193,10 +194,10 @@ def _synthetic_outputs(g: np.random.Generator, num_samples: int, num_classes: in
     return SplitOutputs(logits, targets)
 
 
-def _save_uncompressed(run_dir: Path, split: str, outputs: SplitOutputs) -> None:
-    """The cache layout of ``ltlib.cache`` with stored (uncompressed) members, which stage 2 memory-maps."""
+def _save_deflated(run_dir: Path, split: str, outputs: SplitOutputs) -> None:
+    """The cache layout of ``ltlib.cache`` with deflated members, which stage 2 has to inflate."""
     buffer = io.BytesIO()
-    np.savez(buffer, logits=outputs.logits.astype(np.float32), targets=outputs.targets.astype(np.int64))
+    np.savez_compressed(buffer, logits=outputs.logits.astype(np.float32), targets=outputs.targets.astype(np.int64))
     with atomic_path(split_path(run_dir, split)) as tmp:
         tmp.write_bytes(buffer.getvalue())
 
@@ -238,7 +239,7 @@ def _time_stage2(runs: Sequence[Path], zeroshot: Path) -> dict[str, float]:
 
 def _stage2_rows(case: str, seconds: Mapping[bool, Mapping[str, float]]) -> list[dict[str, Any]]:
     rows = []
-    for compressed, label in ((True, "deflate npz (ltlib.cache today)"), (False, "stored npz, memory-mapped")):
+    for compressed, label in ((True, "deflate npz"), (False, "stored npz, memory-mapped (ltlib.cache)")):
         for rules in _STAGE2_RULES:
             rows.append(row("stage2", f"{case}, cache: {label}", f"seconds_load_adjust_metrics[{rules}]",
                             seconds[compressed][rules], "s", "each model alone and the 3 together, all groups"))

@@ -304,6 +304,10 @@ def claims_forest(report: "pd.DataFrame", verdict_column: str = "verdict (mini w
             ax.plot([low if low == low else mean, high if high == high else mean], [y, y], color=colour, lw=2.2)
             ax.plot(mean, y, "o", color=colour)
         ax.axvline(0, ls="--", color="0.4", lw=1)
+        low, high = ax.get_xlim()
+        if high - low < 0.2:  # e.g. an exact ratio: show zero in a readable window, not at 1e-16 scale
+            centre = (low + high) / 2
+            ax.set_xlim(centre - 0.1, centre + 0.1)
         ax.set_yticks(range(len(part)), part["key"])
         ax.set_xlabel(f"{unit} (mean, 95 % CI over seeds)", fontsize=8)
     handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in VERDICT_COLOURS.items()

@@ -114,3 +114,12 @@ def paired_difference(a: pd.DataFrame, b: pd.DataFrame, by: tuple[str, ...] = ("
     left, right = per_replicate(a, by), per_replicate(b, by)
     common = left.index.intersection(right.index)
     return (left[common] - right[common]).to_numpy()
+
+
+def provenance_table(rows: pd.DataFrame, sha_digits: int = 12) -> pd.DataFrame:
+    """Per notebook and git revision (shortened to ``sha_digits``; ``-dirty`` kept): how many result rows,
+    distinct run ids and which seeds stand behind the report."""
+    short = rows["git_sha"].map(lambda sha: sha[:sha_digits] + ("-dirty" if sha.endswith("-dirty") else ""))
+    table = rows.assign(git_sha=short).groupby(["notebook", "git_sha"]).agg(
+        rows=("value", "size"), run_ids=("run_id", "nunique"), seeds=("seed", lambda s: sorted(set(s) - {-1})))
+    return table.reset_index()

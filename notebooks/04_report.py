@@ -34,7 +34,7 @@ from ltlib.glue import glue
 
 from ltlib import plots
 from ltlib.claims import CLAIMS
-from ltlib.report import evaluate_claims
+from ltlib.report import evaluate_claims, provenance_table
 from ltlib.results import load_tables
 
 rows = load_tables(f"{out_dir}/tables")
@@ -73,5 +73,4 @@ plots.claims_forest(report, verdict_column)
 # runs and seeds. Every row also carries the library versions and a config hash.
 
 # %%
-rows.groupby(["notebook", "git_sha"]).agg(rows=("value", "size"), run_ids=("run_id", "nunique"),
-                                          seeds=("seed", lambda s: sorted(set(s) - {-1}))).reset_index()
+provenance_table(rows)

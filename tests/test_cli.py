@@ -260,4 +260,5 @@ def test_book_timing_hook_reads_the_runner_timings(tmp_path):
                        "c,executed,1.5,x,y\n")
     rows = bench_book({"default": timings, "4x": tmp_path / "missing.csv"})
     total = {r["case"]: r["value"] for r in rows if r["metric"] == "seconds_notebooks_total"}
-    assert total["world default"] == pytest.approx(5.0) and np.isnan(total["world 4x"])
+    default = "world default (40 classes, 24,000 corpus images per model, 4 models)"  # the world's size, named
+    assert total[default] == pytest.approx(5.0) and np.isnan(total["world 4x"])

@@ -64,3 +64,25 @@ def test_confounder_claims_read_the_contrasts_the_confounder_notebook_writes():
     assert report["fig12_a_no_gap"] == REPRODUCED
     assert report["fig12_gap_is_pc_shift"] == NOT_REPRODUCED  # a remix residual far from 0
     assert report["proxy_undoes_confounding"] == NOT_REPRODUCED
+
+
+def test_provenance_table_counts_rows_runs_and_seeds_per_notebook_and_short_revision():
+    table = pd.DataFrame({"notebook": ["a", "a", "a", "b"], "git_sha": ["0123456789abcdef"] * 3 + ["fedcba9876543210-dirty"],
+                          "run_id": ["r1", "r1", "r2", "r3"], "seed": [0, 1, -1, 2], "value": [1.0, 2.0, 3.0, 4.0]})
+    from ltlib.report import provenance_table
+    out = provenance_table(table).set_index("notebook")
+    assert out.loc["a", "git_sha"] == "0123456789ab" and out.loc["b", "git_sha"] == "fedcba987654-dirty"
+    assert out.loc["a", "rows"] == 3 and out.loc["a", "run_ids"] == 2 and out.loc["a", "seeds"] == [0, 1]
+
+
+def test_method_claims_use_the_combination_of_every_model_not_the_subsets():
+    def acc(method: str, backbones: str, values: list[float], group: str = "overall") -> pd.DataFrame:
+        return rows(notebook="03_main_tables", metric="accuracy", group=group, method=method, backbones=backbones,
+                    values=values)
+
+    method = "backdoor adjustment (logit_sum)"
+    table = pd.concat([acc("LIFT (single model)", "a", [30.0, 30.0, 30.0]),
+                       acc(method, "a+b", [31.0, 31.0, 31.0]),      # a Tab. 8 subset: must be ignored
+                       acc(method, "a+b+c", [37.0, 38.0, 39.0])], ignore_index=True)
+    report = evaluate_claims(CLAIMS, table, scale="mini").set_index("key")
+    assert report.loc["method_beats_lift", "stat_mean"] == pytest.approx(8.0)

@@ -177,11 +177,12 @@ def test_bad_inputs_are_named(tmp_path):
 # --------------------------------------------------------------------------- reading and writing
 def test_deflated_and_stored_caches_read_alike(tmp_path):
     logits, targets = designed_logits()
-    save_split(tmp_path / "a", "test", SplitOutputs(logits, targets, np.ones((len(targets), 3), np.float32)))
+    # "a": deflated, as caches written by earlier versions; "b": what save_split writes today (stored).
     buffer = io.BytesIO()
-    np.savez(buffer, logits=logits, targets=targets)
-    split_path(tmp_path / "b", "test").parent.mkdir(parents=True)
-    split_path(tmp_path / "b", "test").write_bytes(buffer.getvalue())
+    np.savez_compressed(buffer, logits=logits, targets=targets)
+    split_path(tmp_path / "a", "test").parent.mkdir(parents=True)
+    split_path(tmp_path / "a", "test").write_bytes(buffer.getvalue())
+    save_split(tmp_path / "b", "test", SplitOutputs(logits, targets, np.ones((len(targets), 3), np.float32)))
     (za, ya), (zb, yb) = read_logits(tmp_path / "a", "test"), read_logits(tmp_path / "b", "test")
     assert np.array_equal(za, logits) and np.array_equal(zb, logits) and np.array_equal(ya, yb)
     assert isinstance(zb, np.memmap) and not isinstance(za, np.memmap)
