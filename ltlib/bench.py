@@ -533,16 +533,26 @@ def full_scale_estimates(measured: pd.DataFrame, gpu: GPUAssumptions = GPUAssump
     Returns:
         Rows (dataset, stage, quantity, value, unit, basis); every value is an estimate.
     """
-    forward = _measured(measured, "inference", "M=1, single crop", "gflops_per_image")
-    rate = _measured(measured, "train", "data pipeline, 1 CPU core", "images_per_second_per_core")
-    saved = _measured(measured, "train", "AdaptFormer ViT-B/16, C = 1000", "saved_activation_mib_per_image")
+    forward, rate, saved = (measured_value(measured, *FULL_SCALE_INPUTS[k]) for k in ("gflops", "loader_rate",
+                                                                                     "saved_mib"))
     rows = []
     for name in ESTIMATE_DATASETS:
         rows += _dataset_estimates(name, forward, rate * gpu.loader_cores, saved, gpu)
     return pd.DataFrame(rows)
 
 
-def _measured(table: pd.DataFrame, benchmark: str, case: str, metric: str) -> float:
+# The three measured inputs of :func:`full_scale_estimates`: (benchmark, case, metric) of their rows.
+FULL_SCALE_INPUTS = {"gflops": ("inference", "M=1, single crop", "gflops_per_image"),
+                     "loader_rate": ("train", "data pipeline, 1 CPU core", "images_per_second_per_core"),
+                     "saved_mib": ("train", "AdaptFormer ViT-B/16, C = 1000", "saved_activation_mib_per_image")}
+
+
+def measured_value(table: pd.DataFrame, benchmark: str, case: str, metric: str) -> float:
+    """The value of one row of a bench table.
+
+    Raises:
+        ConfigError: no such row (naming it and the benchmark to run).
+    """
     match = table[(table["benchmark"] == benchmark) & (table["case"] == case) & (table["metric"] == metric)]
     if match.empty:
         raise ConfigError(f"bench table has no {benchmark} / {case} / {metric} row; run the '{benchmark}' benchmark")

@@ -62,14 +62,15 @@ def benchmark_view(bench: pd.DataFrame) -> pd.DataFrame:
 def full_scale_inputs(bench: pd.DataFrame) -> dict[str, float]:
     """The three CPU-measured inputs of ``ltlib.bench.full_scale_estimates`` (NaN where not measured):
     ``gflops`` of one 224-px forward, ``loader_rate`` images/s of one core, ``saved_mib`` per image."""
-    keys = {"gflops": ("inference", "M=1, single crop", "gflops_per_image"),
-            "loader_rate": ("train", "data pipeline, 1 CPU core", "images_per_second_per_core"),
-            "saved_mib": ("train", "AdaptFormer ViT-B/16, C = 1000", "saved_activation_mib_per_image")}
+    from .bench import FULL_SCALE_INPUTS, measured_value
+    from .errors import ConfigError
+
     out = {}
-    for name, (benchmark, case, metric) in keys.items():
-        match = bench[(bench.get("benchmark") == benchmark) & (bench.get("case") == case)
-                      & (bench.get("metric") == metric)] if "benchmark" in bench else bench.iloc[0:0]
-        out[name] = float(match["value"].iloc[0]) if len(match) else float("nan")
+    for name, key in FULL_SCALE_INPUTS.items():
+        try:
+            out[name] = measured_value(bench, *key)
+        except (ConfigError, KeyError):  # KeyError: a table without benchmark columns (nothing committed)
+            out[name] = float("nan")
     return out
 
 

@@ -1,0 +1,40 @@
+"""The performance page's helpers over a bench table: measured inputs, full-scale estimates, display."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ltlib import perf
+from ltlib.bench import row
+
+
+def bench_table(rate: float = 240.0) -> pd.DataFrame:
+    rows = [row("inference", "M=1, single crop", "gflops_per_image", 35.4, "GFLOPs"),
+            row("train", "data pipeline, 1 CPU core", "images_per_second_per_core", rate, "img/s"),
+            row("train", "AdaptFormer ViT-B/16, C = 1000", "saved_activation_mib_per_image", 108.0, "MiB"),
+            row("train", "GPU, batch 128", "speedup_ltlib_vs_lift", float("nan"), "x", "not measured")]
+    return pd.DataFrame(rows).assign(device="cpu", git_sha="abc", timestamp="t", versions="{}")
+
+
+def test_inputs_estimates_and_view_come_from_the_bench_rows():
+    table = bench_table()
+    assert perf.full_scale_inputs(table) == {"gflops": 35.4, "loader_rate": 240.0, "saved_mib": 108.0}
+    estimates = perf.full_scale_table(table)
+    assert set(estimates["dataset"]) == {"imagenet_lt", "places_lt", "inat2018"}
+    # Loading time scales inversely with the measured decode rate wherever loading bounds a stage.
+    slower = perf.full_scale_table(bench_table(rate=120.0))
+    both = estimates.merge(slower, on=["dataset", "stage", "quantity"], suffixes=("", "_slow"))
+    assert (both["value_slow"] >= both["value"]).all() and (both["value_slow"] > both["value"]).any()
+    view = perf.benchmark_view(table)
+    assert "versions" not in view and view["value"].iloc[-1] == "not measured"
+
+
+def test_missing_measurements_give_a_note_not_an_error():
+    partial = bench_table().iloc[:1]
+    inputs = perf.full_scale_inputs(partial)
+    assert inputs["gflops"] == 35.4 and math.isnan(inputs["loader_rate"])
+    assert "make bench" in perf.full_scale_table(partial)["note"].item()
+    nothing = perf.benchmark_table(directory=perf.BENCHMARK_DIR / "does-not-exist")
+    assert math.isnan(perf.full_scale_inputs(nothing)["gflops"])
