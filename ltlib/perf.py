@@ -36,8 +36,8 @@ def pretraining_times(world: str) -> pd.DataFrame:
         log = entry.log
         rows.append({"model": name, "steps": log.get("steps"), "wall_seconds": log.get("seconds"),
                      "cpu_seconds": log.get("cpu_seconds"), "generation_seconds": log.get("generation_seconds"),
-                     "git_sha": log.get("git_sha")})
-    return pd.DataFrame(rows)
+                     "git_sha": (log.get("git_sha") or "")[:12]})
+    return pd.DataFrame(rows).round(1)
 
 
 def benchmark_table(directory: Path = BENCHMARK_DIR) -> pd.DataFrame:
@@ -49,14 +49,23 @@ def benchmark_table(directory: Path = BENCHMARK_DIR) -> pd.DataFrame:
 
 
 def benchmark_view(bench: pd.DataFrame) -> pd.DataFrame:
-    """The benchmark table as the page shows it: one row per measurement, values rounded, NaN as
-    "not measured", provenance (device, git revision, time) kept but the version JSON dropped."""
+    """The benchmark table as the page shows it: one row per measurement, values rounded and NaN shown as
+    "not measured"; the provenance columns are shown once by :func:`benchmark_provenance`."""
     if "benchmark" not in bench:
         return bench
     def shown(value: float) -> str:
         return "not measured" if pd.isna(value) else (f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}")
-    view = bench.assign(value=bench["value"].map(shown))
-    return view[["benchmark", "case", "metric", "value", "unit", "note", "device", "git_sha", "timestamp"]]
+    view = bench.assign(value=bench["value"].map(shown), note=bench["note"].fillna(""))
+    return view[["benchmark", "case", "metric", "value", "unit", "note"]]
+
+
+def benchmark_provenance(bench: pd.DataFrame) -> pd.DataFrame:
+    """Where and when the benchmark rows were measured: one row per (device, git revision, time)."""
+    if "benchmark" not in bench:
+        return bench
+    columns = ["device", "git_sha", "timestamp"]
+    counts = bench.groupby(columns, sort=False).size().rename("rows").reset_index()
+    return counts.assign(git_sha=counts["git_sha"].str[:12])
 
 
 def full_scale_inputs(bench: pd.DataFrame) -> dict[str, float]:

@@ -38,3 +38,10 @@ def test_missing_measurements_give_a_note_not_an_error():
     assert "make bench" in perf.full_scale_table(partial)["note"].item()
     nothing = perf.benchmark_table(directory=perf.BENCHMARK_DIR / "does-not-exist")
     assert math.isnan(perf.full_scale_inputs(nothing)["gflops"])
+
+
+def test_provenance_is_shown_once_per_device_and_revision():
+    table = pd.concat([bench_table(), bench_table().assign(device="gpu", git_sha="0123456789abcdef")])
+    provenance = perf.benchmark_provenance(table)
+    assert list(provenance["rows"]) == [4, 4] and set(provenance["git_sha"]) == {"abc", "0123456789ab"}
+    assert list(perf.benchmark_view(table).columns) == ["benchmark", "case", "metric", "value", "unit", "note"]
