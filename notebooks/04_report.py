@@ -19,6 +19,11 @@
 # - a claimed *absence* of an effect is reproduced when the interval includes zero;
 # - claims about ImageNet-LT / Places-LT / iNaturalist numbers stay **pending at full scale** until
 #   `make reproduce` has produced real logits; the mini-world analogue is shown beside them.
+#
+# The four Fig. 12 rows (the confounder study) joined this registry after that page's numbers existed;
+# they use the same rules, and the confounder page applied the same interval rule before them.
+# A "reproduced" claim of *no* effect with a wide interval (few seeds) is weak evidence: read the
+# interval, not only the colour.
 
 # %% tags=["parameters"]
 scale = "mini"
