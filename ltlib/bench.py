@@ -662,12 +662,13 @@ def markdown_table(table: pd.DataFrame) -> str:
     header = "" if first is None else (f"Measured on {first['device']}, git {first['git_sha']}, "
                                        f"{first['timestamp']}.\n\n")
     lines = ["| benchmark | case | metric | value | unit | note |", "|---|---|---|---:|---|---|"]
-    lines += [f"| {r.benchmark} | {r.case} | {r.metric} | {_format_value(r.value)} | {r.unit} | {r.note} |"
+    lines += [f"| {r.benchmark} | {r.case} | {r.metric} | {format_value(r.value)} | {r.unit} | {r.note} |"
               for r in table.itertuples()]
     return header + "\n".join(lines) + "\n"
 
 
-def _format_value(value: float) -> str:
+def format_value(value: float) -> str:
+    """A benchmark value as the tables show it: 3 significant digits, thousands separated, NaN as "not measured"."""
     if not np.isfinite(value):
         return "not measured"
     return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"

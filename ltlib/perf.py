@@ -51,11 +51,11 @@ def benchmark_table(directory: Path = BENCHMARK_DIR) -> pd.DataFrame:
 def benchmark_view(bench: pd.DataFrame) -> pd.DataFrame:
     """The benchmark table as the page shows it: one row per measurement, values rounded and NaN shown as
     "not measured"; the provenance columns are shown once by :func:`benchmark_provenance`."""
+    from .bench import format_value
+
     if "benchmark" not in bench:
         return bench
-    def shown(value: float) -> str:
-        return "not measured" if pd.isna(value) else (f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}")
-    view = bench.assign(value=bench["value"].map(shown), note=bench["note"].fillna(""))
+    view = bench.assign(value=bench["value"].map(format_value), note=bench["note"].fillna(""))
     return view[["benchmark", "case", "metric", "value", "unit", "note"]]
 
 

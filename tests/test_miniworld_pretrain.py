@@ -11,20 +11,12 @@ import torch
 
 from ltlib.backbones import build_backbone, get_spec
 from ltlib.heads import ZeroShotClassifier, text_head_weights
-from ltlib.miniworld import load_world
 from ltlib.miniworld.config import ArchitectureConfig, PretrainConfig
 from ltlib.miniworld.diagnostics import prior_recovery, zero_shot_accuracy, zero_shot_logits
 from ltlib.miniworld.pretrain import (CompactTokenEmbedding, build_clip, lr_at_step, open_clip_config, param_groups,
                                       pretrain)
 from ltlib.model import build_lift_model
 from ltlib.priors import estimate_prior
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    world = load_world("smoke", cache_root=tmp_path_factory.mktemp("cache"))
-    world.prepare(workers=1)  # tiny models: spawning worker processes would cost more than training
-    return world
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():
@@ -67,9 +59,9 @@ def test_compact_embedding_trains_used_rows_exactly_like_the_full_table():
     assert all(torch.allclose(first[k], second[k]) for k in first if k != "token_embedding.weight")
 
 
-def test_pretraining_is_deterministic_and_learns(world):
-    corpus = world.corpus("mini-reference")
-    config = open_clip_config(world.config.architecture, 32)
+def test_pretraining_is_deterministic_and_learns(pretrained_world):
+    corpus = pretrained_world.corpus("mini-reference")
+    config = open_clip_config(pretrained_world.config.architecture, 32)
     settings = PretrainConfig(epochs=2, batch_size=64, lr=2e-3, seed=3)
     first, log = pretrain(corpus, config, settings)
     second, _ = pretrain(corpus, config, settings)
@@ -79,47 +71,48 @@ def test_pretraining_is_deterministic_and_learns(world):
     assert not first.training and log.logit_scale <= 100.0 + 1e-4
 
 
-def test_cached_model_round_trips_through_the_backbone_registry(world):
-    entry = world.pretrained("mini-clip")
-    backbone = world.backbone("mini-clip")
-    rebuilt = build_backbone(get_spec("mini-clip"), weights=entry.weights)  # registered by world.backbone
+def test_cached_model_round_trips_through_the_backbone_registry(pretrained_world):
+    entry = pretrained_world.pretrained("mini-clip")
+    backbone = pretrained_world.backbone("mini-clip")
+    rebuilt = build_backbone(get_spec("mini-clip"), weights=entry.weights)  # registered by pretrained_world.backbone
     saved = torch.load(entry.weights, weights_only=True)
     assert all(torch.equal(saved[k], v) for k, v in backbone.clip.state_dict().items())
-    images, _ = world.split("val").tensors()
+    images, _ = pretrained_world.split("val").tensors()
     assert torch.allclose(backbone.image_features(images[:8]), rebuilt.image_features(images[:8]))
-    assert backbone.feature_dim == world.config.architecture.vision_width and backbone.image_size == 32
+    assert backbone.feature_dim == pretrained_world.config.architecture.vision_width and backbone.image_size == 32
 
 
-def test_truth_is_saved_beside_the_weights(world):
-    truth = world.pretrained("mini-openclip").truth
-    assert truth["prior"] == pytest.approx(world.true_prior("mini-openclip").tolist())
-    assert truth["class_counts"] == world.corpus_counts("mini-openclip").tolist()
-    assert sum(truth["class_counts"]) == world.config.corpus.num_images
-    assert abs(truth["realised_head_fraction"] - world.part_bias("mini-openclip")) < 0.02
-    assert truth["popularity"] == world.popularity("mini-openclip").tolist()
+def test_truth_is_saved_beside_the_weights(pretrained_world):
+    truth = pretrained_world.pretrained("mini-openclip").truth
+    assert truth["prior"] == pytest.approx(pretrained_world.true_prior("mini-openclip").tolist())
+    assert truth["class_counts"] == pretrained_world.corpus_counts("mini-openclip").tolist()
+    assert sum(truth["class_counts"]) == pretrained_world.config.corpus.num_images
+    assert abs(truth["realised_head_fraction"] - pretrained_world.part_bias("mini-openclip")) < 0.02
+    assert truth["popularity"] == pretrained_world.popularity("mini-openclip").tolist()
 
 
-def test_zero_shot_round_trip(world):
-    logits = zero_shot_logits(world, "mini-clip", "test")
-    classifier = ZeroShotClassifier(world.backbone("mini-clip"), world.class_names)
-    images, labels = world.split("test").tensors()
-    assert logits.shape == (len(labels), world.num_classes)
+def test_zero_shot_round_trip(pretrained_world):
+    logits = zero_shot_logits(pretrained_world, "mini-clip", "test")
+    classifier = ZeroShotClassifier(pretrained_world.backbone("mini-clip"), pretrained_world.class_names)
+    images, labels = pretrained_world.split("test").tensors()
+    assert logits.shape == (len(labels), pretrained_world.num_classes)
     assert np.allclose(logits[:16], classifier(images[:16]).numpy(), atol=1e-5)
-    accuracy = zero_shot_accuracy(world, "mini-clip")
+    accuracy = zero_shot_accuracy(pretrained_world, "mini-clip")
     assert set(accuracy.by_visibility) == {"head", "body"}
     assert accuracy.overall == pytest.approx(np.mean(accuracy.per_class))  # balanced test split, in %
     assert accuracy.overall == pytest.approx(np.mean(list(accuracy.by_visibility.values())))  # C balanced too
 
 
-def test_lift_model_and_prior_estimate_on_a_mini_backbone(world):
-    backbone = world.backbone("mini-metaclip")
-    model = build_lift_model(backbone, world.class_names)
-    images, _ = world.split("val").tensors()
-    assert model(images[:4]).shape == (4, world.num_classes)
-    assert torch.allclose(model.head.weight, text_head_weights(backbone, world.class_names), atol=1e-6)
-    prior = estimate_prior(zero_shot_logits(world, "mini-metaclip", "val"), world.split("val").labels.numpy())
-    assert prior.shape == (world.num_classes,) and prior.sum() == pytest.approx(1.0)
-    recovery = prior_recovery(world, "mini-metaclip")
+def test_lift_model_and_prior_estimate_on_a_mini_backbone(pretrained_world):
+    backbone = pretrained_world.backbone("mini-metaclip")
+    model = build_lift_model(backbone, pretrained_world.class_names)
+    images, _ = pretrained_world.split("val").tensors()
+    assert model(images[:4]).shape == (4, pretrained_world.num_classes)
+    assert torch.allclose(model.head.weight, text_head_weights(backbone, pretrained_world.class_names), atol=1e-6)
+    prior = estimate_prior(zero_shot_logits(pretrained_world, "mini-metaclip", "val"),
+                           pretrained_world.split("val").labels.numpy())
+    assert prior.shape == (pretrained_world.num_classes,) and prior.sum() == pytest.approx(1.0)
+    recovery = prior_recovery(pretrained_world, "mini-metaclip")
     assert np.allclose(recovery.estimate, prior)
     assert recovery.kl_uniform == pytest.approx(
-        float(np.sum(recovery.truth * np.log(recovery.truth * world.num_classes))))
+        float(np.sum(recovery.truth * np.log(recovery.truth * pretrained_world.num_classes))))
