@@ -10,6 +10,8 @@ SCALE  ?= default
 FORCE  ?=
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
+# One cache per clone (mini models, pinned list checksums): a fresh clone starts from a clean cache.
+export LTLIB_CACHE ?= $(CURDIR)/.cache/ltlib
 
 .PHONY: help setup test book notebooks html bench reproduce clean distclean
 

@@ -12,8 +12,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import yaml
-
+from .config import parse_overrides
 from .errors import ConfigError, LtlibError
 from .recipes import LOSSES
 
@@ -40,10 +39,11 @@ def _configure_notebooks(p: argparse.ArgumentParser) -> None:
 
 @command("run-notebooks", "execute the book's notebooks through papermill", _configure_notebooks)
 def _run_notebooks(args: argparse.Namespace) -> int:
-    from .runner import REPO_ROOT, load_plan, run_all
+    from .book.runner import load_plan, run_all
+    from .paths import book_executed_dir
 
     jobs = load_plan(args.setting, only=args.only, **parse_overrides(args.set))
-    out = args.out or REPO_ROOT / "book" / "executed"
+    out = args.out or book_executed_dir()
     table = run_all(jobs, out, force=args.force)
     print(table.to_string(index=False))
     print(f"[runner] total {table['seconds'].sum():.1f} s over {len(table)} notebooks -> {out}")
@@ -51,21 +51,6 @@ def _run_notebooks(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- shared parsing
-def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["epochs=2", "tte=false"]`` → ``{"epochs": 2, "tte": False}`` (values parsed as YAML scalars).
-
-    Raises:
-        ConfigError: an item without ``=`` or with an empty key, naming it.
-    """
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
-    return out
-
-
 def _main_rank() -> bool:
     """True in a single process and on rank 0 of a torchrun launch."""
     return int(os.environ.get("RANK", "0")) == 0
@@ -268,7 +253,7 @@ def _configure_bench(p: argparse.ArgumentParser) -> None:
 
 @command("bench", "performance benchmarks: tidy CSV + markdown table (make bench)", _configure_bench)
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import BenchOptions, run_benchmarks
+    from .bench.suite import BenchOptions, run_benchmarks
 
     table = run_benchmarks(args.out, BenchOptions(quick=args.quick, only=tuple(args.only or ())))
     print(table[["benchmark", "case", "metric", "value", "unit"]].to_string(index=False))

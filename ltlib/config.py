@@ -10,7 +10,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Sequence, TypeVar
 
 import yaml
 
@@ -93,3 +93,18 @@ def _coerce(hint: Any, value: Any) -> Any:
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["epochs=2", "tte=false"]`` → ``{"epochs": 2, "tte": False}`` (values parsed as YAML scalars).
+
+    Raises:
+        ConfigError: an item without ``=`` or with an empty key, naming it.
+    """
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return out

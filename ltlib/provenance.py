@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-_REPO_ROOT = Path(__file__).resolve().parent.parent
+from .paths import REPO_ROOT as _REPO_ROOT
 
 
 @functools.lru_cache(maxsize=1)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from .backbones import build_backbone, get_spec
-from .cli import parse_overrides
+from .config import parse_overrides
 from .data import load_dataset_config, validate_user_manifest
 from .errors import ConfigError, LtlibError, WeightsNotFoundError
 from .recipes import LOSSES, TrainConfig, load_recipe

@@ -32,9 +32,9 @@ import pandas as pd
 import torch
 import yaml
 from IPython.display import Markdown
-from ltlib.glue import glue
+from ltlib.book.glue import glue
 
-from ltlib import plots
+from ltlib.book import plots
 from ltlib.miniworld import diagnostics, load_world
 from ltlib.provenance import config_hash, to_plain
 from ltlib.results import ResultsTable, summarize
@@ -276,7 +276,7 @@ glue("gla_beats_uniform", int((exact["kl"] < exact["kl_uniform"]).sum()), displa
 #
 # The paper shows attention heat-maps of its three foundation models on a few birds and reads off that each
 # attends to a different part. Here every image comes with its part masks, so the question has a number
-# as its answer (`ltlib.attribution`):
+# as its answer (`ltlib.miniworld.attribution`):
 #
 # - **occlusion**: the drop of the true-class log-probability when the visible head is replaced by the
 #   image's background colour, and when the body is; the head's share of the two drops is the image's

@@ -26,10 +26,10 @@ runs_root = "runs"
 # %%
 import pandas as pd
 import torch
-from ltlib.glue import glue
+from ltlib.book.glue import glue
 
-from ltlib import analysis, plots
-from ltlib.experiments import imbalance_jobs, open_study
+from ltlib.book import analysis, plots
+from ltlib.miniworld.experiments import imbalance_jobs, open_study
 from ltlib.results import ResultsTable, summarize
 
 torch.set_num_threads(1)

@@ -30,9 +30,11 @@ runs_root = "runs"
 # %%
 import torch
 from IPython.display import Markdown
-from ltlib.glue import glue
+from ltlib.book.glue import glue
 
-from ltlib import confounding, plots
+from ltlib.miniworld import confounding
+
+from ltlib.book import plots
 from ltlib.miniworld import load_world_config
 from ltlib.provenance import config_hash
 from ltlib.recipes import load_recipe
@@ -139,7 +141,7 @@ figure = plots.fig12_accuracy_by_visibility(accuracy, {"B": ["A", "B"], "confoun
 # ## Verdicts
 #
 # Each claim is a paired difference of accuracies (same seed, same test images) in points, with its
-# mean, sd and 95% t-interval over seeds. The rule is fixed in `ltlib.confounding.verdict`: a signed
+# mean, sd and 95% t-interval over seeds. The rule is fixed in `ltlib.miniworld.confounding.verdict`: a signed
 # claim is *supported* when the interval excludes 0 on the claimed side, *contradicted* when it excludes
 # 0 on the other side, *inconclusive* otherwise; a claim of no difference reads *no difference detected*
 # when the interval contains 0 (with {glue:text}`n_seeds` seeds the intervals are wide, so that is weak

@@ -26,11 +26,11 @@ runs_root = "runs"
 # %%
 import pandas as pd
 import torch
-from ltlib.glue import glue
+from ltlib.book.glue import glue
 
-from ltlib import analysis, plots
-from ltlib.bench import PAPER_GFLOPS
-from ltlib.experiments import main_table_jobs, open_study
+from ltlib.book import analysis, plots
+from ltlib.bench.suite import PAPER_GFLOPS
+from ltlib.miniworld.experiments import main_table_jobs, open_study
 from ltlib.results import ResultsTable, summarize
 
 torch.set_num_threads(1)

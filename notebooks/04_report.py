@@ -35,11 +35,11 @@ runs_root = "runs"
 
 # %%
 import pandas as pd
-from ltlib.glue import glue
+from ltlib.book.glue import glue
 
-from ltlib import plots
-from ltlib.claims import CLAIMS
-from ltlib.report import evaluate_claims, provenance_table
+from ltlib.book import plots
+from ltlib.book.claims import CLAIMS
+from ltlib.book.report import evaluate_claims, provenance_table
 from ltlib.results import load_tables
 
 rows = load_tables(f"{out_dir}/tables")

@@ -24,9 +24,9 @@ runs_root = "runs"
 from pathlib import Path
 
 import pandas as pd
-from ltlib.glue import glue
+from ltlib.book.glue import glue
 
-from ltlib import perf, plots
+from ltlib.book import perf, plots
 
 pd.set_option("display.max_rows", 500)  # show every benchmark row, and whole case names
 pd.set_option("display.max_colwidth", None)
@@ -83,7 +83,7 @@ perf.book_scaling(bench)
 # ## Full-scale estimates
 #
 # No GPU was available to us, so the time, memory and disk of the full-scale runs are **estimates**
-# (`ltlib.bench.full_scale_estimates`) computed from three quantities measured by the benchmark above and
+# (`ltlib.bench.suite.full_scale_estimates`) computed from three quantities measured by the benchmark above and
 # the assumptions stated on [the full-scale page](../full_scale.md): one 224-px ViT-B/16 forward with
 # AdaptFormer and a 1,000-class head costs {glue:text}`bench_gflops:.1f` GFLOPs; one CPU core decodes and
 # augments {glue:text}`bench_loader_rate:.1f` ImageNet-sized JPEGs per second; a training forward keeps

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ltlib import analysis
+from ltlib.book import analysis
 from ltlib.cache import SplitOutputs
 from ltlib.recipes import TrainConfig
 from ltlib.results import ResultsTable, load_tables, mean_ci, summarize

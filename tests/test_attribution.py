@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ltlib.attribution import (PartReliance, attribute, background_colour, part_reliance, remove_part,
+from ltlib.miniworld.attribution import (PartReliance, attribute, background_colour, part_reliance, remove_part,
                                saliency_maps, saliency_shares, true_class_score)
 from ltlib.backbones import BackboneSpec, build_backbone, register_arch
 from ltlib.errors import ConfigError

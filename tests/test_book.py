@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from browser import rendered_dom, screenshot
-from ltlib.runner import load_plan, run_all
+from ltlib.book.runner import load_plan, run_all
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

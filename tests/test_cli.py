@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ltlib.bench import BENCH_COLUMNS, bench_book
+from ltlib.bench.suite import BENCH_COLUMNS, bench_book
 from ltlib.cache import load_split
 from ltlib.checkpoint import CHECKPOINT_NAME
 from ltlib.cli import main, parse_overrides

@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from ltlib import confounding as cf
-from ltlib import plots
+from ltlib.miniworld import confounding as cf
+from ltlib.book import plots
 from ltlib.config import config_path
 from ltlib.errors import ConfigError
 from ltlib.miniworld import load_world_config

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ltlib.glue import plain
+from ltlib.book.glue import plain
 
 
 @pytest.mark.parametrize("value, expected", [(np.float64(0.25), 0.25), (np.int64(3), 3), (np.bool_(True), True),

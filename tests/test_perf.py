@@ -6,8 +6,8 @@ import math
 
 import pandas as pd
 
-from ltlib import perf
-from ltlib.bench import row
+from ltlib.book import perf
+from ltlib.bench.suite import row
 
 
 def bench_table(rate: float = 240.0) -> pd.DataFrame:

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ltlib.claims import CLAIMS
-from ltlib.report import (MISSING, NOT_REPRODUCED, PARTIAL, PENDING, REPRODUCED, Claim, evaluate_claims,
+from ltlib.book.claims import CLAIMS
+from ltlib.book.report import (MISSING, NOT_REPRODUCED, PARTIAL, PENDING, REPRODUCED, Claim, evaluate_claims,
                           verdict)
 
 
@@ -69,7 +69,7 @@ def test_confounder_claims_read_the_contrasts_the_confounder_notebook_writes():
 def test_provenance_table_counts_rows_runs_and_seeds_per_notebook_and_short_revision():
     table = pd.DataFrame({"notebook": ["a", "a", "a", "b"], "git_sha": ["0123456789abcdef"] * 3 + ["fedcba9876543210-dirty"],
                           "run_id": ["r1", "r1", "r2", "r3"], "seed": [0, 1, -1, 2], "value": [1.0, 2.0, 3.0, 4.0]})
-    from ltlib.report import provenance_table
+    from ltlib.book.report import provenance_table
     out = provenance_table(table).set_index("notebook")
     assert out.loc["a", "git_sha"] == "0123456789ab" and out.loc["b", "git_sha"] == "fedcba987654-dirty"
     assert out.loc["a", "rows"] == 3 and out.loc["a", "run_ids"] == 2 and out.loc["a", "seeds"] == [0, 1]

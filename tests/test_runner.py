@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from ltlib.errors import ConfigError
-from ltlib.runner import NotebookError, load_plan, run_all
+from ltlib.book.runner import NotebookError, load_plan, run_all
 
 HEADER = '''# ---
 # jupyter:

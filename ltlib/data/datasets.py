@@ -17,11 +17,12 @@ from torch.utils.data import Dataset
 from ..config import from_dict, list_configs, load_config
 from ..errors import ConfigError, ManifestError
 from ..storage import read_json, write_json
+from ..paths import cache_root, manifests_dir
 from .manifest import (Manifest, check_all_classes_present, check_class_folders, check_images_exist,
                        class_counts, git_blob_id, group_sizes, read_class_counts, read_classnames,
                        read_bytes, read_label_map, read_manifest)
 
-MANIFEST_ROOT = Path(__file__).resolve().parents[2] / "data_manifests"
+MANIFEST_ROOT = manifests_dir()
 SPLITS = ("train", "val", "test")
 
 
@@ -185,11 +186,6 @@ class UserManifest:
     record: Path
     first_use: bool
     matches_lift: bool | None
-
-
-def cache_root() -> Path:
-    """``$LTLIB_CACHE``, default ``~/.cache/ltlib``: where the SHA-256 of user manifests is recorded."""
-    return Path(os.environ.get("LTLIB_CACHE") or Path.home() / ".cache" / "ltlib")
 
 
 def validate_user_manifest(path: str | os.PathLike, dataset: str | os.PathLike | DatasetConfig,

@@ -5,7 +5,7 @@
 - :func:`parameter_imbalance`: per-class zero-shot accuracy vs π_m, controlled for class difficulty
   with the uniform-prior reference model (the prototype's finding: raw correlations are confounded);
 - :func:`prior_recovery`: GLA's P̂_P (``ltlib.priors``, both solvers) vs the true π_m;
-- :func:`part_attribution`: which part a model relies on (PAPER.md Fig. 4/10, ``ltlib.attribution``), on
+- :func:`part_attribution`: which part a model relies on (PAPER.md Fig. 4/10, ``ltlib.miniworld.attribution``), on
   the world's images or on :func:`unoccluded_images`, where both parts are in full view;
 - the world itself: :func:`latin_square`, :func:`part_neighbours`, :func:`example_renders`,
   :func:`generation_check` (throughput, determinism) and :func:`pretraining_record` (the cache's record
@@ -29,7 +29,7 @@ from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from ..attribution import PartAttribution, attribute
+from .attribution import PartAttribution, attribute
 from ..backbones import Backbone
 from ..heads import ZeroShotClassifier
 from ..metrics import per_class_accuracy
@@ -402,7 +402,7 @@ class ModelAttribution:
 
     Attributes:
         model: the model; images: the image set's name (``"unoccluded"``, ``"test"``); seed: its seed;
-        attribution: saliency maps, their part shares and the occlusion reliance (``ltlib.attribution``);
+        attribution: saliency maps, their part shares and the occlusion reliance (``ltlib.miniworld.attribution``);
         visibility: C of each image, int64 [N]; by_visibility: also summarise each value of C apart.
     """
 
@@ -438,7 +438,7 @@ def split_subset(world: World, split: str, per_class: int) -> WorldImages:
 
 def part_attribution(world: World, name: str, data: WorldImages, images: str, seed: int = -1,
                      by_visibility: bool = False, batch_size: int = 500) -> ModelAttribution:
-    """Saliency and occlusion part reliance (``ltlib.attribution.attribute``) of the zero-shot classifier of
+    """Saliency and occlusion part reliance (``ltlib.miniworld.attribution.attribute``) of the zero-shot classifier of
     model ``name`` on ``data`` (e.g. ``world.split("test")`` or :func:`unoccluded_images`).
 
     Args:

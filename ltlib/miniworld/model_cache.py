@@ -15,7 +15,6 @@ processes from training the same model at once. Delete the root to rebuild every
 from __future__ import annotations
 
 import fcntl
-import os
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,18 +24,13 @@ from typing import Any, Iterator
 import torch
 
 from ..provenance import config_hash, to_plain
+from ..paths import cache_root
 from ..storage import atomic_path, read_json, write_json
 
 # Bump when code changes what a given config produces (generator, captions, corpus or training loop),
 # so that stale cached models are not reused.
 CACHE_VERSION = 1
 WEIGHTS, TRUTH, LOG = "weights.pt", "truth.json", "pretrain.json"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def cache_root() -> Path:
-    """``$LTLIB_CACHE`` if set, else ``<repo>/.cache/ltlib`` (git-ignored)."""
-    return Path(os.environ.get("LTLIB_CACHE") or _REPO_ROOT / ".cache" / "ltlib")
 
 
 def entry_dir(name: str, key: Any, root: str | Path | None = None) -> Path:

@@ -18,15 +18,14 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from .config import load_yaml
-from .errors import ConfigError, LtlibError
-from .provenance import config_hash, git_sha
-from .storage import read_json, write_json, write_text
+from ..config import load_yaml
+from ..errors import ConfigError, LtlibError
+from ..paths import EXECUTED_VARIABLE, PACKAGE_DIR, REPO_ROOT, plan_path
+from ..provenance import config_hash, git_sha
+from ..storage import read_json, write_json, write_text
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PLAN_PATH = REPO_ROOT / "notebooks" / "plan.yaml"
+PLAN_PATH = plan_path()
 STAMP_SUFFIX = ".stamp.json"
-EXECUTED_DIR_VARIABLE = "LTLIB_EXECUTED_DIR"  # tells a notebook where its build's timings.csv is
 
 
 class NotebookError(LtlibError, RuntimeError):
@@ -81,7 +80,7 @@ def load_plan(setting: str, plan_path: Path = PLAN_PATH, only: Sequence[str] | N
 def library_fingerprint() -> str:
     """Hash of every ltlib source and config file: a library change makes every notebook stale."""
     digest = hashlib.sha256()
-    root = REPO_ROOT / "ltlib"
+    root = PACKAGE_DIR
     for path in sorted(p for p in root.rglob("*") if p.suffix in {".py", ".yaml", ".json"}):
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
@@ -114,7 +113,7 @@ def execute(job: NotebookJob, out_dir: Path, *, cwd: Path = REPO_ROOT, timeout: 
     out.parent.mkdir(parents=True, exist_ok=True)
     source_nb = out.with_name(f".{job.name}.source.ipynb")
     jupytext.write(jupytext.read(job.source), source_nb)
-    os.environ[EXECUTED_DIR_VARIABLE] = str(Path(out_dir).resolve())  # read by ltlib.perf inside the kernel
+    os.environ[EXECUTED_VARIABLE] = str(Path(out_dir).resolve())  # read by ltlib.book.perf inside the kernel
     start = time.perf_counter()
     try:
         papermill.execute_notebook(str(source_nb), str(out), parameters=job.parameters, kernel_name="python3",

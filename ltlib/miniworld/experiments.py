@@ -15,9 +15,9 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from .parallel import run_parallel
-from .recipes import load_recipe
-from .runs import RunSpec, estimate_run_prior, find_runs, run_stage1
+from ..parallel import run_parallel
+from ..recipes import load_recipe
+from ..runs import RunSpec, estimate_run_prior, find_runs, run_stage1
 
 INDEX_COLUMNS = ("backbone", "method", "model", "seed", "task_seed", "order", "task", "run_dir")
 
@@ -80,7 +80,7 @@ def full_run_index(runs_root: str | Path, dataset: str) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- worker side
 @functools.lru_cache(maxsize=4)
 def _world(key: str, cache_root: str | None):
-    from .miniworld import load_world
+    from . import load_world
     return load_world(key, cache_root=cache_root)
 
 
@@ -169,7 +169,7 @@ def open_study(scale: str, world: str, dataset: str, seeds: Sequence[int], runs_
         index = full_run_index(runs_root, dataset)
         backbones = tuple(sorted(set(index.loc[index["model"] == "lift", "backbone"]) - {""}))
         return Study("full", dataset, backbones, index)
-    from .miniworld import load_world
+    from . import load_world
     w = load_world(world)
     w.prepare()
     backbones = w.model_names

@@ -30,18 +30,18 @@ import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from torch import nn
 
-from .adjust import backdoor_adjust
-from .engine import evaluate, train
-from .errors import ConfigError
-from .miniworld.cnn import ResNet32
-from .miniworld.config import WorldConfig
-from .miniworld.confounder import TEST_SETS, TRAIN_SETS, part_partners, propensities, render_study_split
-from .miniworld.generator import build_layout
-from .miniworld.tasks import WorldImages
-from .miniworld.threads import torch_threads
-from .parallel import run_parallel
-from .recipes import TrainConfig, load_recipe
-from .results import ResultsTable, format_mean_sd, mean_ci
+from ..adjust import backdoor_adjust
+from ..engine import evaluate, train
+from ..errors import ConfigError
+from .cnn import ResNet32
+from .config import WorldConfig
+from .confounder import TEST_SETS, TRAIN_SETS, part_partners, propensities, render_study_split
+from .generator import build_layout
+from .tasks import WorldImages
+from .threads import torch_threads
+from ..parallel import run_parallel
+from ..recipes import TrainConfig, load_recipe
+from ..results import ResultsTable, format_mean_sd, mean_ci
 
 FIT_KINDS = ("plain", "c_input")
 C_GROUPS = {0: "head-dominant", 1: "body-dominant"}

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import ConfigError
-from .results import mean_ci
+from ..errors import ConfigError
+from ..results import mean_ci
 
 Classifier = Callable[[torch.Tensor], torch.Tensor]  # normalised images [B, 3, H, W] → logits [B, K]
 HEAD, BODY = 0, 1  # channels of the part masks [N, 2, H, W] (ltlib.miniworld.generator.Renders.masks)

@@ -3,18 +3,13 @@ committed benchmark tables (``python -m ltlib bench``)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
-from .runner import EXECUTED_DIR_VARIABLE, REPO_ROOT
-BENCHMARK_DIR = REPO_ROOT / "book" / "data" / "benchmarks"
+from ..paths import benchmarks_dir, executed_dir
 
-
-def executed_dir() -> Path:
-    """Where the running build writes executed notebooks and ``timings.csv``."""
-    return Path(os.environ.get(EXECUTED_DIR_VARIABLE, REPO_ROOT / "book" / "executed"))
+BENCHMARK_DIR = benchmarks_dir()
 
 
 def notebook_timings() -> pd.DataFrame:
@@ -28,7 +23,7 @@ def notebook_timings() -> pd.DataFrame:
 def pretraining_times(world: str) -> pd.DataFrame:
     """Per mini model of ``world``: optimizer steps, wall and CPU seconds of its pre-training, from the
     records cached with the weights (pre-training them first if needed)."""
-    from .miniworld import load_world
+    from ..miniworld import load_world
 
     w = load_world(world)
     rows = []
@@ -51,7 +46,7 @@ def benchmark_table(directory: Path = BENCHMARK_DIR) -> pd.DataFrame:
 def benchmark_view(bench: pd.DataFrame) -> pd.DataFrame:
     """The benchmark table as the page shows it: one row per measurement, values rounded and NaN shown as
     "not measured"; the provenance columns are shown once by :func:`benchmark_provenance`."""
-    from .bench import format_value
+    from ..bench.suite import format_value
 
     if "benchmark" not in bench:
         return bench
@@ -69,10 +64,10 @@ def benchmark_provenance(bench: pd.DataFrame) -> pd.DataFrame:
 
 
 def full_scale_inputs(bench: pd.DataFrame) -> dict[str, float]:
-    """The three CPU-measured inputs of ``ltlib.bench.full_scale_estimates`` (NaN where not measured):
+    """The three CPU-measured inputs of ``ltlib.bench.suite.full_scale_estimates`` (NaN where not measured):
     ``gflops`` of one 224-px forward, ``loader_rate`` images/s of one core, ``saved_mib`` per image."""
-    from .bench import FULL_SCALE_INPUTS, measured_value
-    from .errors import ConfigError
+    from ..bench.suite import FULL_SCALE_INPUTS, measured_value
+    from ..errors import ConfigError
 
     out = {}
     for name, key in FULL_SCALE_INPUTS.items():
@@ -84,9 +79,9 @@ def full_scale_inputs(bench: pd.DataFrame) -> dict[str, float]:
 
 
 def full_scale_table(bench: pd.DataFrame) -> pd.DataFrame:
-    """Estimated time, GPU memory and disk per dataset and stage (``ltlib.bench.full_scale_estimates``) from
+    """Estimated time, GPU memory and disk per dataset and stage (``ltlib.bench.suite.full_scale_estimates``) from
     the committed measurements, or a one-line note where they are missing."""
-    from .bench import full_scale_estimates
+    from ..bench.suite import full_scale_estimates
 
     if any(pd.isna(v) for v in full_scale_inputs(bench).values()):
         return pd.DataFrame({"note": ["the train and inference benchmarks have not been run: `make bench`"]})

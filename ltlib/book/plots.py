@@ -16,7 +16,7 @@ import seaborn as sns
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .miniworld.diagnostics import ImbalanceResult, PriorRecovery
+    from ..miniworld.diagnostics import ImbalanceResult, PriorRecovery
 
 PALETTE = "colorblind"
 
@@ -41,7 +41,7 @@ def fig3_sorted_accuracy(binned: "pd.DataFrame", keys: tuple[str, ...] = ("p_s",
     bins, one line per method (mean over runs, band = ±1 sd over runs).
 
     Args:
-        binned: rows of ``ltlib.analysis.binned_accuracy`` concatenated over keys (column ``key``).
+        binned: rows of ``ltlib.book.analysis.binned_accuracy`` concatenated over keys (column ``key``).
     """
     style()
     keys = tuple(k for k in keys if k in set(binned["key"]))
@@ -335,7 +335,7 @@ def fig12_confounder(accuracy: "pd.DataFrame", methods: Sequence[str], labels: M
     over seeds.
 
     Args:
-        accuracy: ``ltlib.confounding.accuracy_frame`` rows (``method, test_set, group, seed, value``).
+        accuracy: ``ltlib.miniworld.confounding.accuracy_frame`` rows (``method, test_set, group, seed, value``).
         methods: the estimators of the right panel, top to bottom; labels: display names of methods.
     """
     style()
@@ -361,7 +361,7 @@ def fig12_accuracy_by_visibility(accuracy: "pd.DataFrame", panels: Mapping[str, 
     shift of P(C) each stratum keeps its accuracy; under confounding the strata themselves change.
 
     Args:
-        accuracy: ``ltlib.confounding.accuracy_frame`` rows.
+        accuracy: ``ltlib.miniworld.confounding.accuracy_frame`` rows.
         panels: method → the test sets to show for it (one panel per method).
         labels: display names of methods.
     """

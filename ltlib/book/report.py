@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .results import mean_ci
+from ..results import mean_ci
 
 REPRODUCED, PARTIAL, NOT_REPRODUCED, PENDING, MISSING = (
     "reproduced", "partially reproduced", "not reproduced", "pending at full scale", "not measured")

@@ -1,7 +1,7 @@
-"""The paper's claims as measurements over the book's result tables (see ``ltlib.report``).
+"""The paper's claims as measurements over the book's result tables (see ``ltlib.book.report``).
 
 Metric names are those the notebooks write: ``01_imbalance`` (trend_rho, excess_trend_rho, prior
-agreement, dp_accuracy, accuracy, knn_accuracy), ``02_confounder`` (contrast: the per-seed paired differences of ``ltlib.confounding``) and ``03_main_tables`` (accuracy of
+agreement, dp_accuracy, accuracy, knn_accuracy), ``02_confounder`` (contrast: the per-seed paired differences of ``ltlib.miniworld.confounding``) and ``03_main_tables`` (accuracy of
 subsets and controls, scenario_accuracy, gflops_per_image).
 """
 

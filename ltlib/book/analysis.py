@@ -2,7 +2,7 @@
 downstream prior P_S, the estimated pre-training prior P̂_P and (in the mini world) the true π (Fig. 3,
 Fig. 9), D×P group scores (Fig. 2, Tab. 3, Tab. 11), ensembles of runs (the backdoor adjustment, Tab. 8),
 and the kNN feature probe (Tab. 4). Inputs are run directories (``ltlib.runs``) and a run index
-(``ltlib.experiments``); outputs are tidy DataFrames.
+(``ltlib.miniworld.experiments``); outputs are tidy DataFrames.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from .adjust import gla_posthoc
-from .cache import SplitOutputs, load_split
-from .errors import ConvergenceError
-from .metrics import Groups, d_groups, knn_predict, per_class_accuracy
-from .priors import calibrate_temperature, fit_prior
-from .runs import load_run
-from .stage2 import combined_predictions, score_rows
+from ..adjust import gla_posthoc
+from ..cache import SplitOutputs, load_split
+from ..errors import ConvergenceError
+from ..metrics import Groups, d_groups, knn_predict, per_class_accuracy
+from ..priors import calibrate_temperature, fit_prior
+from ..runs import load_run
+from ..stage2 import combined_predictions, score_rows
 
 SORT_KEYS = {"p_s": "downstream prior P_S", "p_hat": "estimated pre-training prior P̂_P",
              "pi": "true pre-training prior π"}
@@ -236,7 +236,7 @@ def lift_runs(study, methods: Sequence[str], main_only: bool = True) -> pd.DataF
 def dp_matrices(study, p_hat: Mapping[str, np.ndarray], methods: Sequence[str] = ("CE", "LA")) -> dict[str, pd.DataFrame]:
     """Fig. 2: mean D×P matrix of each single-model method and of the backdoor adjustment of the LA runs
     (M = all backbones, per seed; P-groups from the consensus of the members' P̂_P)."""
-    from .metrics import dp_matrix, p_groups
+    from ..metrics import dp_matrix, p_groups
 
     def matrix(run_dirs: Sequence[str], prior: np.ndarray) -> pd.DataFrame:
         preds, targets = ensemble_predictions(run_dirs)
@@ -299,7 +299,7 @@ def trend_rows(trends: pd.DataFrame, method_suffix: str = "") -> pd.DataFrame:
 
 def summary_cells(frame: pd.DataFrame, index: str = "method", columns: str = "group", digits: int = 2) -> pd.DataFrame:
     """A display table of ``mean ± sd`` over seeds (and backbones) per (index, columns) cell."""
-    from .results import format_mean_sd, summarize
+    from ..results import format_mean_sd, summarize
 
     s = summarize(frame.assign(world=""), by=(index, columns))
     s["cell"] = [format_mean_sd(m, sd, digits) for m, sd in zip(s["mean"], s["sd"])]
@@ -318,7 +318,7 @@ def subset_scores(study, p_hat: Mapping[str, np.ndarray], rules: Sequence[str] =
     """
     from itertools import combinations
 
-    from .metrics import p_groups
+    from ..metrics import p_groups
 
     p = p_groups(consensus_prior([p_hat[b] for b in study.backbones]))
     runs = lift_runs(study, ["LA"], main_only=False)
@@ -395,7 +395,7 @@ def inference_cost(backbones: Sequence, image_size: int, batch: int = 256, repea
     """Measured cost of the backdoor adjustment with M = 1 … len(backbones) models: GFLOPs per image
     (``torch.utils.flop_counter``) and images/s (best of ``repeats``, this process's threads).
     ``backbones`` are ``ltlib.backbones.Backbone`` objects."""
-    from .bench import count_gflops
+    from ..bench.suite import count_gflops
 
     images = torch.randn(batch, 3, image_size, image_size)
     rows = []

@@ -29,10 +29,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .cache import SplitOutputs, split_path
-from .errors import ConfigError
-from .provenance import git_sha, library_versions
-from .storage import atomic_path, write_text
+from ..cache import SplitOutputs, split_path
+from ..errors import ConfigError
+from ..paths import book_executed_dir, smoke_executed_dir
+from ..provenance import git_sha, library_versions
+from ..storage import atomic_path, write_text
 
 BENCHMARKS = ("prior", "stage2", "train", "inference", "book")
 BENCH_COLUMNS = ("benchmark", "case", "metric", "value", "unit", "note", "device", "git_sha", "versions",
@@ -40,12 +41,11 @@ BENCH_COLUMNS = ("benchmark", "case", "metric", "value", "unit", "note", "device
 PAPER_GFLOPS = {1: 239.06, 2: 478.13, 3: 717.19}  # PAPER.md, "Numbers reported" (inference cost vs M)
 GLA_ITERATIONS = 1000  # the reference solver's fixed iteration count (spec C.4)
 NOT_MEASURED = float("nan")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ESTIMATES_FILE = "estimates/full_scale.csv"
 # Executed-notebook folders whose runner ``timings.csv`` the ``book`` benchmark reads, keyed by the mini
 # world's setting: ``make bench`` runs the smoke notebooks into the first; ``make book`` writes the second.
-BOOK_TIMINGS: dict[str, Path] = {"smoke": REPO_ROOT / "results" / "executed-smoke" / "timings.csv",
-                                 "default": REPO_ROOT / "book" / "executed" / "timings.csv"}
+BOOK_TIMINGS: dict[str, Path] = {"smoke": smoke_executed_dir() / "timings.csv",
+                                 "default": book_executed_dir() / "timings.csv"}
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def synthetic_logits(num_classes: int, per_class: int, bias_std: float, seed: in
 
 def bench_prior(options: BenchOptions) -> list[dict[str, Any]]:
     """Exact solver vs GLA's reference mode on seeded synthetic logits: time and final objective (spec C.9)."""
-    from .priors import fit_prior
+    from ..priors import fit_prior
 
     cases = [(100, 20), (300, 3)] if options.quick else [(1000, 20), (8142, 3)]
     caps = options.reference_iterations or ((20, 5) if options.quick else (GLA_ITERATIONS, 100))
@@ -170,7 +170,7 @@ def write_synthetic_runs(root: Path, num_samples: int, num_classes: int, num_mod
     Returns:
         (LA run directories, zero-shot run directory).
     """
-    from .runs import RunSpec, write_cached_run
+    from ..runs import RunSpec, write_cached_run
 
     g = np.random.default_rng(seed)
     counts = np.maximum(5, (1280 * np.exp(-np.arange(num_classes) / (0.18 * num_classes))).astype(np.int64))
@@ -228,7 +228,7 @@ _STAGE2_RULES = {"logit_sum": ("logit_sum",), "both rules": ("logit_sum", "prob_
 
 
 def _time_stage2(runs: Sequence[Path], zeroshot: Path) -> dict[str, float]:
-    from .stage2 import Stage2Options, estimate_stage2_prior, run_stage2
+    from ..stage2 import Stage2Options, estimate_stage2_prior, run_stage2
 
     prior, seconds = timed(lambda: estimate_stage2_prior(zeroshot))
     out = {"prior": seconds}
@@ -329,7 +329,7 @@ def _train_rows(device: torch.device, options: BenchOptions, workdir: Path) -> l
 
 def _jpeg_dataset(root: Path, num_images: int, seed: int):
     """ImageNet-sized JPEGs (500×375) through LIFT's training transform (spec A.10)."""
-    from .data import ManifestDataset, make_fixture_dataset, read_manifest, train_transform
+    from ..data import ManifestDataset, make_fixture_dataset, read_manifest, train_transform
 
     per_class = max(1, math.ceil(num_images / 4))
     fixture = make_fixture_dataset(root, num_classes=4, train_counts=(per_class,) * 4, val_per_class=0,
@@ -339,8 +339,8 @@ def _jpeg_dataset(root: Path, num_images: int, seed: int):
 
 def _bench_model(device: torch.device, seed: int):
     """AdaptFormer ViT-B/16 for C = 1000 (ImageNet-LT: r = 32), random weights and head."""
-    from .backbones import build_backbone
-    from .model import build_lift_model
+    from ..backbones import build_backbone
+    from ..model import build_lift_model
 
     backbone = build_backbone("clip", random_init=True, seed=seed, device=device)
     return build_lift_model(backbone, [f"class {j}" for j in range(1000)], head_init="random", seed=seed)
@@ -350,10 +350,10 @@ def _engine_throughput(dataset, batch: int, steps: int, device: torch.device, ru
                        options: BenchOptions, compile_backend: str | None) -> float:
     """Images/s of ``ltlib.engine.train``: one warm-up step, then a resumed run of ``steps`` steps timed from
     its start (data loader start-up included, as for :func:`_lift_equivalent_throughput`)."""
-    from .distributed import DistContext
-    from .engine import train
-    from .losses import build_loss
-    from .recipes import TrainConfig
+    from ..distributed import DistContext
+    from ..engine import train
+    from ..losses import build_loss
+    from ..recipes import TrainConfig
 
     cfg = TrainConfig(batch_size=batch, micro_batch_size=batch, max_steps=steps + 1, epochs=1, seed=options.seed,
                       num_workers=_workers(device), checkpoint_every=0, log_every=1000)
@@ -368,7 +368,7 @@ def _lift_equivalent_throughput(dataset, batch: int, steps: int, device: torch.d
 
     One warm-up step, then ``steps`` steps timed from a fresh loader's creation.
     """
-    from .losses import build_loss
+    from ..losses import build_loss
 
     model, loss_fn = _bench_model(device, options.seed), build_loss("LA", np.arange(1000) + 5).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -413,8 +413,8 @@ def bench_inference(options: BenchOptions) -> list[dict[str, Any]]:
     The M models share one backbone object (their adapters and heads differ); FLOPs are exact either way and
     the timing differs only by cache effects.
     """
-    from .backbones import build_backbone
-    from .model import build_lift_model
+    from ..backbones import build_backbone
+    from ..model import build_lift_model
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     backbone = build_backbone("clip", random_init=True, seed=options.seed, device=device)
@@ -492,7 +492,7 @@ def bench_book(timings: Mapping[str, Path] = BOOK_TIMINGS) -> list[dict[str, Any
 
 def world_size(name: str) -> str:
     """``" (40 classes, 24,000 corpus images per model, 4 models)"`` for a mini world config name, else ``""``."""
-    from .miniworld import load_world_config
+    from ..miniworld import load_world_config
 
     try:
         world = load_world_config(name)
@@ -564,8 +564,8 @@ def dataset_sizes(name: str) -> dict[str, int]:
 
     ``val`` without a shipped list is the class-balanced train subset (``ltlib.tasks``): count_min · C.
     """
-    from .data import load_dataset_config
-    from .recipes import load_recipe
+    from ..data import load_dataset_config
+    from ..recipes import load_recipe
 
     config = load_dataset_config(name)
     train = config.split("train")
@@ -577,7 +577,7 @@ def dataset_sizes(name: str) -> dict[str, int]:
 
 def _dataset_estimates(name: str, forward_c1000: float, images_per_second: float, saved_mib: float,
                        gpu: GPUAssumptions) -> list[dict[str, Any]]:
-    from .adapters import adaptformer_dim
+    from ..adapters import adaptformer_dim
 
     n = dataset_sizes(name)
     forward = forward_c1000 + _ADAPTER_FLOPS_PER_R * (adaptformer_dim(n["classes"]) - 32) \
