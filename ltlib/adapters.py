@@ -1,4 +1,7 @@
-"""AdaptFormer as LIFT implements it (spec A.4): a bottleneck adapter parallel to each ViT block's MLP."""
+"""AdaptFormer as LIFT implements it (spec A.4): a bottleneck adapter parallel to each ViT block's MLP.
+
+:func:`adapters_attached` also runs the blocks with deep visual prompts (:mod:`ltlib.prompts`), the
+paper's other parameter-efficient method (§4.1)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
 
 from .errors import ConfigError
+from .prompts import VPT, prompted_forwards
 
 
 def adaptformer_dim(num_classes: int, num_layers: int = 12) -> int:
@@ -126,7 +130,8 @@ class _AdaptedForward:
 
 
 @contextmanager
-def adapters_attached(blocks: Sequence[nn.Module], adapters: Sequence[nn.Module] | None) -> Iterator[None]:
+def adapters_attached(blocks: Sequence[nn.Module], adapters: Sequence[nn.Module] | None,
+                      num_prefix_tokens: int = 1) -> Iterator[None]:
     """Run ``blocks`` with ``adapters`` (block i with adapter i) inside the ``with`` body only.
 
     The patch is scoped to one call on purpose: a backbone shared by a zero-shot classifier and one
@@ -136,30 +141,43 @@ def adapters_attached(blocks: Sequence[nn.Module], adapters: Sequence[nn.Module]
 
     Args:
         blocks: the image tower's residual blocks (open_clip ``ResidualAttentionBlock``).
-        adapters: one module per block, or None.
+        adapters: one module per block (all AdaptFormer-like, or all :class:`~ltlib.prompts.VPT`), or None.
+        num_prefix_tokens: tokens before the patches (1: CLS); VPT inserts its prompts after them.
     Raises:
-        ConfigError: length mismatch, unsupported block type, or blocks already adapted (nesting).
+        ConfigError: length mismatch, unsupported block type, mixed prompts and adapters, or blocks
+            already adapted (nesting).
     """
     if adapters is None:
         yield
         return
     _check_attachable(blocks, adapters)
+    forwards = _block_forwards(blocks, adapters, num_prefix_tokens)
     try:
-        for block, adapter in zip(blocks, adapters):
-            block.forward = _AdaptedForward(block, adapter)
+        for block, forward in zip(blocks, forwards):
+            block.forward = forward
         yield
     finally:
         for block in blocks:
             vars(block).pop("forward", None)
 
 
+def _block_forwards(blocks: Sequence[nn.Module], adapters: Sequence[nn.Module], num_prefix_tokens: int) -> list:
+    """One replacement forward per block: deep prompts when every adapter is a VPT, else AdaptFormer-style."""
+    prompts = [isinstance(adapter, VPT) for adapter in adapters]
+    if all(prompts):
+        return prompted_forwards(blocks, adapters, num_prefix_tokens)
+    if any(prompts):
+        raise ConfigError("adapters: VPT prompts and other adapters cannot be mixed in one image tower")
+    return [_AdaptedForward(block, adapter) for block, adapter in zip(blocks, adapters)]
+
+
 def _check_attachable(blocks: Sequence[nn.Module], adapters: Sequence[nn.Module]) -> None:
     if len(adapters) != len(blocks):
         raise ConfigError(f"adapters: got {len(adapters)} adapters for {len(blocks)} transformer blocks; "
-                          "AdaptFormer needs exactly one per block (spec A.4)")
+                          "AdaptFormer and VPT need exactly one per block")
     for index, block in enumerate(blocks):
         if not isinstance(block, ResidualAttentionBlock):
-            raise ConfigError(f"block {index} is a {type(block).__name__}; AdaptFormer supports open_clip's "
+            raise ConfigError(f"block {index} is a {type(block).__name__}; adapters support open_clip's "
                               "ResidualAttentionBlock only")
         if "forward" in vars(block):
             raise ConfigError(f"block {index} already runs with adapters (nested adapters_attached)")

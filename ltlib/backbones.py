@@ -23,9 +23,11 @@ from torch import nn
 from .adapters import adapters_attached
 from .config import CONFIG_ROOT, list_configs, load_config
 from .errors import ConfigError, WeightsNotFoundError
+from .prompts import remove_prompts
 from .storage import write_json
 
 DEFAULT_TEMPLATE = "a photo of a {}."
+NUM_PREFIX_TOKENS = 1  # open_clip's ViT puts one class token before the patches (and no register tokens)
 _PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
 
 
@@ -151,6 +153,12 @@ class Backbone(nn.Module):
         return self.clip.visual.proj
 
     @property
+    def patch_size(self) -> tuple[int, int]:
+        """The ViT's patch size (16, 16) for ViT-B/16; it sets the VPT initialisation bound."""
+        height, width = self.clip.visual.patch_size
+        return int(height), int(width)
+
+    @property
     def image_size(self) -> int:
         return int(self.clip.visual.image_size[0])
 
@@ -172,8 +180,9 @@ class Backbone(nn.Module):
 
         Args:
             images: normalised images [B, 3, H, W].
-            adapters: one module per block (AdaptFormer, spec A.4), applied for this call only; None
-                gives the pre-trained network.
+            adapters: one module per block (AdaptFormer, spec A.4, or deep VPT prompts, the paper's
+                §4.1), applied for this call only; None gives the pre-trained network. VPT prompts sit
+                after the CLS token and are removed again before ``ln_post`` and the CLS read-out.
         Returns:
             features [B, feature_dim].
         """
@@ -182,9 +191,9 @@ class Backbone(nn.Module):
             raise ConfigError("adapters: gradient checkpointing of the image tower is not supported with "
                               "adapters (its recomputation would run without them)")
         tokens = visual._embeds(images)
-        with adapters_attached(self.blocks, adapters):
+        with adapters_attached(self.blocks, adapters, NUM_PREFIX_TOKENS):
             tokens = visual.transformer(tokens)
-        return visual._pool(tokens)[0]
+        return visual._pool(remove_prompts(tokens, adapters, NUM_PREFIX_TOKENS))[0]
 
     def image_embeddings(self, images: torch.Tensor, adapters: Sequence[nn.Module] | None = None) -> torch.Tensor:
         """Joint-space image embeddings ``normalize(image_features @ P)`` (CLIP's ``encode_image``).

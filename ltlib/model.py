@@ -1,4 +1,4 @@
-"""The LIFT classifier (spec A.3–A.7): frozen backbone + AdaptFormer in every block + cosine head."""
+"""The LIFT classifier (spec A.3–A.7): frozen backbone + AdaptFormer (or deep VPT) in every block + cosine head."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from .adapters import adaptformer_dim, build_adaptformers
 from .backbones import Backbone, flatten_crops, mean_over_crops
 from .errors import ConfigError
 from .heads import CosineClassifier, Templates, init_head_from_text
-
-ADAPTERS = ("adaptformer",)
+from .prompts import VPT_LENGTH, build_vpts
+from .recipes import ADAPTERS
 HEAD_INITS = ("text", "random")
 
 
@@ -93,33 +93,55 @@ class LTClassifier(nn.Module):
 
 def build_lift_model(backbone: Backbone, classnames: Sequence[str], adapter: str | None = "adaptformer",
                      bottleneck: int | None = None, head_init: str = "text", scale: float = 25.0,
-                     template: Templates | None = None, seed: int = 0) -> LTClassifier:
+                     template: Templates | None = None, seed: int = 0,
+                     prompt_length: int | None = None) -> LTClassifier:
     """LIFT's model (spec A.3–A.7): AdaptFormer in every block, cosine head initialised from text.
+
+    With ``adapter="vpt"`` the blocks get deep visual prompts instead (VPT, Jia et al., ECCV 2022, as
+    LIFT implements it): the paper's §4.1 states its imbalance analysis for both methods.
 
     Args:
         backbone: frozen backbone; its text tower initialises the head (spec F: each its own).
         classnames: C names in label order.
-        adapter: ``"adaptformer"`` or None (head only).
+        adapter: ``"adaptformer"``, ``"vpt"`` or None (head only).
         bottleneck: AdaptFormer width r; None: :func:`~ltlib.adapters.adaptformer_dim` with
             L = the backbone's number of blocks (12 for ViT-B/16, spec A.4).
+        prompt_length: VPT tokens per block; None: LIFT's constant 10 (:data:`~ltlib.prompts.VPT_LENGTH`).
         head_init: ``"text"`` (spec A.7) or ``"random"`` (the seeded placeholder, spec A.6).
         scale: cosine scale (25, spec A.6).
         template: prompt(s) for the text init; None: ``backbone.spec.template``.
-        seed: seeds the adapters' and the placeholder head's initialisation.
+        seed: seeds the adapters' (or prompts') and the placeholder head's initialisation.
     Returns:
         an :class:`LTClassifier` on the backbone's device.
     """
     _check_choice("adapter", adapter, (*ADAPTERS, None))
     _check_choice("head_init", head_init, HEAD_INITS)
-    num_blocks = len(backbone.blocks)
-    adapters = None
-    if adapter == "adaptformer":
-        width = bottleneck if bottleneck is not None else adaptformer_dim(len(classnames), num_blocks)
-        adapters = build_adaptformers(num_blocks, backbone.feature_dim, width, seed=seed)
+    _check_sizes(adapter, bottleneck, prompt_length)
+    adapters = _build_adapters(backbone, adapter, len(classnames), bottleneck, prompt_length, seed)
     head = CosineClassifier(backbone.feature_dim, len(classnames), scale=scale, seed=seed)
     if head_init == "text":
         init_head_from_text(head, backbone, classnames, template)
     return LTClassifier(backbone, head, adapters).to(backbone.device)
+
+
+def _build_adapters(backbone: Backbone, adapter: str | None, num_classes: int, bottleneck: int | None,
+                    prompt_length: int | None, seed: int) -> nn.ModuleList | None:
+    """One AdaptFormer or one VPT per block (or None), sized by LIFT's rules when no size is given."""
+    num_blocks = len(backbone.blocks)
+    if adapter == "adaptformer":
+        width = bottleneck if bottleneck is not None else adaptformer_dim(num_classes, num_blocks)
+        return build_adaptformers(num_blocks, backbone.feature_dim, width, seed=seed)
+    if adapter == "vpt":
+        length = prompt_length if prompt_length is not None else VPT_LENGTH
+        return build_vpts(num_blocks, backbone.feature_dim, length, backbone.patch_size, seed=seed)
+    return None
+
+
+def _check_sizes(adapter: str | None, bottleneck: int | None, prompt_length: int | None) -> None:
+    if bottleneck is not None and adapter != "adaptformer":
+        raise ConfigError(f"bottleneck={bottleneck} applies to adapter='adaptformer' only, not {adapter!r}")
+    if prompt_length is not None and adapter != "vpt":
+        raise ConfigError(f"prompt_length={prompt_length} applies to adapter='vpt' only, not {adapter!r}")
 
 
 class ScratchClassifier(LTClassifier):

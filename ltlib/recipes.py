@@ -10,6 +10,7 @@ from .config import load_config
 from .errors import ConfigError
 
 LOSSES = ("CE", "LA", "GLA-Train", "BS")
+ADAPTERS = ("adaptformer", "vpt")  # the paper's two parameter-efficient methods (§4.1); None: a linear probe
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -25,8 +26,8 @@ class TrainConfig:
     weight_decay: float = 5e-4        # applied to every trainable tensor, as LIFT does
     loss: str = "LA"                  # CE | LA | GLA-Train | BS (ltlib.losses.build_loss)
     tau: float = 1.0                  # logit-adjustment strength; LIFT's constructor default
-    adapter: str | None = "adaptformer"  # None trains the head only (a linear probe)
-    bottleneck: int | None = None     # None: LIFT's rule from the number of classes (spec A.4)
+    adapter: str | None = "adaptformer"  # "adaptformer" | "vpt" (deep, 10 prompts per block); None: head only
+    bottleneck: int | None = None     # AdaptFormer only; None: LIFT's rule from the number of classes (spec A.4)
     head_init: str = "text"           # "text": the backbone's own text tower (spec A.7); or "random"
     cosine_scale: float = 25.0        # spec A.6: the config default 25 overrides the class default 30
     template: str | None = None       # None: the backbone's template ("a photo of a {}.")
@@ -45,6 +46,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(self.loss in LOSSES, "loss", self.loss, f"one of {LOSSES}")
         _check(self.precision in PRECISIONS, "precision", self.precision, f"one of {PRECISIONS}")
+        _check(self.adapter in (*ADAPTERS, None), "adapter", self.adapter, f"one of {ADAPTERS} or null")
+        _check(self.bottleneck is None or (self.adapter == "adaptformer" and self.bottleneck > 0), "bottleneck",
+               self.bottleneck, "null, or a positive width with adapter 'adaptformer'")
         for name in ("epochs", "batch_size", "micro_batch_size", "eval_batch_size", "log_every"):
             _check(getattr(self, name) > 0, name, getattr(self, name), "a positive integer")
         _check(self.lr > 0, "lr", self.lr, "positive")

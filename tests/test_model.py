@@ -59,6 +59,19 @@ def test_parameter_counts_on_vit_b16(vit_b16: Backbone, num_classes: int, bottle
     assert count(p for p in model.parameters() if p.requires_grad) == tuner + head
 
 
+@pytest.mark.parametrize("num_classes", [1000, 365])
+def test_vpt_parameter_counts_on_vit_b16(vit_b16: Backbone, num_classes: int) -> None:
+    """Deep VPT as LIFT sizes it: 10 prompts of width 768 in each of the 12 blocks, whatever C is."""
+    model = build_lift_model(vit_b16, [f"c{i}" for i in range(num_classes)], adapter="vpt", head_init="random")
+    assert vit_b16.patch_size == (16, 16) and len(model.adapters) == 12
+    assert count(model.adapters.parameters()) == 12 * 10 * 768 == 92_160
+    assert count(p for p in model.parameters() if p.requires_grad) == 92_160 + num_classes * 768
+    assert max(float(a.prompts.detach().abs().max()) for a in model.adapters) <= 1 / 16  # sqrt(6/(3·16²+768))
+    with torch.no_grad():
+        features = model.features(images(1, 3, 224, 224))
+    assert features.shape == (1, 768) and torch.isfinite(features).all()
+
+
 def test_only_adapters_and_head_train(vit_b16: Backbone) -> None:
     model = build_lift_model(vit_b16, ["tench", "goldfish"])
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
