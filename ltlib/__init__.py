@@ -3,7 +3,7 @@
 Four layers, each a folder:
 
 - the method library, at the top of the package: ``data`` (manifests, datasets, transforms),
-  ``backbones`` / ``adapters`` / ``heads`` / ``model`` (foundation models, AdaptFormer, cosine head),
+  ``backbones`` / ``adapters`` / ``prompts`` / ``heads`` / ``model`` (foundation models, AdaptFormer, VPT, cosine head),
   ``losses``, ``engine`` (train / evaluate), ``cache`` (logits on disk), ``runs`` / ``stage2`` (the
   method's two stages), ``metrics`` (D- and P-groups), ``priors`` (GLA), ``adjust`` (backdoor
   adjustment), ``results`` (tidy tables), ``paths`` (every location), ``cli`` (the commands);

@@ -13,6 +13,7 @@ from .errors import ConfigError
 from .heads import CosineClassifier, Templates, init_head_from_text
 from .prompts import VPT_LENGTH, build_vpts
 from .recipes import ADAPTERS
+
 HEAD_INITS = ("text", "random")
 
 

@@ -78,7 +78,7 @@ def test_prompts_are_uniform_within_the_bound_and_seeded() -> None:
     # U(-b, b) has std b/√3; with 7,680 draws the sample std's relative standard error is
     # sqrt((kurtosis - 1) / (4 n)) = sqrt(0.8 / 30720) ≈ 0.005, so 2 % is four standard errors.
     assert values.std().item() == pytest.approx(1 / (16 * math.sqrt(3)), rel=0.02)
-    first, again, other = build_vpts(3, 64, 5, 4, seed=1), build_vpts(3, 64, 5, 4, seed=1), build_vpts(3, 64, 5, 4, seed=2)
+    first, again, other = (build_vpts(3, 64, 5, 4, seed=s) for s in (1, 1, 2))
     assert len(first) == 3 and first[0].prompts.shape == (5, 64)
     assert torch.equal(first[2].prompts, again[2].prompts)
     assert not torch.equal(first[0].prompts, first[1].prompts)
@@ -132,7 +132,8 @@ def test_gradients_reach_prompts_but_not_the_backbone(tiny: Backbone) -> None:
 def test_features_equal_lifts_append_at_the_end_layout(tiny: Backbone) -> None:
     model, x = vpt_model(tiny, seed=1), images(3, seed=1)
     with torch.no_grad():
-        ours, reference, frozen = model.features(x), lift_layout_features(tiny, model.adapters, x), tiny.image_features(x)
+        ours, frozen = model.features(x), tiny.image_features(x)
+        reference = lift_layout_features(tiny, model.adapters, x)
     torch.testing.assert_close(ours, reference, rtol=0, atol=REORDER_ATOL)
     assert (ours - frozen).abs().max() > 100 * REORDER_ATOL  # the prompts do change the features
 
@@ -195,12 +196,11 @@ def test_sequence_first_blocks_give_the_same_features(tiny: Backbone) -> None:
 
 def test_attaching_refuses_mixtures_and_wrong_counts(tiny: Backbone) -> None:
     mixed = nn.ModuleList([*build_vpts(2, 64, patch_size=4), *build_adaptformers(1, 64, 4)])
-    with pytest.raises(ConfigError, match="cannot be mixed"):
-        with adapters_attached(tiny.blocks, mixed):
-            pass
-    with pytest.raises(ConfigError, match="2 adapters for 3"):
-        with adapters_attached(tiny.blocks, build_vpts(2, 64, patch_size=4)):
-            pass
+    with pytest.raises(ConfigError, match="cannot be mixed"), adapters_attached(tiny.blocks, mixed):
+        pass
+    with pytest.raises(ConfigError, match="2 adapters for 3"), \
+            adapters_attached(tiny.blocks, build_vpts(2, 64, patch_size=4)):
+        pass
     assert all("forward" not in vars(block) for block in tiny.blocks)
     tokens = torch.zeros(2, NUM_TOKENS + 4, 64)
     assert remove_prompts(tokens, build_vpts(3, 64, 4, 4), 1).shape == (2, NUM_TOKENS, 64)
