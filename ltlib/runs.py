@@ -205,7 +205,7 @@ def load_run(run_dir: str | Path) -> dict:
 
 
 def estimate_run_prior(run_dir: str | Path, split: str = "val", solver: str = "exact") -> np.ndarray:
-    """GLA's P̂_P from a zero-shot run's cached logits on a class-balanced split (spec C.4)."""
+    """GLA's P̂_P from a zero-shot run's cached logits on a class-balanced split (book: Method, 'The GLA prior estimator')."""
     from .priors import estimate_prior
 
     out = load_split(run_dir, split)

@@ -1,4 +1,4 @@
-"""Part attribution (PAPER.md Fig. 4/10): closed forms on hand-built models, invariants, the mini-world wrappers."""
+"""Part attribution (the paper's Fig. 4/10): closed forms on hand-built models, invariants, the mini-world wrappers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Engine: LIFT schedule (spec D7), batch plan, accumulation, resume equality, data parallel, checkpoints."""
+"""Engine: LIFT schedule (book: Method, 'Optimisation'), batch plan, accumulation, resume equality, data parallel, checkpoints."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The mini world (MINIWORLD.md): a generative world of two-part objects with our own pre-trained mini CLIPs.
+"""The mini world (book: The mini world): a generative world of two-part objects with our own pre-trained mini CLIPs.
 
 ``load_world("default")`` gives a :class:`World`: ``.backbone(name)`` (pre-trained, cached on disk),
 ``.true_prior(name)``, ``.part_bias(name)``, ``.task(order=..., seed=...)``, ``.confounder_study()``,

@@ -1,4 +1,4 @@
-"""Contrastive pre-training of tiny open_clip CLIPs on a mini-world corpus (MINIWORLD.md property 5).
+"""Contrastive pre-training of tiny open_clip CLIPs on a mini-world corpus (book: Mini world, item 5).
 
 The model is a genuine ``open_clip.model.CLIP`` (ViT image tower, causal text tower, the real BPE
 tokenizer) trained with ``open_clip.ClipLoss``; the result plugs into ``ltlib.backbones`` through

@@ -1,4 +1,4 @@
-"""The mini world as one object (MINIWORLD.md): ``load_world("default")`` → backbones, true priors, tasks."""
+"""The mini world as one object (book: The mini world): ``load_world("default")`` → backbones, true priors, tasks."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from .pretrain import open_clip_config, pretrain
 from .seeds import derive_seed
 from .tasks import WorldImages, balanced_split, split_by_fraction, train_counts
 
-TEMPLATE = "a photo of a {}."  # the zero-shot / head-init prompt of every mini model (spec A.7)
+TEMPLATE = "a photo of a {}."  # the zero-shot / head-init prompt of every mini model (book: Method, 'Cosine head')
 SPLITS = ("val", "test")
 CONSENSUS = "consensus"  # relative_to value: the foundation models' joint popularity order
 
@@ -226,7 +226,7 @@ class World:
         """A downstream long-tailed task (``ltlib.tasks.Task``) of this world.
 
         Args:
-            order: ``independent`` / ``consistent`` / ``reverse`` / ``balanced`` (PAPER.md Tab. 13), or an
+            order: ``independent`` / ``consistent`` / ``reverse`` / ``balanced`` (the paper's Tab. 13), or an
                 explicit permutation (downstream rank → class).
             seed: draws the independent order and the training images.
             relative_to: the foundation model whose π_m ``consistent`` / ``reverse`` follow (default: the first),
@@ -253,7 +253,7 @@ class World:
                     {s: self.split(s) for s in SPLITS}, info)
 
     def confounder_study(self, seed: int = 0) -> ConfounderStudy:
-        """The datasets of the confounder study (MINIWORLD.md property 7)."""
+        """The datasets of the confounder study (book: Mini world, item 7)."""
         return build_confounder_study(self.layout, self.config.render, self.config.confounder, self.mean, self.std,
                                       self.config.seed, seed)
 
