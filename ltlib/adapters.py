@@ -1,4 +1,5 @@
-"""AdaptFormer as LIFT implements it (book: Method, 'AdaptFormer'): a bottleneck adapter parallel to each ViT block's MLP."""
+"""AdaptFormer as LIFT implements it (book: Method, 'AdaptFormer'): a bottleneck adapter parallel to each ViT
+block's MLP."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ class AdaptFormer(nn.Module):
 
 
 def build_adaptformers(num_layers: int, dim: int, bottleneck: int, seed: int = 0) -> nn.ModuleList:
-    """One :class:`AdaptFormer` per transformer block (LIFT: every block, ``partial=None``; book: Method, 'AdaptFormer').
+    """One :class:`AdaptFormer` per transformer block (LIFT: every block; book: Method, 'AdaptFormer').
 
     Args:
         num_layers: number of blocks L.

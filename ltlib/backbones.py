@@ -416,7 +416,8 @@ def _clip_from_hub(spec: BackboneSpec, tag_cfg: Mapping[str, Any], cache_dir: st
 
 def _tag_config(spec: BackboneSpec) -> dict[str, Any]:
     """open_clip's record of the tag ({} without one); refuses a tag trained with another activation
-    than the arch's (the official release forced QuickGELU on a GELU model: book: Method, 'What we changed from the official release')."""
+    than the arch's (the official release forced QuickGELU on a GELU model; book: Method,
+    'What we changed from the official release')."""
     if spec.pretrained is None:
         return {}
     tag_cfg = open_clip.get_pretrained_cfg(spec.arch, spec.pretrained)

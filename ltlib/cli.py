@@ -10,7 +10,7 @@ import os
 import sys
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from .config import parse_overrides
 from .errors import ConfigError, LtlibError

@@ -336,8 +336,9 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, ctx: DistContext = DistCo
              precision: str = "fp32", progress: bool = True) -> SplitOutputs:
     """Run ``model`` over ``dataset`` (sharded over processes) and return logits and targets.
 
-    Evaluation runs in fp32 without autocast by default, as LIFT does (book: Method, 'Optimisation'). Items may carry a crop
-    axis ([V,3,H,W], five-crop TTE); the model averages raw logits over it (book: Method, 'Test-time crops').
+    Evaluation runs in fp32 without autocast by default, as LIFT does (book: Method, 'Optimisation'). Items may
+    carry a crop axis ([V,3,H,W], five-crop TTE); the model averages raw logits over it
+    (book: Method, 'Test-time crops').
 
     Args:
         model: maps images to logits; with ``with_features`` it must offer

@@ -1,4 +1,5 @@
-"""Classifier heads (book: Method, 'Cosine head', 'Backbones'): LIFT's cosine classifier, its text initialisation, CLIP zero-shot."""
+"""Classifier heads (book: Method, 'Cosine head', 'Backbones'): LIFT's cosine classifier, its text
+initialisation, CLIP zero-shot."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ Templates = str | Sequence[str]
 
 
 class CosineClassifier(nn.Module):
-    """``logits = scale · normalize(x) · normalize(W)ᵀ``, no bias (book: Method, 'Cosine head'); logits lie in [−scale, scale].
+    """``logits = scale · normalize(x) · normalize(W)ᵀ``, no bias; logits lie in
+    [−scale, scale] (book: Method, 'Cosine head').
 
     Args:
         feature_dim: D, width of the features (768 for ViT-B/16 ``ln_post``).
@@ -64,13 +66,14 @@ class CosineClassifier(nn.Module):
 
 
 def format_prompts(classnames: Sequence[str], template: str) -> list[str]:
-    """Fill ``template`` with each class name, underscores read as spaces (book: Method, 'Cosine head'; hyphens stay)."""
+    """Fill ``template`` with each class name, underscores read as spaces (hyphens stay)."""
     return [template.format(name.replace("_", " ")) for name in classnames]
 
 
 def class_text_embeddings(backbone: Backbone, classnames: Sequence[str],
                           template: Templates | None = None) -> torch.Tensor:
-    """Per-class text embeddings t_j: the mean over templates of the *normalised* embeddings (book: Method, 'Cosine head').
+    """Per-class text embeddings t_j: the mean over templates of the *normalised*
+    embeddings (book: Method, 'Cosine head').
 
     With one template this is the unit embedding itself; with several the mean is not renormalised.
 

@@ -1,4 +1,4 @@
-"""Training losses: CE, logit adjustment (book: Method, 'Losses'), GLA-Train (book: Method, 'Losses') and Balanced Softmax."""
+"""Training losses: CE, logit adjustment, GLA-Train (book: Method, 'Losses') and Balanced Softmax."""
 
 from __future__ import annotations
 

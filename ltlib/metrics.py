@@ -1,4 +1,5 @@
-"""Accuracy by class group: D-groups (book: Method, 'Evaluation'), P-groups (book: Method, 'Groups'), the D×P matrix, the kNN probe."""
+"""Accuracy by class group: D-groups and P-groups (book: Method, 'Groups', 'Evaluation'), the D×P matrix,
+the kNN probe."""
 
 from __future__ import annotations
 
@@ -102,7 +103,8 @@ def p_groups(prior: Any, fractions: tuple[float, float] = (0.3, 0.3)) -> Groups:
     """
     values = _as_1d(prior, "prior")
     if not np.isfinite(values).all():
-        raise ConfigError(f"p_groups: prior must be finite; class {int(np.flatnonzero(~np.isfinite(values))[0])} is not")
+        bad = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise ConfigError(f"p_groups: prior must be finite; class {bad} is not")
     shares = [Fraction(str(f)) for f in fractions]
     if len(shares) != 2 or min(shares) < 0 or sum(shares) > 1:
         raise ConfigError(f"p_groups: fractions must be two non-negative shares summing to at most 1, got {fractions}")
@@ -247,7 +249,8 @@ def dp_matrix(logits_or_preds: Any, targets: Any, d_groups: Groups, p_groups: Gr
 
 def knn_predict(bank_features: Any, bank_targets: Any, query_features: Any, num_classes: int, k: int = 200,
                 temperature: float = 0.1, batch_size: int = 1024) -> torch.Tensor:
-    """Weighted kNN classification on L2-normalised features (book: Method, 'The kNN probe'; k = 200, T = 0.1 in the paper).
+    """Weighted kNN classification on L2-normalised features (k = 200, T = 0.1 in the paper;
+    book: Method, 'The kNN probe').
 
     Each query takes its k most cosine-similar bank entries; neighbour i votes for its label with
     weight exp(cos_i / T); the prediction is the class with the largest total vote (ties: lowest

@@ -1,4 +1,5 @@
-"""The LIFT classifier (book: Method, 'Implementation details'): frozen backbone + AdaptFormer in every block + cosine head."""
+"""The LIFT classifier (book: Method, 'Implementation details'): frozen backbone + AdaptFormer in every
+block + cosine head."""
 
 from __future__ import annotations
 
@@ -94,15 +95,16 @@ class LTClassifier(nn.Module):
 def build_lift_model(backbone: Backbone, classnames: Sequence[str], adapter: str | None = "adaptformer",
                      bottleneck: int | None = None, head_init: str = "text", scale: float = 25.0,
                      template: Templates | None = None, seed: int = 0) -> LTClassifier:
-    """LIFT's model (book: Method, 'Implementation details'): AdaptFormer in every block, cosine head initialised from text.
+    """LIFT's model: AdaptFormer in every block, cosine head initialised from text
+    (book: Method, 'Implementation details').
 
     Args:
-        backbone: frozen backbone; its text tower initialises the head (each backbone its own; book: Method, 'Cosine head').
+        backbone: frozen backbone; its text tower initialises the head (each backbone its own).
         classnames: C names in label order.
         adapter: ``"adaptformer"`` or None (head only).
         bottleneck: AdaptFormer width r; None: :func:`~ltlib.adapters.adaptformer_dim` with
             L = the backbone's number of blocks (12 for ViT-B/16, book: Method, 'AdaptFormer').
-        head_init: ``"text"`` (book: Method, 'Cosine head') or ``"random"`` (the seeded placeholder, book: Method, 'Cosine head').
+        head_init: ``"text"`` or ``"random"`` (the seeded placeholder; book: Method, 'Cosine head').
         scale: cosine scale (25, book: Method, 'Cosine head').
         template: prompt(s) for the text init; None: ``backbone.spec.template``.
         seed: seeds the adapters' and the placeholder head's initialisation.

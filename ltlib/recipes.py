@@ -28,7 +28,7 @@ class TrainConfig:
     adapter: str | None = "adaptformer"  # None trains the head only (a linear probe)
     bottleneck: int | None = None     # None: LIFT's rule from the number of classes (book: Method, 'AdaptFormer')
     head_init: str = "text"           # "text": the backbone's own text tower (book: Method, 'Cosine head'); or "random"
-    cosine_scale: float = 25.0        # book: Method, 'Cosine head': the config default 25 overrides the class default 30
+    cosine_scale: float = 25.0        # LIFT's config value 25 overrides its class default 30
     template: str | None = None       # None: the backbone's template ("a photo of a {}.")
     precision: str = "auto"           # auto: bf16 autocast on CUDA where supported, else fp16; fp32 on CPU
     resolution: int = 224             # training crop; the mini world uses its own image size

@@ -119,7 +119,8 @@ def run_stage1(spec: RunSpec, task: Task, backbone_loader: Callable[[str], torch
                   for split, ds in task.eval_sets.items()}
     if ctx.is_main:
         write_json(run_dir / RUN_FILE, {**run_record(spec, seed=spec.seed), "status": "complete",
-                                        "task": task.key, "backbone": spec.backbone, "method": spec.method, "model": spec.model,
+                                        "task": task.key, "backbone": spec.backbone, "method": spec.method,
+                                        "model": spec.model,
                                         "classnames": list(task.classnames),
                                         "class_counts": np.asarray(task.class_counts).tolist(),
                                         "accuracy": accuracies, "task_info": dict(task.info)})
@@ -205,7 +206,8 @@ def load_run(run_dir: str | Path) -> dict:
 
 
 def estimate_run_prior(run_dir: str | Path, split: str = "val", solver: str = "exact") -> np.ndarray:
-    """GLA's P̂_P from a zero-shot run's cached logits on a class-balanced split (book: Method, 'The GLA prior estimator')."""
+    """GLA's P̂_P from a zero-shot run's cached logits on a class-balanced split
+    (book: Method, 'The GLA prior estimator')."""
     from .priors import estimate_prior
 
     out = load_split(run_dir, split)

@@ -1,6 +1,6 @@
 """Stage 2 (the paper's Eq. 7): the backdoor adjustment over M cached stage-1 runs, scored by D- and P-group.
 
-Every combination is scored overall, by D-group (book: Method, 'Evaluation'), by P-group and by D×P cell (book: Method, 'Groups',
+Every combination is scored overall, by D-group, by P-group and by D×P cell (book: Method, 'Groups';
 Fig. 2) and written as JSON and a tidy CSV. Only cached logits are read: no backbone runs here.
 """
 
@@ -49,7 +49,7 @@ class Stage2Options:
             the paper's ``prob_mean`` second (the paper's Eq. 7 vs its code: both are reported).
         weights: one weight per run (P(c) of the backdoor adjustment); None: equal weights.
         split: the cached split that is scored (``test``).
-        prior_split: the zero-shot run's split P̂_P is estimated on (class-balanced ``val``, book: Method, 'The GLA prior estimator').
+        prior_split: the zero-shot run's split P̂_P is estimated on (class-balanced ``val``).
         subsets: score every non-empty subset of the runs (Tab. 8: M = 1, 2, 3); otherwise each run alone
             and all runs together.
         p_fractions: shares of P-Many and P-Medium (book: Method, 'Groups': top 30 %, next 30 %).
@@ -275,7 +275,7 @@ def member_labels(runs: Sequence[CachedRun]) -> list[str]:
 
 # --------------------------------------------------------------------------- the stage
 def estimate_stage2_prior(prior_run: str | Path, split: str = "val") -> PriorFit:
-    """P̂_P from a zero-shot run's cached ``split`` logits (GLA, book: Method, 'The GLA prior estimator'; calibrated, exact solver).
+    """P̂_P from a zero-shot run's cached ``split`` logits (GLA; calibrated, exact solver).
 
     Raises:
         ConfigError: the run is not a zero-shot run, or the split is not cached.

@@ -59,7 +59,7 @@ class Task:
 #                  the rarest class has (iNat2018: 2 per class, 16,284 images). These images are also
 #                  trained on: harmless for the zero-shot prior estimate (the zero-shot model never sees
 #                  them), optimistic for fine-tuned accuracies on ``val``;
-#   "test"         the test list, as GLA's analysis trainer ``PpSolver`` does (book: Method, 'The GLA prior estimator'): uses test labels.
+#   "test"         the test list, as GLA's analysis trainer ``PpSolver`` does: uses test labels.
 VAL_SOURCES = ("auto", "val", "train_subset", "test")
 DatasetLike = str | os.PathLike | DatasetConfig
 
@@ -88,7 +88,8 @@ def build_task(dataset: DatasetLike, data_root: str | os.PathLike, *, train_list
                mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD) -> Task:
     """A :class:`Task` over a real dataset on disk (ImageNet-LT, Places-LT, iNat2018) or a fixture YAML.
 
-    Transforms are LIFT's (book: Method, 'Test-time crops'): ``train`` RandomResizedCrop + flip; ``test`` five-crop TTE when
+    Transforms are LIFT's (book: Method, 'Test-time crops'): ``train`` RandomResizedCrop + flip; ``test``
+    five-crop TTE when
     ``recipe.tte`` (else Resize + CenterCrop); ``val`` always a single centre crop, because GLA's prior
     estimator and the kNN bank use un-augmented single views (book: Method, 'The GLA prior estimator', 'The kNN probe').
 

@@ -1,4 +1,5 @@
-"""Tests of ltlib.adjust: backdoor adjustment rules (the paper's Eq. 7) and GLA's post-hoc rule (book: Method, 'The GLA prior estimator')."""
+"""Tests of ltlib.adjust: backdoor adjustment rules (the paper's Eq. 7) and GLA's post-hoc
+rule (book: Method, 'The GLA prior estimator')."""
 
 from __future__ import annotations
 

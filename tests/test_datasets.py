@@ -1,4 +1,4 @@
-"""Dataset registry, the shipped split files (book: Method, 'Data lists', 'Evaluation'), image datasets and the fixture."""
+"""Dataset registry, the shipped split files (book: Method, 'Data lists'), image datasets and the fixture."""
 
 from __future__ import annotations
 

@@ -63,7 +63,8 @@ def test_cosine_head_reaches_its_bounds_and_has_no_bias() -> None:
 
 
 def test_placeholder_init_is_seeded_with_unit_rows() -> None:
-    first, again, other = CosineClassifier(16, 5, seed=1), CosineClassifier(16, 5, seed=1), CosineClassifier(16, 5, seed=2)
+    first, again, other = (CosineClassifier(16, 5, seed=1), CosineClassifier(16, 5, seed=1),
+                           CosineClassifier(16, 5, seed=2))
     torch.testing.assert_close(first.weight.norm(dim=1), torch.ones(5))
     assert torch.equal(first.weight, again.weight) and not torch.equal(first.weight, other.weight)
 

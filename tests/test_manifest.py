@@ -1,4 +1,5 @@
-"""Manifests: the LIFT format (book: Method, 'Data lists'), errors naming file and line, counts, checksums, user train lists."""
+"""Manifests: the LIFT format (book: Method, 'Data lists'), errors naming file and line, counts, checksums, user
+train lists."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The LIFT classifier (book: Method, 'Implementation details'): trainable set, parameter counts, crops, state, training."""
+"""The LIFT classifier (book: Method, 'Implementation details'): trainable set, parameter counts, crops,
+state, training."""
 
 from __future__ import annotations
 
@@ -138,7 +139,7 @@ def test_build_options(tiny: Backbone) -> None:
 def test_a_few_sgd_steps_lower_the_loss_and_leave_the_backbone_alone(tiny: Backbone) -> None:
     model = build_lift_model(tiny, NAMES[:4], bottleneck=8)
     backbone_before = {k: v.clone() for k, v in tiny.state_dict().items()}
-    optimizer = torch.optim.SGD(model.trainable_parameters(), lr=0.01, momentum=0.9)  # LIFT's (book: Method, 'Optimisation')
+    optimizer = torch.optim.SGD(model.trainable_parameters(), lr=0.01, momentum=0.9)  # LIFT's
     x, y = images(16, 3, 32, 32, seed=5), torch.arange(16) % 4
     losses = []
     model.train()

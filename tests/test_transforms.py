@@ -1,4 +1,5 @@
-"""Transforms: CLIP normalisation, LIFT's train augmentation, test crops and five-crop TTE (book: Method, 'Test-time crops')."""
+"""Transforms: CLIP normalisation, LIFT's train augmentation, test crops and five-crop
+TTE (book: Method, 'Test-time crops')."""
 
 from __future__ import annotations
 

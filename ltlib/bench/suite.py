@@ -4,7 +4,8 @@ Results go to a tidy CSV with provenance and a markdown table:
 
 1. ``prior``: GLA prior estimation, exact solver vs reference mode (book: Method, 'The GLA prior estimator').
 2. ``stage2``: stage 2 from cached logits at ImageNet-LT and iNat2018 size, compressed vs uncompressed cache.
-3. ``train``: AdaptFormer ViT-B/16 training throughput, our engine vs a LIFT-equivalent loop (book: Method, 'Optimisation').
+3. ``train``: AdaptFormer ViT-B/16 training throughput, our engine vs a LIFT-equivalent loop
+   (book: Method, 'Optimisation').
 4. ``inference``: FLOPs and images/s of M = 1, 2, 3 ViT-B/16 models at 224 px, beside the paper's GFLOPs.
 5. ``book``: ``make book`` wall time from the notebook runner's ``timings.csv`` (a hook, see :func:`bench_book`).
 """
@@ -125,7 +126,8 @@ def synthetic_logits(num_classes: int, per_class: int, bias_std: float, seed: in
 
 
 def bench_prior(options: BenchOptions) -> list[dict[str, Any]]:
-    """Exact solver vs GLA's reference mode on seeded synthetic logits: time and final objective (book: Method, 'The GLA prior estimator')."""
+    """Exact solver vs GLA's reference mode on seeded synthetic logits: time and final objective
+    (book: Method, 'The GLA prior estimator')."""
     from ..priors import fit_prior
 
     cases = [(100, 20), (300, 3)] if options.quick else [(1000, 20), (8142, 3)]
@@ -364,7 +366,8 @@ def _engine_throughput(dataset, batch: int, steps: int, device: torch.device, ru
 
 
 def _lift_equivalent_throughput(dataset, batch: int, steps: int, device: torch.device, options: BenchOptions) -> float:
-    """Images/s of LIFT's loop (book: Method, 'Optimisation'): shuffled DataLoader, fp16 autocast + GradScaler on CUDA, SGD.
+    """Images/s of LIFT's loop (book: Method, 'Optimisation'):
+    shuffled DataLoader, fp16 autocast + GradScaler on CUDA, SGD.
 
     One warm-up step, then ``steps`` steps timed from a fresh loader's creation.
     """
@@ -510,7 +513,7 @@ class GPUAssumptions:
 
     name: str = "NVIDIA H100 SXM 80 GB"
     bf16_tflops: float = 989.0      # dense tensor-core peak (datasheet); training runs bf16 autocast
-    fp32_tflops: float = 67.0       # fp32 peak without TF32; LIFT and ltlib evaluate in fp32 (book: Method, 'Optimisation')
+    fp32_tflops: float = 67.0       # fp32 peak without TF32; LIFT and ltlib evaluate in fp32
     train_utilisation: float = 0.4  # assumed fraction of peak reached by a ViT-B/16 training step
     eval_utilisation: float = 0.5   # assumed fraction of fp32 peak reached by evaluation
     loader_cores: int = 8           # data-loading workers (the recipe's num_workers), one core each

@@ -36,7 +36,7 @@ class SplitSpec:
     count_min: int                 # fewest images of any class
     count_max: int                 # most images of any class
     file: str | None = None        # shipped manifest (relative to manifest_dir); None: the user supplies it
-    group_sizes: tuple[int, int, int] | None = None  # many / medium / few classes (book: Method, 'Evaluation'), train lists
+    group_sizes: tuple[int, int, int] | None = None  # many / medium / few classes of a train list
     lift_blob: str | None = None   # git blob id (or its prefix) of LIFT's copy, to recognise that exact file
     obtain: str = ""               # where the standard file comes from; every error about the file says it
 
@@ -62,7 +62,7 @@ class DatasetConfig:
     manifest_dir: str              # folder of the files below: under data_manifests/, or absolute
     classnames: str                # canonical class names, one per line in label order (book: Method, 'Data lists')
     splits: tuple[SplitSpec, ...]  # train / val / test
-    recipe: str                    # training recipe key in configs/methods (lift | lift_inat, book: Method, 'Optimisation')
+    recipe: str                    # training recipe key in configs/methods (lift | lift_inat)
     image_layout: str              # what the data root must contain (book: Method, 'Data lists')
     class_folders: str | None = None   # per raw label, its image folder; None: the folder is the raw label
     class_folder_component: int = 1    # index of that folder in the '/'-separated image path
@@ -109,13 +109,15 @@ def _config(dataset: str | os.PathLike | DatasetConfig) -> DatasetConfig:
 
 
 def load_classnames(dataset: str | os.PathLike | DatasetConfig) -> tuple[str, ...]:
-    """The C class names in label order (book: Method, 'Data lists'), e.g. ``load_classnames("imagenet_lt")[0] == "tench"``."""
+    """The C class names in label order (book: Method, 'Data lists'),
+    e.g. ``load_classnames("imagenet_lt")[0] == "tench"``."""
     config = _config(dataset)
     return read_classnames(config.path(config.classnames), config.num_classes)
 
 
 def load_label_map(dataset: str | os.PathLike | DatasetConfig) -> np.ndarray | None:
-    """[C] int64 map from raw manifest label to LIFT label (iNat2018, book: Method, 'Data lists'), or None for identity."""
+    """[C] int64 map from raw manifest label to LIFT label (iNat2018; book: Method, 'Data lists'),
+    or None for identity."""
     config = _config(dataset)
     return None if config.label_map is None else read_label_map(config.path(config.label_map))
 

@@ -125,7 +125,7 @@ def _parse(lines: list[str], path: Path) -> tuple[tuple[str, ...], np.ndarray]:
 
 
 def read_classnames(path: str | os.PathLike, num_classes: int | None = None) -> tuple[str, ...]:
-    """Read a canonical class-names file: one name per line, line ``j + 1`` naming label ``j`` (book: Method, 'Data lists').
+    """Read a canonical class-names file: one name per line, line ``j + 1`` naming label ``j``.
 
     Args:
         path: plain text or gzip.
@@ -175,7 +175,8 @@ def class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def group_sizes(counts: np.ndarray) -> tuple[int, int, int]:
-    """Number of many / medium / few classes for training counts ``counts`` [C] (book: Method, 'Evaluation' thresholds)."""
+    """Number of many / medium / few classes for training counts ``counts`` [C]
+    (thresholds: book: Method, 'Groups')."""
     counts = np.asarray(counts)
     many, few = int((counts > MANY_ABOVE).sum()), int((counts < FEW_BELOW).sum())
     return many, len(counts) - many - few, few
@@ -264,7 +265,7 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def git_blob_id(path: str | os.PathLike) -> str:
-    """The git object id of a file's (decompressed) text, to recognise LIFT's exact copy (book: Method, 'Data lists')."""
+    """The git object id of a file's (decompressed) text, to recognise LIFT's exact copy."""
     data = read_bytes(path)
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 

@@ -1,4 +1,5 @@
-"""LIFT's image transforms (book: Method, 'Test-time crops'): CLIP normalisation, train augmentation, test crops and TTE."""
+"""LIFT's image transforms (book: Method, 'Test-time crops'): CLIP normalisation, train augmentation, test
+crops and TTE."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def five_crop_boxes(width: int, height: int, size: int) -> tuple[tuple[int, int,
     """The (left, top, right, bottom) boxes of torchvision's FiveCrop on a width × height image.
 
     Order: top-left, top-right, bottom-left, bottom-right, centre; the centre starts at
-    round((H − size)/2), round((W − size)/2) (a 500×375 image resized to 248 is 330×248; with size 224 with size 224 gives the centre box
+    round((H − size)/2), round((W − size)/2) (a 330×248 image with size 224 gives the centre box
     (53, 12, 277, 236)).
     """
     if size > min(width, height):

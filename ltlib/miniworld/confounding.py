@@ -1,4 +1,5 @@
-"""The synthetic confounder study (the paper's Fig. 12; book: Mini world, item 7): from-scratch CNNs, adjustments, verdicts.
+"""The synthetic confounder study (the paper's Fig. 12; book: Mini world, item 7): from-scratch CNNs,
+adjustments, verdicts.
 
 Every CNN of the study is a :class:`Fit`: trained from random weights on one training design of
 ``ltlib.miniworld.confounder`` (or fine-tuned from another fit), then evaluated on every test set. The

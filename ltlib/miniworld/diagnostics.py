@@ -44,7 +44,8 @@ Features = Callable[[torch.Tensor], np.ndarray]  # normalised images [N,3,S,S] â
 
 
 def backbone_features(backbone: Backbone, batch_size: int = 1000) -> Features:
-    """The backbone's classifier-input features (``ln_post`` of CLS, book: Method, 'Backbones') as a :data:`Features`."""
+    """The backbone's classifier-input features (``ln_post`` of CLS; book: Method, 'Backbones')
+    as a :data:`Features`."""
     @torch.no_grad()
     def features(images: torch.Tensor) -> np.ndarray:
         return torch.cat([backbone.image_features(images[i:i + batch_size])
