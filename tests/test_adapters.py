@@ -22,11 +22,6 @@ NAMES = [f"class_{i}" for i in range(6)]
 
 
 @pytest.fixture(scope="module")
-def vit_b16() -> Backbone:
-    return build_backbone("clip", random_init=True)
-
-
-@pytest.fixture(scope="module")
 def tiny() -> Backbone:
     spec = BackboneSpec("tiny-adapters", arch=register_arch("ltlib-test-tiny3", TINY_CFG))
     return build_backbone(spec, random_init=True)
