@@ -32,6 +32,7 @@ import torch
 
 from ..cache import SplitOutputs, split_path
 from ..errors import ConfigError
+from ..parallel import torch_threads
 from ..paths import book_executed_dir, smoke_executed_dir
 from ..provenance import git_sha, library_versions
 from ..storage import atomic_path, write_text
@@ -272,12 +273,8 @@ def _pipeline_rows(options: BenchOptions, workdir: Path) -> list[dict[str, Any]]
     images = 8 if options.quick else 64
     dataset = _jpeg_dataset(workdir / "pipeline-images", num_images=images, seed=options.seed)
     dataset[0]  # warm-up
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in a DataLoader worker, which torch pins to one thread
-    try:
+    with torch_threads(1):  # as in a DataLoader worker, which torch pins to one thread
         _, seconds = timed(lambda: [dataset[i] for i in range(len(dataset))])
-    finally:
-        torch.set_num_threads(threads)
     model = _bench_model(torch.device("cpu"), options.seed)
     saved = saved_activation_bytes(model, torch.randn(1, 3, 224, 224))
     return [row("train", "data pipeline, 1 CPU core", "images_per_second_per_core", len(dataset) / seconds, "img/s",

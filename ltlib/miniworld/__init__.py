@@ -6,7 +6,7 @@
 every model in parallel processes. Modules: ``generator`` (renderer), ``names`` (class and part words),
 ``captions`` and ``corpora`` (pre-training data), ``pretrain`` (contrastive training), ``model_cache``
 (disk cache), ``tasks`` (downstream data), ``confounder`` and ``cnn`` (the confounder study),
-``diagnostics`` (checks against the ground truth), ``config``, ``seeds``, ``threads``.
+``diagnostics`` (checks against the ground truth), ``config``, ``seeds``.
 The world's design decisions and their measured reasons are in ``ltlib/configs/worlds/default.yaml``.
 """
 

@@ -106,7 +106,7 @@ class PretrainConfig:
     weight_decay: float = 0.1  # on matrices and embeddings only (see pretrain.param_groups)
     warmup_fraction: float = 0.1
     seed: int = 0
-    threads: int = 1  # torch threads while training (see ltlib.miniworld.threads): fixed, so in the cache key
+    threads: int = 1  # torch threads while training (see ltlib.parallel.torch_threads): fixed, so in the cache key
 
 
 @dataclass(frozen=True)

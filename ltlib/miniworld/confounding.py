@@ -39,7 +39,7 @@ from .config import WorldConfig
 from .confounder import TEST_SETS, TRAIN_SETS, part_partners, propensities, render_study_split
 from .generator import build_layout
 from .tasks import WorldImages
-from .threads import torch_threads
+from ..parallel import torch_threads
 from ..parallel import run_parallel
 from ..recipes import TrainConfig, load_recipe
 from ..results import ResultsTable, format_mean_sd, mean_ci
@@ -193,7 +193,7 @@ def train_fit(job: StudyJob, fit: Fit, init: Mapping[str, torch.Tensor] | None) 
     """Train one fit of ``job`` (from ``init`` weights if given) and evaluate it on its test sets.
 
     Runs on one torch thread whatever the caller's setting: faster for these tiny models (see
-    ``ltlib.miniworld.threads``) and the same numbers in a worker process, a test or a notebook.
+    ``ltlib.parallel.torch_threads``) and the same numbers in a worker process, a test or a notebook.
     """
     with torch_threads(1):
         return _train_fit(job, fit, init)

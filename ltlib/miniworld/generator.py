@@ -22,7 +22,7 @@ import torch
 from ..errors import ConfigError
 from .config import RenderConfig
 from .names import BODY_SHAPES, CLASS_NAMES, HEAD_SHAPES, MAX_PART_TYPES
-from .threads import torch_threads
+from ..parallel import torch_threads
 
 CHUNK = 256  # images rendered at once; fixed so that the noise stream does not depend on N
 PARTS = ("both", "head", "body")

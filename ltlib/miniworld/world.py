@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from ..backbones import Backbone, BackboneSpec, build_backbone, register_arch, register_backbone
 from ..errors import ConfigError
 from ..metrics import d_groups
+from ..parallel import run_parallel
 from ..provenance import config_hash, run_record, to_plain
 from ..tasks import Task
 from .config import WorldConfig, load_world_config
@@ -158,10 +157,9 @@ class World:
         names = list(names) if names is not None else [*self.model_names, self.reference_name]
         missing = [n for n in names if not is_complete(entry_dir(n, self.model_key(n), self.cache_root))]
         workers = min(len(missing), workers or os.cpu_count() or 1)
-        if workers > 1:
-            # spawn, not fork: a forked child would inherit torch's OpenMP state and can hang
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                list(pool.map(_pretrain_in_worker, [(self.config, self.cache_root, self.progress, n) for n in missing]))
+        if workers > 1:  # else each model trains below, in this process
+            run_parallel(_pretrain_in_worker, [(self.config, self.cache_root, self.progress, n) for n in missing],
+                         workers)
         return {n: self.pretrained(n) for n in names}
 
     def backbone(self, name: str) -> Backbone:
