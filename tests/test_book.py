@@ -33,8 +33,9 @@ def toc_files() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def smoke_site(tmp_path_factory) -> Path:
-    """A copy of the book sources with the smoke notebooks executed into it, built strictly."""
+def smoke_site(tmp_path_factory, pretrained_world) -> Path:
+    """A copy of the book sources with the smoke notebooks executed into it, built strictly. The notebooks
+    find the smoke world's models in the session's cache (``pretrained_world``): pre-trained once per run."""
     root = tmp_path_factory.mktemp("site")
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(REPO / name, root / name)
