@@ -10,7 +10,7 @@ import os
 import sys
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from .config import parse_overrides
 from .errors import ConfigError, LtlibError
@@ -132,7 +132,7 @@ def _backbone_loader(args: argparse.Namespace, device) -> tuple[str, Callable]:
 
 
 def _pretrain_prior(args: argparse.Namespace, spec):
-    """P̂_P for GLA-Train from ``--prior-run`` or this backbone's zero-shot run (spec C.4, F)."""
+    """P̂_P for GLA-Train from ``--prior-run`` or this backbone's zero-shot run (book: Method, 'Losses')."""
     from .runs import RunSpec, estimate_run_prior, is_complete
 
     run_dir = args.prior_run or RunSpec(spec.task, spec.backbone, "zeroshot", 0, spec.recipe).directory(args.runs_root)

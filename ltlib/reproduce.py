@@ -1,4 +1,4 @@
-"""``make reproduce`` (PAPER.md items 6-7; spec A, F): stage 1 for each backbone, stage 2, then the notebooks.
+"""``make reproduce`` (book: Method, 'Stage 1', 'Stage 2'): stage 1 for each backbone, stage 2, then the notebooks.
 
 Weights are found in ``WEIGHTS_DIR`` by backbone key (see :func:`weight_candidates`): ``clip.safetensors``,
 ``openclip.safetensors``, ``metaclip.safetensors`` (or ``.bin`` / ``.pt`` / ``.pth``), or a folder per key
@@ -25,7 +25,7 @@ from .runs import RunSpec, is_complete
 from .stage2 import Stage2Options, run_stage2, summary_table, write_stage2
 from .tasks import task_key
 
-DEFAULT_BACKBONES = ("clip", "openclip", "metaclip")  # PAPER.md item 7; the first one's zero-shot prior gives P-groups
+DEFAULT_BACKBONES = ("clip", "openclip", "metaclip")  # the first one's zero-shot prior gives P-groups
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 HUB_FILE_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # as open_clip's hub repos name them
 

@@ -1,6 +1,6 @@
-"""Stage 2 (PAPER.md item 6): the backdoor adjustment over M cached stage-1 runs, scored by D- and P-group.
+"""Stage 2 (the paper's Eq. 7): the backdoor adjustment over M cached stage-1 runs, scored by D- and P-group.
 
-Every combination is scored overall, by D-group (spec A.11), by P-group and by D×P cell (PAPER.md item 3,
+Every combination is scored overall, by D-group, by P-group and by D×P cell (book: Method, 'Groups';
 Fig. 2) and written as JSON and a tidy CSV. Only cached logits are read: no backbone runs here.
 """
 
@@ -46,13 +46,13 @@ class Stage2Options:
 
     Attributes:
         rules: combination rules (``ltlib.adjust.RULES``); the official code's ``logit_sum`` comes first,
-            the paper's ``prob_mean`` second (PAPER.md item 6: implement both, report both).
+            the paper's ``prob_mean`` second (the paper's Eq. 7 vs its code: both are reported).
         weights: one weight per run (P(c) of the backdoor adjustment); None: equal weights.
         split: the cached split that is scored (``test``).
-        prior_split: the zero-shot run's split P̂_P is estimated on (class-balanced ``val``, spec C.7).
+        prior_split: the zero-shot run's split P̂_P is estimated on (class-balanced ``val``).
         subsets: score every non-empty subset of the runs (Tab. 8: M = 1, 2, 3); otherwise each run alone
             and all runs together.
-        p_fractions: shares of P-Many and P-Medium (PAPER.md item 3: top 30 %, next 30 %).
+        p_fractions: shares of P-Many and P-Medium (book: Method, 'Groups': top 30 %, next 30 %).
     """
 
     rules: tuple[str, ...] = RULES
@@ -228,7 +228,7 @@ def _block_argmax(blocks: list[torch.Tensor], rule: str, weights: Sequence[float
 
 
 def score_rows(preds: np.ndarray, targets: np.ndarray, d: Groups, p: Groups | None) -> list[dict[str, Any]]:
-    """Accuracy overall, per D-group, per P-group and per D×P cell as tidy rows (spec A.11, Fig. 2).
+    """Accuracy overall, per D-group, per P-group and per D×P cell as tidy rows (book: Method, 'Evaluation'; Fig. 2).
 
     Args:
         preds, targets: [N] predicted and true labels.
@@ -275,7 +275,7 @@ def member_labels(runs: Sequence[CachedRun]) -> list[str]:
 
 # --------------------------------------------------------------------------- the stage
 def estimate_stage2_prior(prior_run: str | Path, split: str = "val") -> PriorFit:
-    """P̂_P from a zero-shot run's cached ``split`` logits (GLA, spec C.4; calibrated, exact solver).
+    """P̂_P from a zero-shot run's cached ``split`` logits (GLA; calibrated, exact solver).
 
     Raises:
         ConfigError: the run is not a zero-shot run, or the split is not cached.
@@ -300,7 +300,7 @@ def find_prior_run(run_dir: str | Path) -> Path | None:
 
 def run_stage2(run_dirs: Sequence[str | Path], prior_run: str | Path | None = None,
                options: Stage2Options = Stage2Options(), *, prior_fit: PriorFit | None = None) -> Stage2Result:
-    """Combine M stage-1 runs and score every combination (PAPER.md item 6; Fig. 2; Tab. 5–8).
+    """Combine M stage-1 runs and score every combination (the paper's Eq. 7; Fig. 2; Tab. 5–8).
 
     Args:
         run_dirs: M complete stage-1 runs of one task (typically LA runs of the three backbones).

@@ -158,8 +158,8 @@ def test_adjust_refuses_what_it_cannot_combine(stage1, workdir, capsys):
 # --------------------------------------------------------------------------- validate-manifest
 @pytest.fixture(scope="module")
 def imagenet_train_list() -> list[str]:
-    """A stand-in for ImageNet_LT_train.txt with the published shape (spec B.4, A.11): 115,846 lines, 5 to
-    1,280 per class, 385 / 479 / 136 many / medium / few classes, labels in the wnid order of the folders."""
+    """A stand-in for ImageNet_LT_train.txt with the published shape: 115,846 lines, 5 to 1,280 per
+    class, 385 / 479 / 136 many / medium / few classes, labels in the wnid order of the folders."""
     wnids = read_classnames(MANIFEST_ROOT / "ImageNet_LT" / "class_folders.txt")
     counts = [1280] + [167] * 352 + [166] * 32 + [100] * 479 + [5] + [19] * 135
     assert sum(counts) == 115_846

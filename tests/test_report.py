@@ -67,7 +67,8 @@ def test_confounder_claims_read_the_contrasts_the_confounder_notebook_writes():
 
 
 def test_provenance_table_counts_rows_runs_and_seeds_per_notebook_and_short_revision():
-    table = pd.DataFrame({"notebook": ["a", "a", "a", "b"], "git_sha": ["0123456789abcdef"] * 3 + ["fedcba9876543210-dirty"],
+    table = pd.DataFrame({"notebook": ["a", "a", "a", "b"],
+                          "git_sha": ["0123456789abcdef"] * 3 + ["fedcba9876543210-dirty"],
                           "run_id": ["r1", "r1", "r2", "r3"], "seed": [0, 1, -1, 2], "value": [1.0, 2.0, 3.0, 4.0]})
     from ltlib.book.report import provenance_table
     out = provenance_table(table).set_index("notebook")

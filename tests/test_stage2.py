@@ -1,5 +1,5 @@
 """Stage 2 on synthetic cached runs: adjustment rules, D-/P-groups and D×P in closed form, run discovery,
-compatibility checks, cache formats, and atomic JSON/CSV output (PAPER.md items 3, 6; spec A.11)."""
+compatibility checks, cache formats, and atomic JSON/CSV output (the paper's Fig. 2, Eq. 7; book: Method, 'Groups')."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from ltlib.stage2 import (ALL, CSV_NAME, JSON_NAME, RESULT_COLUMNS, Stage2Option
                           combined_predictions, read_logits, run_stage2, summary_table, write_stage2)
 from ltlib.storage import atomic_path
 
-# Six classes with known D-groups (spec A.11: many n > 100, medium 20..100, few < 20) and ten test images each.
+# Six classes with known D-groups (book: Method, 'Groups': many n > 100, medium 20..100, few < 20) and
+# ten test images each.
 COUNTS = np.array([500, 200, 50, 30, 10, 5])
 PER_CLASS = 10
 CORRECT = np.array([10, 8, 6, 4, 2, 0])  # class j is right on its first CORRECT[j] test images
@@ -36,7 +37,7 @@ def designed_logits(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def zero_shot_val(per_class: int = 20) -> SplitOutputs:
-    """Balanced val logits log π_P + 4·onehot(y): GLA's estimate recovers π_P's ranking (spec C.8)."""
+    """Balanced val logits log π_P + 4·onehot(y): GLA's estimate recovers π_P's ranking."""
     targets = np.repeat(np.arange(len(COUNTS)), per_class)
     logits = np.log(PRIOR)[None, :].repeat(len(targets), 0) + 4.0 * np.eye(len(COUNTS))[targets]
     return SplitOutputs(logits.astype(np.float32), targets)

@@ -112,7 +112,7 @@ def mean_class_accuracy(table: pd.DataFrame) -> tuple[float, float]:
 def with_reference(table: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     """Add ``ref_accuracy`` (the uniform-prior reference model's per-class accuracy on the same task and
     seed) and ``excess`` = accuracy − ref_accuracy: per-class difficulty cancels, the prior's effect stays
-    (MINIWORLD.md, prototype facts)."""
+    (book: Mini world, 'Decisions and their reasons', item 7)."""
     ref = reference[["seed", "class", "accuracy"]].rename(columns={"accuracy": "ref_accuracy"})
     out = table.merge(ref, on=["seed", "class"], how="left", validate="many_to_one")
     return out.assign(excess=out["accuracy"] - out["ref_accuracy"])
@@ -172,7 +172,7 @@ def group_scores(preds: np.ndarray, targets: np.ndarray, d: Groups, p: Groups | 
 
 def posthoc_gla_predictions(ft_run: str | Path, zs_run: str | Path, prior: np.ndarray, split: str = "test",
                             calibration_split: str = "val") -> np.ndarray:
-    """GLA's post-hoc combination (spec C.6, few-shot form) of a fine-tuned and a zero-shot run:
+    """GLA's post-hoc combination (book: Method, 'The GLA prior estimator', post-hoc use) of a fine-tuned and a zero-shot run:
     ft/T_ft + zs/T_zs − log P̂_P, temperatures calibrated on the balanced ``calibration_split``."""
     ft_cal, zs_cal = outputs(ft_run, calibration_split), outputs(zs_run, calibration_split)
     t_ft = _temperature(ft_cal, tol=1.0)  # GLA calibrates the fine-tuned model with thres 1.0

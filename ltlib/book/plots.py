@@ -240,7 +240,8 @@ def fig4_part_reliance(summary: "pd.DataFrame", part_bias: Mapping[str, float]) 
     return _finish(fig)
 
 
-def tab8_subsets(scores: "pd.DataFrame", groups: tuple[str, ...] = ("overall", "D-many", "D-medium", "D-few")) -> plt.Figure:
+def tab8_subsets(scores: "pd.DataFrame",
+                 groups: tuple[str, ...] = ("overall", "D-many", "D-medium", "D-few")) -> plt.Figure:
     """Tab. 8 as a figure: accuracy against the number of foundation models M (each point a subset and
     seed; the line is the mean), one panel per group."""
     style()

@@ -1,4 +1,5 @@
-"""The synthetic confounder study (PAPER.md Fig. 12; MINIWORLD.md item 7): from-scratch CNNs, adjustments, verdicts.
+"""The synthetic confounder study (the paper's Fig. 12; book: Mini world, item 7): from-scratch CNNs,
+adjustments, verdicts.
 
 Every CNN of the study is a :class:`Fit`: trained from random weights on one training design of
 ``ltlib.miniworld.confounder`` (or fine-tuned from another fit), then evaluated on every test set. The
@@ -38,7 +39,7 @@ from .config import WorldConfig
 from .confounder import TEST_SETS, TRAIN_SETS, part_partners, propensities, render_study_split
 from .generator import build_layout
 from .tasks import WorldImages
-from .threads import torch_threads
+from ..parallel import torch_threads
 from ..parallel import run_parallel
 from ..recipes import TrainConfig, load_recipe
 from ..results import ResultsTable, format_mean_sd, mean_ci
@@ -192,7 +193,7 @@ def train_fit(job: StudyJob, fit: Fit, init: Mapping[str, torch.Tensor] | None) 
     """Train one fit of ``job`` (from ``init`` weights if given) and evaluate it on its test sets.
 
     Runs on one torch thread whatever the caller's setting: faster for these tiny models (see
-    ``ltlib.miniworld.threads``) and the same numbers in a worker process, a test or a notebook.
+    ``ltlib.parallel.torch_threads``) and the same numbers in a worker process, a test or a notebook.
     """
     with torch_threads(1):
         return _train_fit(job, fit, init)

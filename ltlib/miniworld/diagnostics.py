@@ -1,11 +1,11 @@
-"""Checks of the mini world against its ground truth (MINIWORLD.md, "What the mini world must let the book show").
+"""Checks of the mini world against its ground truth (book: The mini world; the executed page 00).
 
-- :func:`structure_probe`: one part alone narrows the class to its group (MINIWORLD.md property 1);
+- :func:`structure_probe`: one part alone narrows the class to its group (book: Mini world, item 1);
 - :func:`zero_shot_accuracy`: zero-shot accuracy overall, by part visibility C and per class;
 - :func:`parameter_imbalance`: per-class zero-shot accuracy vs π_m, controlled for class difficulty
   with the uniform-prior reference model (the prototype's finding: raw correlations are confounded);
 - :func:`prior_recovery`: GLA's P̂_P (``ltlib.priors``, both solvers) vs the true π_m;
-- :func:`part_attribution`: which part a model relies on (PAPER.md Fig. 4/10, ``ltlib.miniworld.attribution``), on
+- :func:`part_attribution`: which part a model relies on (the paper's Fig. 4/10, ``ltlib.miniworld.attribution``), on
   the world's images or on :func:`unoccluded_images`, where both parts are in full view;
 - the world itself: :func:`latin_square`, :func:`part_neighbours`, :func:`example_renders`,
   :func:`generation_check` (throughput, determinism) and :func:`pretraining_record` (the cache's record
@@ -44,7 +44,8 @@ Features = Callable[[torch.Tensor], np.ndarray]  # normalised images [N,3,S,S] �
 
 
 def backbone_features(backbone: Backbone, batch_size: int = 1000) -> Features:
-    """The backbone's classifier-input features (``ln_post`` of CLS, spec A.3) as a :data:`Features`."""
+    """The backbone's classifier-input features (``ln_post`` of CLS; book: Method, 'Backbones')
+    as a :data:`Features`."""
     @torch.no_grad()
     def features(images: torch.Tensor) -> np.ndarray:
         return torch.cat([backbone.image_features(images[i:i + batch_size])
@@ -268,7 +269,7 @@ def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
 
 # --------------------------------------------------------------------------- the world itself
 def latin_square(world: World) -> pd.DataFrame:
-    """The part structure (MINIWORLD.md property 1) as a head-type × body-type grid of class names.
+    """The part structure (book: Mini world, item 1) as a head-type × body-type grid of class names.
 
     Returns:
         T × T frame, rows ``"<head words>"``, columns ``"<body words>"``; a cell holds the class with that
@@ -303,7 +304,7 @@ def example_renders(world: World, classes: Sequence[int], seed: int = 0) -> Rend
 
 @dataclass(frozen=True)
 class GenerationCheck:
-    """Renderer throughput and determinism (MINIWORLD.md property 8).
+    """Renderer throughput and determinism (book: Mini world, item 8).
 
     Attributes:
         num_images, seconds, images_per_second: one timed render of a class-balanced batch (one thread).
@@ -398,7 +399,7 @@ def unoccluded_images(world: World, per_class: int = 10, seed: int = 0) -> World
 
 @dataclass(frozen=True)
 class ModelAttribution:
-    """Part attribution of one model's zero-shot classifier on one image set (PAPER.md Fig. 4/10).
+    """Part attribution of one model's zero-shot classifier on one image set (the paper's Fig. 4/10).
 
     Attributes:
         model: the model; images: the image set's name (``"unoccluded"``, ``"test"``); seed: its seed;

@@ -95,7 +95,7 @@ def _run_job(args: tuple[MiniJob, str, str | None]) -> str:
     task = _task(job.world, cache_root, job.order, job.task_seed, job.relative_to)
     recipe = load_recipe(job.recipe, **dict(job.overrides))
     prior = None
-    if job.method == "GLA-Train":  # GLA-Train adds log P̂_P, estimated from the zero-shot run (spec F)
+    if job.method == "GLA-Train":  # GLA-Train adds log P̂_P, estimated from the zero-shot run (book: Method, 'Losses')
         zero_shot = run_stage1(RunSpec(task.key, job.backbone, "zeroshot", 0, recipe), task, world.backbone,
                                runs_root, progress=False)
         prior = estimate_run_prior(zero_shot)
