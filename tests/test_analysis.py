@@ -8,9 +8,11 @@ import pytest
 
 from ltlib.book import analysis
 from ltlib.cache import SplitOutputs
+from ltlib.priors import prior_agreement
 from ltlib.recipes import TrainConfig
 from ltlib.results import ResultsTable, load_tables, mean_ci, summarize
 from ltlib.runs import RunSpec, write_cached_run
+from ltlib.stage2 import consensus_prior, stage_prior
 
 C, PER_CLASS = 6, 20
 COUNTS = np.array([300, 150, 60, 30, 10, 4])
@@ -82,9 +84,11 @@ def test_ensemble_predictions_sum_logits_and_check_targets(tmp_path):
 
 def test_priors_consensus_and_agreement():
     p, q = np.array([0.5, 0.3, 0.2]), np.array([0.2, 0.3, 0.5])
-    mid = analysis.consensus_prior([p, q])
+    mid = consensus_prior([p, q])
     assert mid.sum() == pytest.approx(1.0) and mid[0] == pytest.approx(mid[2])
-    agree = analysis.prior_agreement(p, p)
+    assert stage_prior({"b": q, "a": p}).source == "geomean(a+b)" and stage_prior({"a": p}).source == "a"
+    assert np.array_equal(stage_prior({"a": p}).prior, p)  # one model: its own P̂_P, unchanged
+    agree = prior_agreement(p, p)
     assert agree["spearman"] == pytest.approx(1.0) and agree["kl"] == pytest.approx(0.0)
     assert agree["kl_uniform"] > 0
 

@@ -195,7 +195,8 @@ def test_results_are_written_atomically_with_provenance(tmp_path, monkeypatch):
     paths = write_stage2(result, tmp_path / "out")
     record = json.loads(paths["json"].read_text())  # strict JSON: empty cells are null, not NaN
     assert {"git_sha", "config_hash", "versions", "prior", "runs", "results"} <= set(record)
-    assert record["prior"]["solver"] == "exact" and len(record["prior"]["prior"]) == 6
+    assert record["prior"]["fits"]["clip"]["solver"] == "exact" and len(record["prior"]["prior"]) == 6
+    assert record["prior"]["source"] == "clip" and record["d_thresholds"] == [100, 20]
     assert any(r["value"] is None for r in record["results"])
     back = pd.read_csv(paths["csv"])
     assert len(back) == len(result.table) and list(back.columns) == list(RESULT_COLUMNS)

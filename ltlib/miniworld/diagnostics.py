@@ -33,7 +33,7 @@ from .attribution import PartAttribution, attribute
 from ..backbones import Backbone
 from ..heads import ZeroShotClassifier
 from ..metrics import per_class_accuracy
-from ..priors import fit_prior
+from ..priors import fit_prior, prior_agreement
 from .generator import Renders, render
 from .names import VISIBILITY, part_words
 from .seeds import derive_seed
@@ -254,16 +254,9 @@ def prior_recovery(world: World, name: str, solver: str = "exact", split: str = 
     """Estimate π_m from zero-shot logits on the class-balanced ``split`` with GLA and compare with the truth."""
     fit = fit_prior(zero_shot_logits(world, name, split), world.split(split).labels.numpy(), solver=solver)
     truth = world.true_prior(name)
-    rho, p = spearmanr(fit.prior, truth)
-    return PriorRecovery(name, solver, fit.prior, truth, float(rho), float(p), kl_divergence(truth, fit.prior),
-                         kl_divergence(truth, np.full_like(truth, 1.0 / len(truth))), fit.temperature)
-
-
-def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
-    """KL(p ‖ q) = Σ p log(p/q) in nats, for strictly positive q; terms with p = 0 count 0."""
-    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
-    mask = p > 0
-    return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
+    agree = prior_agreement(fit.prior, truth)
+    return PriorRecovery(name, solver, fit.prior, truth, agree["spearman"], agree["spearman_p"], agree["kl"],
+                         agree["kl_uniform"], fit.temperature)
 
 
 # --------------------------------------------------------------------------- the world itself
