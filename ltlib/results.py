@@ -128,10 +128,10 @@ def load_tables(table_dir: str | Path, notebooks: Iterable[str] | None = None) -
 
 
 def normalized(rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` with every descriptive column of :data:`COLUMNS` present (missing ones at :data:`DEFAULTS`),
-    so that selecting by a column never depends on who wrote the rows."""
+    """``rows`` with every descriptive column of :data:`COLUMNS` present and filled (missing columns and empty
+    cells at :data:`DEFAULTS`), so that selecting by a column never depends on who wrote the rows."""
     missing = {c: v for c, v in DEFAULTS.items() if c not in rows.columns}
-    return rows.assign(**missing) if missing else rows
+    return rows.assign(**missing).fillna({c: v for c, v in DEFAULTS.items() if c not in missing})
 
 
 def display_label(row: Mapping[str, Any]) -> str:

@@ -6,6 +6,7 @@ Fig. 2) and written as JSON and a tidy CSV. Only cached logits are read: no back
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import struct
@@ -389,7 +390,8 @@ def run_stage2(run_dirs: Sequence[str | Path], prior_run: str | Path | Sequence[
     :data:`PRIOR_POLICY`, recorded in every row's ``prior_source``.
 
     Args:
-        run_dirs: M complete stage-1 runs of one task (typically LA runs of the three backbones).
+        run_dirs: M complete stage-1 runs of one task (typically LA runs of the three backbones), in any order
+            (they are scored sorted by backbone, method and seed).
         prior_run: the zero-shot run(s) P̂_P is estimated from, one per backbone; None skips P-groups
             (unless ``priors`` is given).
         options: rules, weights, splits, which combinations.
@@ -404,6 +406,7 @@ def run_stage2(run_dirs: Sequence[str | Path], prior_run: str | Path | Sequence[
     runs = [load_cached_run(d, options.split) for d in run_dirs]
     check_compatible(runs)
     _check_weights(options.weights, len(runs))
+    runs, options = _canonical_order(runs, options)
     d = run_d_groups(runs[0])
     clock.append(time.perf_counter())
     prior_runs = [] if prior_run is None else [prior_run] if isinstance(prior_run, (str, Path)) else list(prior_run)
@@ -437,6 +440,15 @@ def _score_all(runs: Sequence[CachedRun], d: Groups, p: Groups | None, prior_sou
     return rows
 
 
+def _canonical_order(runs: list[CachedRun], options: Stage2Options) -> tuple[list[CachedRun], Stage2Options]:
+    """The runs sorted by (backbone, method, seed, directory), weights along: the same runs give the same
+    rows in the same order, however they were listed."""
+    order = sorted(range(len(runs)), key=lambda i: (runs[i].backbone, runs[i].method, runs[i].seed,
+                                                    str(runs[i].run_dir)))
+    weights = None if options.weights is None else tuple(options.weights[i] for i in order)
+    return [runs[i] for i in order], dataclasses.replace(options, weights=weights)
+
+
 def _check_weights(weights: Sequence[float] | None, count: int) -> None:
     if weights is not None and len(weights) != count:
         raise ConfigError(f"weights: {len(weights)} values for {count} runs")
@@ -456,10 +468,11 @@ def _record(runs: Sequence[CachedRun], inputs: dict[str, Any], prior_runs: list[
     options: Stage2Options = inputs["options"]
     members = [{"run_dir": str(r.run_dir), "backbone": r.backbone, "method": r.method, "seed": r.seed}
                for r in runs]
+    fits = {b: {"solver": f.solver, "temperature": f.temperature, "objective": f.objective,
+                "moment_residual": f.moment_residual} for b, f in ((prior and prior.fits) or {}).items()}
     prior_info = None if prior is None else {
         "source": prior.source, "policy": PRIOR_POLICY, "runs": prior_runs, "split": options.prior_split,
-        "prior": prior.prior, "fits": {b: {"solver": f.solver, "temperature": f.temperature, "objective": f.objective,
-                                           "moment_residual": f.moment_residual} for b, f in (prior.fits or {}).items()}}
+        "prior": prior.prior, "fits": fits}
     results = table[["combination", "method", "seed", "num_models", "rule", "prior_source", "metric", "d_group",
                      "p_group", "value", "num_classes"]]
     results = results.astype(object).where(results.notna(), None)  # empty cells: JSON null, not NaN

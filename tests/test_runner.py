@@ -22,7 +22,8 @@ HEADER = '''# ---
 
 
 def write_notebook(folder: Path, name: str, body: str) -> None:
-    (folder / f"{name}.py").write_text(HEADER + '\n# %% tags=["parameters"]\nvalue = 1\n\n# %%\n' + body)
+    cell = '\n# %% tags=["parameters"]\nsetting = ""\noverrides = {"value": 1}\n\n# %%\nvalue = overrides["value"]\n'
+    (folder / f"{name}.py").write_text(HEADER + cell + body)
 
 
 @pytest.fixture
@@ -43,10 +44,10 @@ def test_parameters_are_injected_and_the_cell_is_hidden(plan, tmp_path):
     nb = nbformat.read(tmp_path / "out" / "good.ipynb", as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]
-    assert "value = 21" in injected[0].source
+    assert 'setting = "quick"' in injected[0].source and '"value": 21' in injected[0].source
     # The overridden defaults are removed from the page; every other code cell is folded.
     [defaults] = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert "remove-cell" in defaults.metadata["tags"] and "value = 1" in defaults.source
+    assert "remove-cell" in defaults.metadata["tags"] and '"value": 1' in defaults.source
     body = [c for c in nb.cells if c.cell_type == "code" and c not in (defaults, injected[0])]
     assert body and all("hide-input" in c.metadata["tags"] for c in body)
     outputs = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))

@@ -23,7 +23,7 @@ from ..cache import SplitOutputs, load_split
 from ..errors import ConvergenceError
 from ..metrics import Groups, d_groups, knn_predict, per_class_accuracy
 from ..priors import calibrate_temperature, fit_prior, prior_agreement
-from ..results import backbone_key
+from ..results import backbone_key, with_labels
 from ..runs import load_run
 from ..stage2 import ALL, Stage2Options, combined_predictions, run_stage2, score_rows, task_thresholds
 
@@ -150,7 +150,8 @@ def group_name(metric: str, d_group: str, p_group: str) -> str | None:
 def group_scores(preds: np.ndarray, targets: np.ndarray, d: Groups, p: Groups | None) -> dict[str, float]:
     """Overall, D-group, P-group and D×P accuracies (``ltlib.stage2.score_rows``) as a flat dict keyed by
     :func:`group_name` (``overall``, ``D-many``, ``P-few``, ``D-few×P-few``, …)."""
-    named = ((group_name(r["metric"], r["d_group"], r["p_group"]), r["value"]) for r in score_rows(preds, targets, d, p))
+    rows = score_rows(preds, targets, d, p)
+    named = ((group_name(r["metric"], r["d_group"], r["p_group"]), r["value"]) for r in rows)
     return {name: value for name, value in named if name is not None}
 
 
@@ -306,9 +307,12 @@ def trend_rows(trends: pd.DataFrame, control: str = "") -> pd.DataFrame:
 
 
 def summary_cells(frame: pd.DataFrame, index: str = "method", columns: str = "group", digits: int = 2) -> pd.DataFrame:
-    """A display table of ``mean ± sd`` over seeds (and backbones) per (index, columns) cell."""
+    """A display table of ``mean ± sd`` over seeds (and backbones) per (index, columns) cell; ``label`` (as
+    index or columns) is the derived display label (``ltlib.results.display_label``)."""
     from ..results import format_mean_sd, summarize
 
+    if "label" in (index, columns) and "label" not in frame:
+        frame = with_labels(frame)
     s = summarize(frame.assign(world=""), by=(index, columns))
     s["cell"] = [format_mean_sd(m, sd, digits) for m, sd in zip(s["mean"], s["sd"])]
     return s.pivot(index=index, columns=columns, values="cell")
@@ -347,6 +351,16 @@ def stage2_rows(table: pd.DataFrame, cells: bool = False, **keys: str) -> pd.Dat
     out = out[out.group.notna() & (cells or ~out.group.str.contains("×", na=False))]
     columns = ["method", "backbones", "n_models", "rule", "prior_source", "seed", "group", "value", *keys]
     return out[columns].reset_index(drop=True)
+
+
+def headline_gain(rows: pd.DataFrame, rule: str = RULES[0]) -> dict[str, float]:
+    """The page's headline from :func:`stage2_rows`: overall accuracy of the combination of every model with
+    ``rule`` (``acc_method``, mean over seeds), of the single models (``acc_lift``, mean over backbones × seeds)
+    and their difference (``gain_overall``); the report gives its interval."""
+    overall = rows[(rows.group == "overall") & (rows.rule == rule)]
+    method = overall.loc[overall.n_models == overall.n_models.max(), "value"].mean()
+    single = overall.loc[overall.n_models == 1, "value"].mean()
+    return {"acc_method": float(method), "acc_lift": float(single), "gain_overall": float(method - single)}
 
 
 def combination_rows(run_dirs: Sequence[str], rule: str = RULES[0], **keys: str) -> pd.DataFrame:

@@ -448,6 +448,35 @@ def part_attribution(world: World, name: str, data: WorldImages, images: str, se
     return ModelAttribution(name, images, seed, attribution, data.visibility.numpy(), by_visibility)
 
 
+def zero_shot_follows_bias(world: World, accuracy: pd.DataFrame) -> tuple[int, int]:
+    """How many part-biased foundation models are more accurate zero-shot when their corpus's favoured part
+    is the visible one.
+
+    Args:
+        accuracy: zero-shot accuracy (%), index = model names, columns ``head`` and ``body`` (the visible part).
+    Returns:
+        (models that follow their bias, models whose corpus favours one part: P_m(C = head) ≠ 0.5).
+    """
+    biased = [name for name in world.model_names if world.part_bias(name) != 0.5]
+    follows = [np.sign(accuracy.loc[n, "head"] - accuracy.loc[n, "body"]) == np.sign(world.part_bias(n) - 0.5)
+               for n in biased]
+    return int(sum(follows)), len(biased)
+
+
+def reliance_verdict(world: World, head_reliance: pd.Series) -> str:
+    """The Fig. 4 analogue's reading: whether ordering the foundation models by head reliance (occlusion,
+    index = model names) gives the ordering of their corpora's part bias P_m(C = head)."""
+    names = list(world.model_names)
+    matches = bool((np.argsort(head_reliance[names].to_numpy()) ==
+                    np.argsort([world.part_bias(n) for n in names])).all())
+    if matches:
+        return ("The ordering of the foundation models by head reliance **is** the ordering of their corpora's part"
+                " bias: the part a model relies on follows what its pre-training data showed, the paper's"
+                " incomplete semantic factor made measurable.")
+    return ("The ordering of the foundation models by head reliance is **not** the ordering of their corpora's part"
+            " bias: in this world the corpus does not set the part a model relies on.")
+
+
 # --------------------------------------------------------------------------- tidy rows for ResultsTable
 def tidy(results: Sequence[Any], method: str, backbones: str = "", seed: int = -1) -> pd.DataFrame:
     """The ``rows()`` of several results as one frame for ``ltlib.results.ResultsTable.add_frame``.
