@@ -33,7 +33,7 @@ from .storage import write_json, write_text
 
 RESULT_COLUMNS = ("task", "split", "combination", "method", "seed", "num_models", "rule", "prior_source", "metric",
                   "d_group", "p_group", "value", "num_classes", "git_sha", "config_hash", "versions")
-# The one policy for the prior that defines P-groups (PAPER.md item 3): one prior for every row of a stage-2
+# The one policy for the prior that defines P-groups (the paper's §3, Fig. 2): one prior for every row of a stage-2
 # call, the renormalised geometric mean of the P̂_P of every backbone given (a single model: its own P̂_P).
 # Rows record it in ``prior_source``: the backbone's name, or ``geomean(<backbones joined by +>)``.
 PRIOR_POLICY = "geomean"
@@ -352,7 +352,7 @@ def consensus_prior(priors: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def stage_prior(priors: Mapping[str, np.ndarray], fits: dict[str, PriorFit] | None = None) -> StagePrior:
-    """The P-group prior of :data:`PRIOR_POLICY` from backbone → P̂_P (PAPER.md item 3).
+    """The P-group prior of :data:`PRIOR_POLICY` from backbone → P̂_P (P-groups: the paper's §3, Fig. 2).
 
     Returns:
         :class:`StagePrior` whose ``source`` is the backbone's name, or ``geomean(a+b+…)`` (sorted names).
@@ -382,7 +382,7 @@ def estimate_stage_prior(prior_runs: Sequence[str | Path], split: str = "val") -
 def run_stage2(run_dirs: Sequence[str | Path], prior_run: str | Path | Sequence[str | Path] | None = None,
                options: Stage2Options = Stage2Options(), *, priors: Mapping[str, np.ndarray] | None = None
                ) -> Stage2Result:
-    """Combine M stage-1 runs and score every combination (PAPER.md item 6; Fig. 2; Tab. 5–8, 11).
+    """Combine M stage-1 runs and score every combination (the backdoor adjustment, §4; Fig. 2; Tab. 5–8, 11).
 
     The one stage 2 of the project: ``python -m ltlib adjust``, ``make reproduce`` and the book's notebooks
     all score combinations here. Each run's logits are read once (memory-mapped, streamed by blocks) for

@@ -233,7 +233,8 @@ def _time_stage2(runs: Sequence[Path], zeroshot: Path) -> dict[str, float]:
     prior, seconds = timed(lambda: estimate_stage2_prior(zeroshot))
     out = {"prior": seconds}
     for label, rules in _STAGE2_RULES.items():
-        out[label] = timed(lambda: run_stage2(runs, zeroshot, Stage2Options(rules=rules), prior_fit=prior))[1]
+        out[label] = timed(lambda: run_stage2(runs, options=Stage2Options(rules=rules),
+                                              priors={"zeroshot": prior.prior}))[1]
     return out
 
 
