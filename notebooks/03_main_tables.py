@@ -68,7 +68,7 @@ for key, value in analysis.headline_gain(subsets).items():
 plots.tab8_subsets(subsets)
 
 # %%
-analysis.summary_cells(subsets[subsets.rule == "logit_sum"], index="n_models")
+analysis.summary_cells(subsets[subsets.rule == "logit_sum"], index="n_models").rename_axis(index="M")
 
 # %% [markdown]
 # ## Different semantic factors, or plain ensembling?
