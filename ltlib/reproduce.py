@@ -25,7 +25,7 @@ from .runs import RunSpec, is_complete
 from .stage2 import Stage2Options, run_stage2, summary_table, write_stage2
 from .tasks import task_key
 
-DEFAULT_BACKBONES = ("clip", "openclip", "metaclip")  # the paper's three (§5.1); their zero-shot priors give the P-groups
+DEFAULT_BACKBONES = ("clip", "openclip", "metaclip")  # the paper's three; their zero-shot priors give P-groups
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 HUB_FILE_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # as open_clip's hub repos name them
 

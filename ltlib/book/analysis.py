@@ -25,7 +25,8 @@ from ..metrics import Groups, d_groups, knn_predict, per_class_accuracy
 from ..priors import calibrate_temperature, fit_prior, prior_agreement
 from ..results import backbone_key, with_labels
 from ..runs import load_run
-from ..stage2 import ALL, Stage2Options, combined_predictions, run_stage2, score_rows, task_thresholds
+from ..stage2 import (ALL, Stage2Options, combined_predictions, run_stage2, score_rows, stage_prior,
+                      task_thresholds)
 
 SORT_KEYS = {"p_s": "downstream prior P_S", "p_hat": "estimated pre-training prior P̂_P",
              "pi": "true pre-training prior π"}
@@ -236,15 +237,9 @@ def dp_matrices(study, p_hat: Mapping[str, np.ndarray], methods: Sequence[str] =
     la, priors = lift_runs(study, ["LA"]), {b: p_hat[b] for b in study.backbones}
     matrices = [_dp_matrix(part.sort_values("backbone").run_dir.tolist(), priors) for _, part in la.groupby("seed")]
     keys = {"method": "LA", "backbones": everyone, "n_models": len(study.backbones), "rule": RULES[0],
-            "prior_source": run_stage2_prior_source(priors)}
+            "prior_source": stage_prior(priors).source}
     out[f"backdoor adjustment (M={len(study.backbones)})"] = (keys, _mean_frames(matrices))
     return out
-
-
-def run_stage2_prior_source(priors: Mapping[str, np.ndarray]) -> str:
-    """The ``prior_source`` stage 2 records for P-groups from ``priors`` (``ltlib.stage2.stage_prior``)."""
-    from ..stage2 import stage_prior
-    return stage_prior(priors).source
 
 
 def _dp_matrix(run_dirs: Sequence[str], priors: Mapping[str, np.ndarray]) -> pd.DataFrame:
