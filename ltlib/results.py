@@ -75,8 +75,10 @@ class ResultsTable:
         unknown = set(keys) - {"rule", "scenario", "control", "prior_source"}
         if unknown:
             raise TypeError(f"ResultsTable.add: unknown columns {sorted(unknown)}")
-        members = [backbones] if isinstance(backbones, str) and backbones else [] if isinstance(backbones, str) \
-            else list(backbones)
+        if isinstance(backbones, str):
+            members = [backbones] if backbones else []
+        else:
+            members = list(backbones)
         self.rows.append({**DEFAULTS, "run_id": self.run_id, "notebook": self.notebook, "scale": self.scale,
                           "world": self.world, "world_seed": int(self.world_seed), "backbones": backbone_key(members),
                           "n_models": len(members) if n_models is None else int(n_models), "method": method,
@@ -99,7 +101,7 @@ class ResultsTable:
             self.add(row.get("metric", metric), row["value"], method=row["method"],
                      backbones=row.get("backbones", row.get("backbone", "")), seed=row.get("seed"),
                      group=str(row.get("group", "all")), config=config, n_models=_given(row.get("n_models")),
-                     **{k: row[k] for k in optional if k in row})
+                     **{k: row[k] for k in optional if isinstance(row.get(k), str)})  # NaN: not set
 
     def frame(self) -> pd.DataFrame:
         """The rows as a DataFrame with :data:`COLUMNS`."""
