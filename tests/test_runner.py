@@ -89,3 +89,19 @@ def test_the_books_plan_covers_every_notebook_in_the_toc(repo_root):
         assert f"book/executed/{name}" in toc
     assert {j.name for j in load_plan("smoke")} == set(names)
     assert all(j.parameters["scale"] == "mini" for j in load_plan("smoke"))
+
+
+def test_a_page_resolves_its_setting_and_overrides_like_the_runner(tmp_path):
+    from ltlib.book.page import open_page, resolve_parameters
+
+    [job] = load_plan("smoke", only=["04_report"], out_dir=str(tmp_path))
+    assert job.injected() == {"setting": "smoke", "overrides": job.parameters}
+    assert resolve_parameters("04_report", **job.injected()) == job.parameters
+    assert resolve_parameters("00_miniworld", "full")["scale"] == "mini"  # the plan's per-notebook setting
+    page = open_page("04_report", **job.injected())
+    assert page.out_dir == tmp_path and page.scale == "mini" and page.seeds == [0, 1]
+    assert page.study is None and page.table is None  # the report only reads the other pages' tables
+    confounder = open_page("02_confounder", "smoke", {"out_dir": str(tmp_path)})
+    assert confounder.table.world == confounder.world_config.name == "smoke"
+    assert confounder.table.out_dir == tmp_path / "tables"
+    assert confounder.table.world_seed == confounder.world_config.seed
