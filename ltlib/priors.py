@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import optimize
+from scipy import optimize, stats
 
 from .errors import ConfigError, ConvergenceError
 
@@ -531,3 +531,26 @@ def _check_temperature(temperature: Any) -> float:
 def _check_choice(value: str, allowed: tuple[str, ...], name: str) -> None:
     if value not in allowed:
         raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+
+
+# --------------------------------------------------------------------------- agreement with a known prior
+def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    """KL(p ‖ q) = Σ p log(p/q) in nats, for strictly positive q; terms with p = 0 count 0."""
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    mask = p > 0
+    return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
+
+
+def prior_agreement(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """How well an estimated prior (GLA's P̂_P) tracks a known one (the mini world's π_m).
+
+    Args:
+        estimate, truth: [C] priors (truth strictly positive).
+    Returns:
+        ``spearman`` ρ and its p-value ``spearman_p``, ``kl`` = KL(truth ‖ estimate) and ``kl_uniform``, the
+        KL of a uniform guess: the baseline to beat.
+    """
+    rho, p = stats.spearmanr(estimate, truth)
+    uniform = np.full(len(truth), 1.0 / len(truth))
+    return {"spearman": float(rho), "spearman_p": float(p), "kl": kl_divergence(truth, estimate),
+            "kl_uniform": kl_divergence(truth, uniform)}

@@ -125,7 +125,7 @@ def test_backdoor_adjustment_over_the_two_backbones(chain, tmp_path):
     cells = table[(table["d_group"] == "few") & (table["p_group"] != ALL)]
     assert set(cells["num_classes"]) == {1}
     paths = write_stage2(result, tmp_path)
-    assert json.loads(paths["json"].read_text())["prior"]["run_dir"] == str(chain["runs"]["clip", "zeroshot"])
+    assert json.loads(paths["json"].read_text())["prior"]["runs"] == [str(chain["runs"]["clip", "zeroshot"])]
 
 
 # --------------------------------------------------------------------------- the task builder

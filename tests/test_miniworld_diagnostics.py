@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from ltlib.miniworld.diagnostics import (kl_divergence, parameter_imbalance, prior_recovery, zero_shot_accuracy,
-                                         zero_shot_logits)
-from ltlib.priors import fit_prior
+from ltlib.miniworld.diagnostics import parameter_imbalance, prior_recovery, zero_shot_accuracy, zero_shot_logits
+from ltlib.priors import fit_prior, kl_divergence
 
 
 def test_kl_divergence_closed_form():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = ("ltlib", "tests", "book", "notebooks", "data_manifests", ".ci")
@@ -20,9 +19,6 @@ EXTERNAL = re.compile("|".join([
     "LIFT_GLA" + "_SPEC",
     r"\bspec\s*§?[A-G]\.\d",          # a section letter and number after the word "spec"
 ]))
-# TODO(lead): the notebooks are being rewritten on another branch; drop this entry once the merged
-# notebook no longer cites the mini world's working document (the last test below then tells you).
-PENDING = {"notebooks/02_confounder.py"}
 
 
 def shipped_text_files() -> list[Path]:
@@ -57,12 +53,5 @@ def test_the_scan_covers_code_tests_notebooks_and_docs():
 
 
 def test_no_reference_to_documents_outside_the_repository():
-    found = [ref for path in shipped_text_files()
-             if path.relative_to(ROOT).as_posix() not in PENDING
-             for ref in external_references(path)]
+    found = [ref for path in shipped_text_files() for ref in external_references(path)]
     assert not found, "references to documents that do not ship:\n" + "\n".join(found)
-
-
-@pytest.mark.parametrize("name", sorted(PENDING))
-def test_pending_exceptions_are_still_needed(name):
-    assert external_references(ROOT / name), f"{name} is clean now: remove it from PENDING"

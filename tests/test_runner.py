@@ -24,7 +24,8 @@ HEADER = '''# ---
 
 
 def write_notebook(folder: Path, name: str, body: str) -> None:
-    (folder / f"{name}.py").write_text(HEADER + '\n# %% tags=["parameters"]\nvalue = 1\n\n# %%\n' + body)
+    cell = '\n# %% tags=["parameters"]\nsetting = ""\noverrides = {"value": 1}\n\n# %%\nvalue = overrides["value"]\n'
+    (folder / f"{name}.py").write_text(HEADER + cell + body)
 
 
 @pytest.fixture
@@ -45,10 +46,10 @@ def test_parameters_are_injected_and_the_cell_is_hidden(plan, tmp_path):
     nb = nbformat.read(tmp_path / "out" / "good.ipynb", as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]
-    assert "value = 21" in injected[0].source
+    assert 'setting = "quick"' in injected[0].source and '"value": 21' in injected[0].source
     # The overridden defaults are removed from the page; every other code cell is folded.
     [defaults] = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert "remove-cell" in defaults.metadata["tags"] and "value = 1" in defaults.source
+    assert "remove-cell" in defaults.metadata["tags"] and '"value": 1' in defaults.source
     body = [c for c in nb.cells if c.cell_type == "code" and c not in (defaults, injected[0])]
     assert body and all("hide-input" in c.metadata["tags"] for c in body)
     outputs = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
@@ -120,3 +121,19 @@ def test_the_books_plan_covers_every_notebook_in_the_toc(repo_root):
         assert f"book/executed/{name}" in toc
     assert {j.name for j in load_plan("smoke")} == set(names)
     assert all(j.parameters["scale"] == "mini" for j in load_plan("smoke"))
+
+
+def test_a_page_resolves_its_setting_and_overrides_like_the_runner(tmp_path):
+    from ltlib.book.page import open_page, resolve_parameters
+
+    [job] = load_plan("smoke", only=["04_report"], out_dir=str(tmp_path))
+    assert job.injected() == {"setting": "smoke", "overrides": job.parameters}
+    assert resolve_parameters("04_report", **job.injected()) == job.parameters
+    assert resolve_parameters("00_miniworld", "full")["scale"] == "mini"  # the plan's per-notebook setting
+    page = open_page("04_report", **job.injected())
+    assert page.out_dir == tmp_path and page.scale == "mini" and page.seeds == [0, 1]
+    assert page.study is None and page.table is None  # the report only reads the other pages' tables
+    confounder = open_page("02_confounder", "smoke", {"out_dir": str(tmp_path)})
+    assert confounder.table.world == confounder.world_config.name == "smoke"
+    assert confounder.table.out_dir == tmp_path / "tables"
+    assert confounder.table.world_seed == confounder.world_config.seed

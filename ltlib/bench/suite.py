@@ -32,6 +32,7 @@ import torch
 
 from ..cache import SplitOutputs, split_path
 from ..errors import ConfigError
+from ..flops import PAPER_GFLOPS, ensemble_cost
 from ..parallel import torch_threads
 from ..paths import book_executed_dir, smoke_executed_dir
 from ..provenance import git_sha, library_versions
@@ -40,7 +41,6 @@ from ..storage import atomic_path, write_text
 BENCHMARKS = ("prior", "stage2", "train", "inference", "book")
 BENCH_COLUMNS = ("benchmark", "case", "metric", "value", "unit", "note", "device", "git_sha", "versions",
                  "timestamp")
-PAPER_GFLOPS = {1: 239.06, 2: 478.13, 3: 717.19}  # the authors' inference cost vs M (review discussion)
 GLA_ITERATIONS = 1000  # the reference solver's fixed iteration count (book: Method, 'The GLA prior estimator')
 NOT_MEASURED = float("nan")
 ESTIMATES_FILE = "estimates/full_scale.csv"
@@ -236,7 +236,8 @@ def _time_stage2(runs: Sequence[Path], zeroshot: Path) -> dict[str, float]:
     prior, seconds = timed(lambda: estimate_stage2_prior(zeroshot))
     out = {"prior": seconds}
     for label, rules in _STAGE2_RULES.items():
-        out[label] = timed(lambda: run_stage2(runs, zeroshot, Stage2Options(rules=rules), prior_fit=prior))[1]
+        out[label] = timed(lambda: run_stage2(runs, options=Stage2Options(rules=rules),
+                                              priors={"zeroshot": prior.prior}))[1]
     return out
 
 
@@ -427,41 +428,17 @@ def bench_inference(options: BenchOptions) -> list[dict[str, Any]]:
     return rows
 
 
-def count_gflops(fn: Callable[[], Any]) -> float:
-    """GFLOPs of ``fn()`` counted by ``torch.utils.flop_counter`` (2 per multiply-add; matmuls, convolutions
-    and attention only: layer norms, activations and softmax are not counted).
-
-    Fused attention kernels are invisible to the counter on some devices (``nn.MultiheadAttention``'s
-    inference fast path; the CPU flash kernel), so counting runs the plain-matmul attention path instead:
-    the arithmetic is the same.
-    """
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
-            fn()
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
-    return counter.get_total_flops() / 1e9
-
-
 @torch.no_grad()
 def _inference_rows(models: Sequence[torch.nn.Module], crops: int, device: torch.device,
                     options: BenchOptions) -> list[dict[str, Any]]:
     num_models = len(models)
-    ensemble = lambda x: sum(m(x) for m in models)  # noqa: E731  (the official rule: summed raw logits)
-    one = torch.randn(1, crops, 3, 224, 224, device=device)
-    gflops = count_gflops(lambda: ensemble(one))
     batch = 2 if device.type == "cpu" else 64
-    images = torch.randn(batch, crops, 3, 224, 224, device=device)
-    ensemble(images[:1])  # warm-up
-    _, seconds = timed(lambda: ensemble(images))
+    cost = ensemble_cost(models, torch.randn(batch, crops, 3, 224, 224, device=device))
+    gflops = cost["gflops_per_image"]
     case = f"M={num_models}, {'five-crop TTE' if crops == 5 else 'single crop'}"
     rows = [row("inference", case, "gflops_per_image", gflops, "GFLOPs", "measured, fp32, 224 px, C = 1000"),
-            row("inference", case, "images_per_second", batch / seconds, "img/s", f"batch {batch}, fp32 (LIFT's eval)")]
+            row("inference", case, "images_per_second", cost["images_per_second"], "img/s",
+                f"batch {batch}, fp32 (LIFT's eval)")]
     if num_models in PAPER_GFLOPS:
         paper = PAPER_GFLOPS[num_models]
         rows += [row("inference", case, "paper_gflops", paper, "GFLOPs", "as reported"),

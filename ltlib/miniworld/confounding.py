@@ -42,7 +42,7 @@ from .tasks import WorldImages
 from ..parallel import torch_threads
 from ..parallel import run_parallel
 from ..recipes import TrainConfig, load_recipe
-from ..results import ResultsTable, format_mean_sd, mean_ci
+from ..results import ResultsTable, format_mean_sd, interval_side, mean_ci
 
 FIT_KINDS = ("plain", "c_input")
 C_GROUPS = {0: "head-dominant", 1: "body-dominant"}
@@ -434,7 +434,8 @@ def contrast_values(frame: pd.DataFrame, contrast: Contrast) -> pd.Series:
 
 
 def verdict(values: Sequence[float], expected: int, level: float = 0.95) -> str:
-    """What per-seed differences say about a claim of sign ``expected``, from their t-interval.
+    """What per-seed differences say about a claim of sign ``expected``, from their t-interval
+    (``ltlib.results.interval_side``, the rule the reproduction report applies too).
 
     Returns:
         For a signed claim: ``"supported"`` (the interval excludes 0 on the claimed side),
@@ -442,14 +443,14 @@ def verdict(values: Sequence[float], expected: int, level: float = 0.95) -> str:
         difference: ``"no difference detected"`` (the interval contains 0) or ``"contradicted"``.
         A single seed is always ``"inconclusive"``.
     """
-    _, _, low, high, n = mean_ci(values, level)
-    if n < 2:
+    side, _ = interval_side(values, level)
+    if side in ("single", "none"):
         return "inconclusive"
     if expected == 0:
-        return "no difference detected" if low <= 0 <= high else "contradicted"
-    if low > 0 or high < 0:
-        return "supported" if (low > 0) == (expected > 0) else "contradicted"
-    return "inconclusive"
+        return "no difference detected" if side == "contains" else "contradicted"
+    if side == "contains":
+        return "inconclusive"
+    return "supported" if (side == "above") == (expected > 0) else "contradicted"
 
 
 def contrast_table(frame: pd.DataFrame, contrasts: Sequence[Contrast]) -> pd.DataFrame:

@@ -64,7 +64,8 @@ def run_mini_grid(jobs: Iterable[MiniJob], runs_root: str | Path, workers: int |
     return pd.DataFrame(rows, columns=list(INDEX_COLUMNS))
 
 
-def grid(world: str, backbones: Sequence[str], methods: Sequence[str], seeds: Sequence[int], **keys: Any) -> list[MiniJob]:
+def grid(world: str, backbones: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
+         **keys: Any) -> list[MiniJob]:
     """The product backbones × methods × seeds (task seed = training seed unless given in ``keys``)."""
     return [MiniJob(world, b, m, seed=s, **{"task_seed": s, **keys})
             for b in backbones for m in methods for s in seeds]
