@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..config import load_yaml
 from ..errors import ConfigError, LtlibError
-from ..paths import EXECUTED_VARIABLE, PACKAGE_DIR, REPO_ROOT, plan_path
+from ..paths import EXECUTED_VARIABLE, PACKAGE_DIR, plan_path, work_root
 from ..provenance import config_hash, git_sha
 from ..storage import read_json, write_json, write_text
 
@@ -100,8 +100,10 @@ def is_up_to_date(job: NotebookJob, out_dir: Path) -> bool:
     return out.is_file() and stamp.is_file() and read_json(stamp).get("fingerprint") == job_fingerprint(job)
 
 
-def execute(job: NotebookJob, out_dir: Path, *, cwd: Path = REPO_ROOT, timeout: int | None = None) -> float:
+def execute(job: NotebookJob, out_dir: Path, *, cwd: Path | None = None, timeout: int | None = None) -> float:
     """Execute one job into ``out_dir/<name>.ipynb``; returns the wall time in seconds.
+
+    ``cwd`` (default :func:`ltlib.paths.work_root`) is the notebook's working directory.
 
     Raises:
         NotebookError: naming the notebook, the failing cell and the exception.
@@ -117,7 +119,7 @@ def execute(job: NotebookJob, out_dir: Path, *, cwd: Path = REPO_ROOT, timeout: 
     start = time.perf_counter()
     try:
         papermill.execute_notebook(str(source_nb), str(out), parameters=job.parameters, kernel_name="python3",
-                                   progress_bar=False, cwd=str(cwd), execution_timeout=timeout)
+                                   progress_bar=False, cwd=str(cwd or work_root()), execution_timeout=timeout)
     except papermill.PapermillExecutionError as exc:
         raise NotebookError(f"notebook {job.name} ({job.source}) failed in cell {exc.exec_count}: "
                             f"{exc.ename}: {exc.evalue}") from exc
