@@ -58,9 +58,12 @@ def _main_rank() -> bool:
 
 # --------------------------------------------------------------------------- stage 1
 def _configure_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, help="imagenet_lt | places_lt | inat2018, or a dataset YAML path")
-    p.add_argument("--data-root", required=True, type=Path, help="the image root (see the dataset's image_layout)")
-    p.add_argument("--backbone", required=True, help="clip | openclip | metaclip, or a backbone YAML path")
+    p.add_argument("--dataset", required=True, help="imagenet_lt | places_lt | inat2018, a dataset YAML path, or "
+                   "your images: imagefolder:ROOT (a folder per class) or csv:FILE (path,label[,split])")
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="the image root (see the dataset's image_layout); not used with imagefolder: / csv:")
+    p.add_argument("--backbone", required=True, help="clip | openclip | metaclip (tiny: a random test ViT), or a "
+                   "backbone YAML path")
     p.add_argument("--weights", type=Path, default=None,
                    help="local checkpoint (.safetensors/.bin/.pt); default: open_clip's hub tag (HF cache offline)")
     p.add_argument("--random-init", action="store_true",
@@ -81,20 +84,68 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
                    help="torch.compile the training forward (default backend: inductor)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_own_data_options(p)
+    _add_group_options(p)
+
+
+def _add_own_data_options(p: argparse.ArgumentParser) -> None:
+    """Options of ``imagefolder:`` / ``csv:`` datasets (``ltlib.data.own``)."""
+    p.add_argument("--classnames", default=None, metavar="FILE",
+                   help="csv: class names, one per line in label order (integer labels index into it)")
+    p.add_argument("--test-fraction", type=float, default=0.2,
+                   help="share of each class held out as test when your data name no test split (default 0.2)")
+    p.add_argument("--split-seed", type=int, default=0, help="seeds that hold-out (default 0)")
+
+
+def _add_group_options(p: argparse.ArgumentParser) -> None:
+    """The class groups: D-groups from training counts (§A.11) and P-groups from the prior (top 30 %, next 30 %)."""
+    p.add_argument("--d-thresholds", nargs=2, type=int, default=None, metavar=("MANY", "FEW"),
+                   help="D-groups: many n > MANY, few n < FEW (default: the paper's 100 20)")
+    p.add_argument("--p-fractions", nargs=2, type=float, default=None, metavar=("MANY", "MEDIUM"),
+                   help="P-groups: shares of P-many and P-medium classes by prior (default: the paper's 0.3 0.3)")
+
+
+DEFAULT_D_THRESHOLDS, DEFAULT_P_FRACTIONS = (100, 20), (0.3, 0.3)
+
+
+def _groups_info(args: argparse.Namespace) -> dict:
+    """The group settings a ``train`` run records (stage 2 reads them back), validated now."""
+    from .metrics import d_groups, p_groups
+
+    d = tuple(args.d_thresholds or DEFAULT_D_THRESHOLDS)
+    p = tuple(args.p_fractions or DEFAULT_P_FRACTIONS)
+    d_groups([1], *d), p_groups([1.0], p)  # raise ConfigError on bad values before any work
+    return {"d_thresholds": list(d), "p_fractions": list(p)}
+
+
+def _build_train_task(args: argparse.Namespace, recipe):
+    """The task of ``--dataset``: a registry / YAML dataset under ``--data-root``, or your own images."""
+    from .data.own import OwnDataOptions, is_own_spec
+    from .tasks import build_own_task, build_task
+
+    if is_own_spec(args.dataset):
+        options = OwnDataOptions(args.test_fraction, args.split_seed, args.classnames)
+        return build_own_task(args.dataset, options=options, recipe=recipe, val_source=args.val_source,
+                              info=_groups_info(args))
+    if args.data_root is None:
+        raise ConfigError(f"--data-root is required for dataset {args.dataset!r} (imagefolder: and csv: specs "
+                          "carry their own location)")
+    task = build_task(args.dataset, args.data_root, train_list=args.train_list, recipe=recipe,
+                      val_source=args.val_source)
+    task.info.update(_groups_info(args))
+    return task
 
 
 @command("train", "stage 1: fine-tune (or evaluate zero-shot) one backbone and cache its logits", _configure_train)
 def _train(args: argparse.Namespace) -> int:
     from .distributed import init_distributed, shutdown
     from .runs import RunInterrupted, RunSpec, load_run, run_stage1
-    from .tasks import build_task
 
     ctx = init_distributed(args.device)
     try:
         backbone, loader = _backbone_loader(args, ctx.device)
         recipe = _recipe(args.recipe, args.dataset, args.set)
-        task = build_task(args.dataset, args.data_root, train_list=args.train_list, recipe=recipe,
-                          val_source=args.val_source)
+        task = _build_train_task(args, recipe)
         spec = RunSpec(task.key, backbone, args.method, args.seed, recipe)
         prior = _pretrain_prior(args, spec) if args.method == "GLA-Train" else None
         run_dir = run_stage1(spec, task, loader, args.runs_root, ctx, pretrain_prior=prior,
@@ -112,9 +163,11 @@ def _train(args: argparse.Namespace) -> int:
 
 def _recipe(recipe: str | None, dataset: str, overrides: Sequence[str]):
     from .data import load_dataset_config
+    from .data.own import is_own_spec
     from .recipes import load_recipe
 
-    return load_recipe(recipe or load_dataset_config(dataset).recipe, **parse_overrides(overrides))
+    default = "lift" if is_own_spec(dataset) else load_dataset_config(dataset).recipe
+    return load_recipe(recipe or default, **parse_overrides(overrides))
 
 
 def _backbone_loader(args: argparse.Namespace, device) -> tuple[str, Callable]:
@@ -154,6 +207,7 @@ def _configure_adjust(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", help="cached split to score (default test)")
     p.add_argument("--subsets", action="store_true", help="score every subset of the runs (M = 1 … M)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default results/stage2/<task>/<methods>)")
+    _add_group_options(p)
 
 
 @command("adjust", "stage 2: backdoor adjustment over cached runs; overall, D-/P-groups, D×P as JSON + CSV",
@@ -168,13 +222,26 @@ def _adjust(args: argparse.Namespace) -> int:
     if prior is None and not args.no_prior:
         print("[adjust] no unique zero-shot run found beside the runs: P-groups skipped (pass --prior DIR)")
     weights = None if args.weights is None else tuple(args.weights)
-    options = Stage2Options(tuple(args.rule or RULES), weights, args.split, subsets=args.subsets)
+    groups = _recorded_groups(args)
+    options = Stage2Options(tuple(args.rule or RULES), weights, args.split, subsets=args.subsets,
+                            p_fractions=tuple(groups["p_fractions"]), d_thresholds=tuple(groups["d_thresholds"]))
+    print(f"[adjust] D-groups many n > {options.d_thresholds[0]}, few n < {options.d_thresholds[1]}; "
+          f"P-groups many/medium shares {options.p_fractions[0]}/{options.p_fractions[1]}")
     result = run_stage2(args.runs, prior, options)
     out = args.out or _default_stage2_dir(result.record)
     paths = write_stage2(result, out)
     print(summary_table(result.table).to_string())
     print(f"[adjust] wrote {paths['json']} and {paths['csv']}")
     return 0
+
+
+def _recorded_groups(args: argparse.Namespace) -> dict:
+    """Group settings: the command line's, else those the first run recorded at training, else the paper's."""
+    from .runs import load_run
+
+    recorded = load_run(args.runs[0]).get("task_info", {}) if (args.runs[0] / "run.json").is_file() else {}
+    return {"d_thresholds": args.d_thresholds or recorded.get("d_thresholds") or list(DEFAULT_D_THRESHOLDS),
+            "p_fractions": args.p_fractions or recorded.get("p_fractions") or list(DEFAULT_P_FRACTIONS)}
 
 
 def _default_stage2_dir(record: dict) -> Path:
@@ -190,6 +257,8 @@ def _configure_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="train", help="which split it stands for (default train)")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="where its SHA-256 is pinned (default $LTLIB_CACHE or ~/.cache/ltlib)")
+    p.add_argument("--d-thresholds", nargs=2, type=int, default=None, metavar=("MANY", "FEW"),
+                   help="D-groups of the printed summary: many n > MANY, few n < FEW (default 100 20)")
 
 
 @command("validate-manifest", "check a user-supplied split list (format, counts, labels) and pin its SHA-256",
@@ -200,11 +269,12 @@ def _validate_manifest(args: argparse.Namespace) -> int:
     config = load_dataset_config(args.dataset)
     checked = validate_user_manifest(args.file, config, args.split, cache_dir=args.cache_dir)
     counts = class_counts(checked.manifest.labels, checked.manifest.num_classes)
+    sizes = group_sizes(counts, *(args.d_thresholds or DEFAULT_D_THRESHOLDS))
     pinned = "recorded on first use in" if checked.first_use else "matches the SHA-256 recorded in"
     lift = {True: "yes", False: "no", None: "unknown"}[checked.matches_lift]
     print(f"OK: {args.file} is a valid {config.title} {args.split} list: {len(checked.manifest)} lines, "
           f"{checked.manifest.num_classes} classes, {counts.min()}-{counts.max()} per class, many/medium/few "
-          f"{'/'.join(map(str, group_sizes(counts)))}\n    SHA-256 {checked.sha256} ({pinned} {checked.record}); "
+          f"{'/'.join(map(str, sizes))}\n    SHA-256 {checked.sha256} ({pinned} {checked.record}); "
           f"byte-identical to LIFT's copy: {lift}")
     return 0
 

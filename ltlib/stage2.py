@@ -53,6 +53,7 @@ class Stage2Options:
         subsets: score every non-empty subset of the runs (Tab. 8: M = 1, 2, 3); otherwise each run alone
             and all runs together.
         p_fractions: shares of P-Many and P-Medium (PAPER.md item 3: top 30 %, next 30 %).
+        d_thresholds: (many, few) training counts of the D-groups: many n > 100, few n < 20 (§A.11).
     """
 
     rules: tuple[str, ...] = RULES
@@ -61,6 +62,7 @@ class Stage2Options:
     prior_split: str = "val"
     subsets: bool = False
     p_fractions: tuple[float, float] = (0.3, 0.3)
+    d_thresholds: tuple[int, int] = (100, 20)
 
     def __post_init__(self) -> None:
         unknown = [r for r in self.rules if r not in RULES]
@@ -317,7 +319,7 @@ def run_stage2(run_dirs: Sequence[str | Path], prior_run: str | Path | None = No
     runs = [load_cached_run(d, options.split) for d in run_dirs]
     check_compatible(runs)
     _check_weights(options.weights, len(runs))
-    d = d_groups(runs[0].class_counts)
+    d = d_groups(runs[0].class_counts, *options.d_thresholds)
     clock.append(time.perf_counter())
     prior = prior_fit if prior_fit is not None or prior_run is None else \
         estimate_stage2_prior(prior_run, options.prior_split)
