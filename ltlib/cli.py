@@ -250,6 +250,59 @@ def _default_stage2_dir(record: dict) -> Path:
     return Path("results") / "stage2" / record["task"].replace("/", "__") / f"{methods}-seed{seeds}"
 
 
+# --------------------------------------------------------------------------- use a trained model
+def _configure_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, type=Path, help="a complete trained stage-1 run folder (not zero-shot)")
+    p.add_argument("--out", required=True, type=Path, help="export folder: model.safetensors + card.json")
+
+
+@command("export", "write a trained run's adapters + head as safetensors with a JSON card", _configure_export)
+def _export(args: argparse.Namespace) -> int:
+    from .export import CARD_NAME, WEIGHTS_NAME, export_run
+    from .storage import read_json
+
+    out = export_run(args.run, args.out)
+    card = read_json(out / CARD_NAME)
+    print(f"[export] {card['method']} {card['backbone']} on {card['task']} ({len(card['classnames'])} classes, "
+          f"test accuracy {card['accuracy'].get('test')}) -> {out / WEIGHTS_NAME}, {out / CARD_NAME}")
+    return 0
+
+
+def _configure_predict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", nargs="+", required=True, type=Path,
+                   help="export folders (or trained run folders); several: the backdoor adjustment over them")
+    p.add_argument("--images", required=True, type=Path, help="a folder of images (searched recursively)")
+    p.add_argument("--out", required=True, type=Path, help="the CSV to write (path, prediction, score, top-k)")
+    p.add_argument("--rule", default="logit_sum", help="logit_sum (default) | prob_mean, for several models")
+    p.add_argument("--top-k", type=int, default=5, help="classes listed per image (default 5)")
+    p.add_argument("--weights", nargs="+", type=Path, default=None,
+                   help="one local backbone checkpoint per model (default: hub tags; random backbones need none)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+
+
+@command("predict", "classify a folder of images with one model or the backdoor adjustment of several; CSV out",
+         _configure_predict)
+def _predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from .export import load_model, predict_folder
+    from .storage import write_text
+
+    if args.weights is not None and len(args.weights) != len(args.models):
+        raise ConfigError(f"--weights: {len(args.weights)} files for {len(args.models)} models; give one per model")
+    if args.top_k < 1 or args.batch_size < 1:
+        raise ConfigError(f"--top-k={args.top_k} and --batch-size={args.batch_size} must be >= 1")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    weights = args.weights or [None] * len(args.models)
+    models = [load_model(m, device, w) for m, w in zip(args.models, weights)]
+    table = predict_folder(models, args.images, rule=args.rule, top_k=args.top_k, batch_size=args.batch_size)
+    write_text(args.out, table.to_csv(index=False))
+    how = "one model" if len(models) == 1 else f"the backdoor adjustment ({args.rule}) of {len(models)} models"
+    print(f"[predict] {len(table)} images with {how} -> {args.out}")
+    return 0
+
+
 # --------------------------------------------------------------------------- data
 def _configure_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="imagenet_lt | places_lt | inat2018, or a dataset YAML path")
