@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import zlib
 from pathlib import Path
@@ -54,6 +55,78 @@ def _run_notebooks(args: argparse.Namespace) -> int:
 def _main_rank() -> bool:
     """True in a single process and on rank 0 of a torchrun launch."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+# --------------------------------------------------------------------------- what runs where
+# Precision each command computes in, where it does not follow a training recipe.
+_COMMAND_PRECISION = {"train": "recipe", "reproduce": "each run's recipe (auto: bf16/fp16 on CUDA, fp32 on CPU)",
+                      "run-notebooks": "as each notebook sets (fp32 on CPU)", "bench": "as each benchmark states"}
+
+
+def resolve_device(requested: str | None) -> str:
+    """The device a command runs on: ``--device`` as given, else CUDA when usable, else CPU.
+
+    An explicit ``cuda`` is never replaced by the CPU: without a usable CUDA device it is an error.
+
+    Raises:
+        ConfigError: ``cuda`` requested but not available, or an unknown device name.
+    """
+    import torch
+
+    if not requested:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested != "cpu" and not re.fullmatch(r"cuda(:[0-9]+)?", requested):
+        raise ConfigError(f"--device {requested!r}: expected cpu, cuda or cuda:N")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {requested}: CUDA is not available here (torch {torch.__version__}, "
+                          f"built for CUDA {torch.version.cuda or 'none'}, {torch.cuda.device_count()} device(s) "
+                          "visible); refusing to fall back to the CPU. Use --device cpu, or omit --device")
+    return requested
+
+
+def banner(command: str, *, device: str, precision: str, world_size: int, folder: object) -> str:
+    """The line every command prints first (to stderr): what runs where, and where its output goes."""
+    note = ""
+    if device == "cpu":
+        import torch
+
+        note = " (CUDA available but not used)" if torch.cuda.is_available() else " (no usable CUDA device)"
+    line = (f"[ltlib {command}] device {device}{note} | precision {precision} | world size {world_size} | "
+            f"output {folder}")
+    if _main_rank():
+        print(line, file=sys.stderr, flush=True)
+    return line
+
+
+def _command_banner(args: argparse.Namespace) -> None:
+    """The first line of every command (``train`` adds its run folder once the dataset is read)."""
+    device = resolve_device(getattr(args, "device", None)) if args.command in ("predict", "train") else "cpu"
+    if args.command in ("reproduce", "run-notebooks", "bench"):
+        device = resolve_device(None)
+    folder = next((getattr(args, k) for k in ("out", "runs_root", "cache_dir") if getattr(args, k, None)), None)
+    if folder is None:
+        from .paths import book_executed_dir, cache_root
+
+        folder = {"run-notebooks": book_executed_dir(), "validate-manifest": cache_root()}.get(
+            args.command, "results/stage2/<task>/<methods> (default)")
+    precision = _train_precision(args, device) if args.command == "train" else \
+        _COMMAND_PRECISION.get(args.command, "fp32")
+    banner(args.command, device=device, precision=precision, world_size=int(os.environ.get("WORLD_SIZE", "1")),
+           folder=folder)
+
+
+def _train_precision(args: argparse.Namespace, device: str) -> str:
+    import torch
+
+    from .engine import resolve_precision
+
+    recipe = _recipe(args.recipe, args.dataset, args.set)
+    return f"{resolve_precision(recipe.precision, torch.device(device))} training, fp32 evaluation"
+
+
+def _train_banner(ctx, run_dir: Path) -> None:
+    if ctx.is_main:
+        print(f"[ltlib train] run folder {run_dir}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- stage 1
@@ -148,6 +221,7 @@ def _train(args: argparse.Namespace) -> int:
         task = _build_train_task(args, recipe)
         spec = RunSpec(task.key, backbone, args.method, args.seed, recipe)
         prior = _pretrain_prior(args, spec) if args.method == "GLA-Train" else None
+        _train_banner(ctx, spec.directory(args.runs_root))
         run_dir = run_stage1(spec, task, loader, args.runs_root, ctx, pretrain_prior=prior,
                              progress=not args.no_progress, compile_backend=args.compile)
     except RunInterrupted as exc:
@@ -397,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the command; ltlib errors print one clear line and exit 2."""
     args = build_parser().parse_args(argv)
     try:
+        resolve_device(getattr(args, "device", None))  # an explicit --device cuda without CUDA stops here
+        _command_banner(args)
         return int(args._run(args) or 0)
     except LtlibError as exc:
         print(f"error: {exc}", file=sys.stderr)
