@@ -33,6 +33,7 @@ CACHE_VARIABLE = "LTLIB_CACHE"
 RUNS_VARIABLE = "LTLIB_RUNS"
 RESULTS_VARIABLE = "LTLIB_RESULTS"
 EXECUTED_VARIABLE = "LTLIB_EXECUTED_DIR"  # set by the runner: where the running build's notebooks go
+PROGRESS_VARIABLE = "LTLIB_PROGRESS"  # "1": long steps (mini-world pre-training) report progress on stderr
 
 
 def _from_env(variable: str, default: Path) -> Path:

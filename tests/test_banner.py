@@ -61,3 +61,18 @@ def test_train_states_device_precision_world_size_and_run_folder(no_cuda, tmp_pa
                       "world size 1 | output runs")
     run_folder = Path(err[1].removeprefix("[ltlib train] run folder "))
     assert (tmp_path / run_folder / "run.json").is_file()
+
+
+def test_pre_training_reports_each_epoch_with_the_time_left(capfd, monkeypatch):
+    from ltlib.miniworld import load_world_config
+    from ltlib.miniworld.pretrain import _report_epoch
+    from ltlib.miniworld.world import World
+
+    _report_epoch(2, 5, 1.23456, 10.0)
+    err = capfd.readouterr().err
+    assert "epoch 2/5: loss 1.235, 10 s elapsed, about 15 s left" in err  # 5 s per epoch, 3 epochs to go
+    config = load_world_config("smoke")
+    monkeypatch.setenv("LTLIB_PROGRESS", "1")  # as the notebook runner sets it for its kernels
+    assert World(config).progress is True and World(config, progress=False).progress is False
+    monkeypatch.setenv("LTLIB_PROGRESS", "0")
+    assert World(config).progress is False

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import pandas as pd
 
 from ..config import load_yaml
 from ..errors import ConfigError, LtlibError
-from ..paths import EXECUTED_VARIABLE, PACKAGE_DIR, plan_path, work_root
+from ..paths import EXECUTED_VARIABLE, PACKAGE_DIR, PROGRESS_VARIABLE, plan_path, work_root
 from ..provenance import config_hash, git_sha
 from ..storage import read_json, write_json, write_text
 
@@ -116,10 +117,11 @@ def execute(job: NotebookJob, out_dir: Path, *, cwd: Path | None = None, timeout
     source_nb = out.with_name(f".{job.name}.source.ipynb")
     jupytext.write(jupytext.read(job.source), source_nb)
     os.environ[EXECUTED_VARIABLE] = str(Path(out_dir).resolve())  # read by ltlib.book.perf inside the kernel
+    os.environ.setdefault(PROGRESS_VARIABLE, "1")  # pre-training in the kernel reports to this terminal
     start = time.perf_counter()
     try:
         papermill.execute_notebook(str(source_nb), str(out), parameters=job.parameters, kernel_name="python3",
-                                   progress_bar=False, cwd=str(cwd or work_root()), execution_timeout=timeout)
+                                   progress_bar=sys.stderr.isatty(), cwd=str(cwd or work_root()), execution_timeout=timeout)
     except papermill.PapermillExecutionError as exc:
         raise NotebookError(f"notebook {job.name} ({job.source}) failed in cell {exc.exec_count}: "
                             f"{exc.ename}: {exc.evalue}") from exc
