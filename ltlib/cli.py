@@ -467,6 +467,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run(command_line: str) -> None:
+    """Run one ``python -m ltlib …`` command line in this process (the book's pages call the commands so).
+
+    Args:
+        command_line: the arguments after ``python -m ltlib``, quoted as in a POSIX shell.
+    Raises:
+        RuntimeError: the command exited with a non-zero code (its one-line error is on stderr).
+    """
+    import shlex
+
+    code = main(shlex.split(command_line))
+    if code != 0:
+        raise RuntimeError(f"python -m ltlib {command_line}: exit code {code}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the command; ltlib errors print one clear line and exit 2."""
     args = build_parser().parse_args(argv)

@@ -183,10 +183,42 @@ def stage1_jobs(plan: ReproducePlan, weights: dict[str, Path | None]) -> list[St
     return [Stage1Job(b, m, s, tuple(train_command(plan, b, m, s, weights[b]))) for b, m, s in keys]
 
 
+def site_dir(plan: ReproducePlan) -> Path:
+    """This reproduction's own book: ``<out>/<task>/site`` (the default book's ``book/executed`` is left alone)."""
+    return plan.out_dir / plan.task / "site"
+
+
 def notebook_command(plan: ReproducePlan) -> list[str]:
-    """``python -m ltlib run-notebooks --setting full`` pointed at this dataset's runs."""
+    """``python -m ltlib run-notebooks --setting full`` pointed at this dataset's runs, executed into the
+    reproduction's own site (:func:`site_dir`)."""
     return [sys.executable, "-m", "ltlib", "run-notebooks", "--setting", "full", "--set", f"dataset={plan.task}",
-            f"runs_root={plan.runs_root}", f"out_dir={plan.out_dir}"]
+            f"runs_root={plan.runs_root}", f"out_dir={plan.out_dir}", "--out", str(site_dir(plan) / "book" / "executed")]
+
+
+def html_command(plan: ReproducePlan) -> list[str]:
+    """``jupyter-book build`` of the reproduction's site into ``<site>/_build/html``."""
+    return [str(Path(sys.executable).parent / "jupyter-book"), "build", str(site_dir(plan)), "-n", "--keep-going"]
+
+
+def prepare_site(plan: ReproducePlan) -> Path:
+    """Copy the book's sources (``_config.yml``, ``_toc.yml``, ``book/`` without ``executed``) into the site.
+
+    Raises:
+        ConfigError: ltlib runs from an installed wheel, which holds no book sources.
+    """
+    import shutil
+
+    from .paths import REPO_ROOT, in_checkout
+
+    if not in_checkout():
+        raise ConfigError("the book's HTML needs a source checkout of ltlib (book/, _toc.yml); the executed "
+                          f"notebooks are in {site_dir(plan) / 'book' / 'executed'}")
+    site = site_dir(plan)
+    for name in ("_config.yml", "_toc.yml"):
+        site.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_ROOT / name, site / name)
+    shutil.copytree(REPO_ROOT / "book", site / "book", ignore=shutil.ignore_patterns("executed"), dirs_exist_ok=True)
+    return site
 
 
 def run_command(command: list[str], stage: str, log: Callable[[str], None] = print) -> None:
@@ -231,7 +263,8 @@ def reproduce(plan: ReproducePlan, *, dry_run: bool = False, log: Callable[[str]
     check_train_list(plan)
     jobs = stage1_jobs(plan, resolve_weights(plan, check_load=not dry_run))
     if dry_run:
-        for command in [list(j.command) for j in jobs] + ([notebook_command(plan)] if plan.notebooks else []):
+        book = [notebook_command(plan), html_command(plan)] if plan.notebooks else []
+        for command in [list(j.command) for j in jobs] + book:
             log(shlex.join(command))
         return []
     for job in jobs:
@@ -242,4 +275,7 @@ def reproduce(plan: ReproducePlan, *, dry_run: bool = False, log: Callable[[str]
     written = run_stage2_all(plan, log)
     if plan.notebooks:
         run_command(notebook_command(plan), "notebooks", log)
+        prepare_site(plan)
+        run_command(html_command(plan), "book", log)
+        log(f"[reproduce] book: file://{(site_dir(plan) / '_build' / 'html' / 'index.html').resolve()}")
     return written
