@@ -53,8 +53,8 @@ def _run_notebooks(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- shared parsing
 def _main_rank() -> bool:
-    """True in a single process and on rank 0 of a torchrun launch."""
-    return int(os.environ.get("RANK", "0")) == 0
+    """True in a single process and on rank 0 of a torchrun launch (or of Slurm tasks started by srun)."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
 
 
 # --------------------------------------------------------------------------- what runs where
@@ -111,8 +111,10 @@ def _command_banner(args: argparse.Namespace) -> None:
             args.command, "results/stage2/<task>/<methods> (default)")
     precision = _train_precision(args, device) if args.command == "train" else \
         _COMMAND_PRECISION.get(args.command, "fp32")
-    banner(args.command, device=device, precision=precision, world_size=int(os.environ.get("WORLD_SIZE", "1")),
-           folder=folder)
+    from .distributed import slurm_environment
+
+    world_size = int(slurm_environment(os.environ).get("WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    banner(args.command, device=device, precision=precision, world_size=world_size, folder=folder)
 
 
 def _train_precision(args: argparse.Namespace, device: str) -> str:
