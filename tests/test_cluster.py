@@ -119,3 +119,16 @@ def test_two_tasks_started_as_srun_starts_them_match_one_process(images, single,
     slurm = {"SLURM_NTASKS": "2", "SLURM_LOCALID": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
     launch(train_args(images, tmp_path / "runs"), tmp_path, [{**slurm, "SLURM_PROCID": str(r)} for r in (0, 1)])
     assert_same_run(single, tmp_path / "runs")
+
+
+def test_the_sbatch_example_is_valid_bash_and_requeues_on_the_interrupted_exit_code(tmp_path):
+    import re
+
+    from ltlib.cli import INTERRUPTED_EXIT_CODE
+
+    page = (REPO_ROOT / "book" / "full_scale.md").read_text()
+    script = re.search(r"```bash\n(#!/bin/bash\n.*?)```", page, re.S).group(1)
+    (tmp_path / "job.sbatch").write_text(script)
+    assert subprocess.run(["bash", "-n", str(tmp_path / "job.sbatch")]).returncode == 0
+    assert "#SBATCH --signal=TERM@" in script and "srun python -m ltlib train" in script
+    assert f'"$status" -eq {INTERRUPTED_EXIT_CODE} ]' in script and 'scontrol requeue "$SLURM_JOB_ID"' in script
