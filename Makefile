@@ -46,8 +46,8 @@ bench: setup ## benchmarks into book/data/benchmarks (GPU rows where a GPU is pr
 	$(PY) -m ltlib bench --out book/data/benchmarks
 
 reproduce: setup ## full-scale stage 1 + 2 + notebooks: make reproduce DATASET=places_lt DATA_ROOT=... WEIGHTS_DIR=...
-	@test -n "$(DATASET)" -a -n "$(DATA_ROOT)" || { echo "usage: make reproduce DATASET=<imagenet_lt|places_lt|inat2018> DATA_ROOT=<dir> [WEIGHTS_DIR=<dir>] [TRAIN_LIST=<file>] [NPROC=<gpus>]" >&2; exit 2; }
-	$(PY) -m ltlib reproduce --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR)) $(if $(TRAIN_LIST),--train-list $(TRAIN_LIST)) $(if $(NPROC),--nproc $(NPROC))
+	@test -n "$(DATASET)" -a -n "$(DATA_ROOT)" || { echo "usage: make reproduce DATASET=<imagenet_lt|places_lt|inat2018> DATA_ROOT=<dir> [WEIGHTS_DIR=<dir>] [TRAIN_LIST=<file>] [NPROC=<gpus>] [PARALLEL=1]" >&2; exit 2; }
+	$(PY) -m ltlib reproduce --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR)) $(if $(TRAIN_LIST),--train-list $(TRAIN_LIST)) $(if $(NPROC),--nproc $(NPROC)) $(if $(PARALLEL),--parallel-backbones)
 
 environment.yml: requirements.lock ## regenerate the conda environment file from the lock
 	$(PY) -m ltlib.lockfile requirements.lock > $@.tmp && mv $@.tmp $@

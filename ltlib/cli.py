@@ -428,6 +428,12 @@ def _configure_reproduce(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-source", default="auto", help="auto | val | train_subset | test (see train --help)")
     p.add_argument("--skip-notebooks", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="check inputs and print the commands only")
+    _add_parallel_backbones_option(p)
+
+
+def _add_parallel_backbones_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--parallel-backbones", action="store_true",
+                   help="train the backbones side by side, each on its own --nproc GPUs (needs backbones × nproc GPUs)")
 
 
 @command("reproduce", "full scale: stage 1 for every backbone, stage 2, then the notebooks (make reproduce)",
@@ -438,7 +444,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     backbones = tuple(args.backbones or DEFAULT_BACKBONES)
     plan = ReproducePlan(args.dataset, args.data_root, args.weights_dir, args.train_list, backbones,
                          tuple(args.methods), tuple(args.seeds), args.nproc, args.runs_root, args.out,
-                         tuple(args.set), args.recipe, args.val_source, not args.skip_notebooks)
+                         tuple(args.set), args.recipe, args.val_source, not args.skip_notebooks,
+                         parallel_backbones=args.parallel_backbones)
     reproduce(plan, dry_run=args.dry_run)
     return 0
 

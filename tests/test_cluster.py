@@ -132,3 +132,40 @@ def test_the_sbatch_example_is_valid_bash_and_requeues_on_the_interrupted_exit_c
     assert subprocess.run(["bash", "-n", str(tmp_path / "job.sbatch")]).returncode == 0
     assert "#SBATCH --signal=TERM@" in script and "srun python -m ltlib train" in script
     assert f'"$status" -eq {INTERRUPTED_EXIT_CODE} ]' in script and 'scontrol requeue "$SLURM_JOB_ID"' in script
+
+
+def test_gpu_groups_for_backbones_side_by_side():
+    from ltlib.reproduce import gpu_groups
+
+    assert gpu_groups(3, 2, None, 8) == ["0,1", "2,3", "4,5"]
+    assert gpu_groups(3, 1, "4,5,7", 3) == ["4", "5", "7"]  # a scheduler's numbering is kept
+    with pytest.raises(ConfigError, match="3 backbones × 2 GPU\\(s\\) need 6 GPUs, 4 visible"):
+        gpu_groups(3, 2, None, 4)
+
+
+def test_side_by_side_runs_each_backbone_on_its_own_gpus(monkeypatch, tmp_path):
+    import threading
+
+    import torch
+
+    from ltlib import reproduce as rp
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    calls, lock = [], threading.Lock()
+
+    def fake_run(command, check, env):
+        with lock:
+            calls.append((command[command.index("--backbone") + 1], command[command.index("--method") + 1],
+                          env["CUDA_VISIBLE_DEVICES"]))
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(rp.subprocess, "run", fake_run)
+    plan = rp.ReproducePlan("places_lt", tmp_path, backbones=("clip", "openclip"), nproc=2, runs_root=tmp_path,
+                            parallel_backbones=True)
+    jobs = rp.stage1_jobs(plan, {"clip": None, "openclip": None})
+    rp.run_stage1_side_by_side(plan, jobs, log=lambda line: None)
+    assert sorted(calls) == [("clip", "LA", "0,1"), ("clip", "zeroshot", "0,1"),
+                             ("openclip", "LA", "2,3"), ("openclip", "zeroshot", "2,3")]
+    for backbone in ("clip", "openclip"):  # within a backbone, zero-shot still runs first
+        assert [m for b, m, _ in calls if b == backbone] == ["zeroshot", "LA"]
