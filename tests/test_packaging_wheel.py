@@ -109,3 +109,16 @@ def test_every_module_compiles_under_python_312(installed, tmp_path):
                           capture_output=True, text=True, timeout=120,
                           env={**installed["env"], "PYTHONPYCACHEPREFIX": str(tmp_path)})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+@pytest.mark.skipif(not (REPO_ROOT / ".git").exists() or shutil.which("git") is None, reason="not a git checkout")
+def test_pip_builds_the_same_package_data_from_a_git_url(tmp_path):
+    """``pip install git+<repository>`` clones the committed tree: the links to the package data survive."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+        f"git+file://{REPO_ROOT}", cwd=tmp_path, env=clean)
+    import zipfile
+
+    names = zipfile.ZipFile(next(tmp_path.glob("ltlib-*.whl"))).namelist()
+    assert "ltlib/_data/manifests/Places_LT/Places_LT_train.txt.gz" in names
+    assert "ltlib/_data/notebooks/plan.yaml" in names and "ltlib/configs/backbones/tiny.yaml" in names
