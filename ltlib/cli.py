@@ -433,7 +433,8 @@ def _configure_reproduce(p: argparse.ArgumentParser) -> None:
 
 def _add_parallel_backbones_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parallel-backbones", action="store_true",
-                   help="train the backbones side by side, each on its own --nproc GPUs (needs backbones × nproc GPUs)")
+                   help="train the backbones side by side, each on its own --nproc GPUs "
+                        "(needs backbones × nproc GPUs)")
 
 
 @command("reproduce", "full scale: stage 1 for every backbone, stage 2, then the notebooks (make reproduce)",

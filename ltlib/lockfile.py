@@ -47,7 +47,8 @@ def environment_yml(pins: dict[str, str]) -> str:
         The YAML text (deterministic: same pins, same bytes).
     """
     header = ("# Generated from requirements.lock by `make environment.yml` (python -m ltlib.lockfile); do not\n"
-              "# edit. The pip path (`make setup`) is the tested one; tests/test_lock.py checks this file is current.\n")
+              "# edit. The pip path (`make setup`) is the tested one; tests/test_lock.py checks that it is\n"
+              "# current.\n")
     lines = [header, "name: ltlib\n", "channels:\n", "  - conda-forge\n", "dependencies:\n",
              f"  - python={PYTHON_VERSION}\n", "  - pip\n", "  - pip:\n"]
     lines += [f"      - {name}=={version}\n" for name, version in pins.items()]

@@ -195,7 +195,8 @@ def notebook_command(plan: ReproducePlan) -> list[str]:
     """``python -m ltlib run-notebooks --setting full`` pointed at this dataset's runs, executed into the
     reproduction's own site (:func:`site_dir`)."""
     return [sys.executable, "-m", "ltlib", "run-notebooks", "--setting", "full", "--set", f"dataset={plan.task}",
-            f"runs_root={plan.runs_root}", f"out_dir={plan.out_dir}", "--out", str(site_dir(plan) / "book" / "executed")]
+            f"runs_root={plan.runs_root}", f"out_dir={plan.out_dir}",
+            "--out", str(site_dir(plan) / "book" / "executed")]
 
 
 def html_command(plan: ReproducePlan) -> list[str]:

@@ -52,7 +52,8 @@ def test_page_titles_are_unique():
         source, heading = REPO / f"{page}.md", r"# (.+)"
         if not source.is_file():  # an executed notebook: the first markdown heading of its jupytext source
             source, heading = REPO / "notebooks" / f"{Path(page).name}.py", r"# # (.+)"
-        title = next(m.group(1).strip() for line in source.read_text().splitlines() if (m := re.fullmatch(heading, line)))
+        title = next(m.group(1).strip() for line in source.read_text().splitlines()
+                     if (m := re.fullmatch(heading, line)))
         titles.setdefault(title, []).append(page)
     assert all(len(pages) == 1 for pages in titles.values()), {t: p for t, p in titles.items() if len(p) > 1}
 

@@ -59,7 +59,8 @@ def ltlib(installed: dict, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_ltlib_comes_from_the_wheel_and_its_package_data_are_plain_files(installed):
-    code = ("import ltlib, ltlib.paths as p; from ltlib.data import load_split; from ltlib.book.runner import load_plan;"
+    code = ("import ltlib, ltlib.paths as p; from ltlib.data import load_split; "
+            "from ltlib.book.runner import load_plan;"
             "print(ltlib.__file__); print(p.manifests_dir()); print(p.in_checkout());"
             "print(len(load_split('places_lt', 'train'))); print(len(load_plan('smoke')))")
     lines = run(installed["python"], "-c", code, cwd=installed["work"], env=installed["env"]).stdout.splitlines()
@@ -73,7 +74,8 @@ def test_ltlib_comes_from_the_wheel_and_its_package_data_are_plain_files(install
 def test_help_and_validate_manifest_on_a_bundled_list(installed):
     assert "validate-manifest" in ltlib(installed, "--help").stdout
     bundled = installed["purelib"] / "ltlib" / "_data" / "manifests" / "Places_LT" / "Places_LT_val.txt.gz"
-    out = ltlib(installed, "validate-manifest", "--dataset", "places_lt", "--file", str(bundled), "--split", "val").stdout
+    out = ltlib(installed, "validate-manifest", "--dataset", "places_lt", "--file", str(bundled),
+                "--split", "val").stdout
     assert out.startswith(f"OK: {bundled} is a valid Places-LT val list: 7300 lines, 365 classes")
     assert Path(installed["env"]["LTLIB_CACHE"], "manifests", "places_lt-val.json").is_file()
 

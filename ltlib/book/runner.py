@@ -121,7 +121,8 @@ def execute(job: NotebookJob, out_dir: Path, *, cwd: Path | None = None, timeout
     start = time.perf_counter()
     try:
         papermill.execute_notebook(str(source_nb), str(out), parameters=job.parameters, kernel_name="python3",
-                                   progress_bar=sys.stderr.isatty(), cwd=str(cwd or work_root()), execution_timeout=timeout)
+                                   progress_bar=sys.stderr.isatty(), cwd=str(cwd or work_root()),
+                                   execution_timeout=timeout)
     except papermill.PapermillExecutionError as exc:
         raise NotebookError(f"notebook {job.name} ({job.source}) failed in cell {exc.exec_count}: "
                             f"{exc.ename}: {exc.evalue}") from exc
