@@ -86,3 +86,13 @@ def test_reproduction_report_screenshot(smoke_site, tmp_path):
     png = screenshot(page, REPO / "results" / "screenshots" / "report_smoke.png")
     pixels = np.asarray(Image.open(png).convert("L"), dtype=float)
     assert pixels.shape[0] > 500 and pixels.std() > 10, "the screenshot of the report is blank"
+
+
+def test_each_result_page_offers_its_table_as_a_csv_download(smoke_site):
+    for name in ("00_miniworld", "01_imbalance", "02_confounder", "03_main_tables"):
+        page = html_of(smoke_site, f"book/executed/{name}")
+        links = re.findall(rf'href="([^"]*_downloads/[^"]*/{name}\.csv)"', page.read_text())
+        assert links, f"{name}: no download link to its result table"
+        target = (page.parent / links[0]).resolve()
+        rows = target.read_text().splitlines()
+        assert len(rows) > 1 and "metric" in rows[0] and "git_sha" in rows[0], f"{name}: {target} is not its table"

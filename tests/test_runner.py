@@ -88,3 +88,15 @@ def test_the_books_plan_covers_every_notebook_in_the_toc(repo_root):
         assert f"book/executed/{name}" in toc
     assert {j.name for j in load_plan("smoke")} == set(names)
     assert all(j.parameters["scale"] == "mini" for j in load_plan("smoke"))
+
+
+def test_the_notebook_table_is_published_beside_the_executed_notebook(tmp_path):
+    from ltlib.book.runner import NotebookJob, publish_table
+
+    (tmp_path / "res" / "tables").mkdir(parents=True)
+    (tmp_path / "res" / "tables" / "01_x.csv").write_text("metric,value\na,1\n")
+    job = NotebookJob("01_x", tmp_path / "01_x.py", {"out_dir": "res"})
+    published = publish_table(job, tmp_path / "executed", cwd=tmp_path)
+    assert published == tmp_path / "executed" / "data" / "01_x.csv"
+    assert published.read_text() == "metric,value\na,1\n"
+    assert publish_table(NotebookJob("02_y", tmp_path / "02_y.py", {"out_dir": "res"}), tmp_path, cwd=tmp_path) is None

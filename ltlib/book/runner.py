@@ -23,7 +23,7 @@ from ..config import load_yaml
 from ..errors import ConfigError, LtlibError
 from ..paths import EXECUTED_VARIABLE, PACKAGE_DIR, PROGRESS_VARIABLE, plan_path, work_root
 from ..provenance import config_hash, git_sha
-from ..storage import read_json, write_json, write_text
+from ..storage import atomic_path, read_json, write_json, write_text
 
 PLAN_PATH = plan_path()
 STAMP_SUFFIX = ".stamp.json"
@@ -131,10 +131,28 @@ def execute(job: NotebookJob, out_dir: Path, *, cwd: Path | None = None, timeout
     finally:
         source_nb.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
+    publish_table(job, out_dir, cwd or work_root())
     hide_injected_parameters(out)
     write_json(out.with_suffix(STAMP_SUFFIX), {"fingerprint": job_fingerprint(job), "seconds": seconds,
                                                "parameters": job.parameters, "git_sha": git_sha()})
     return seconds
+
+
+def publish_table(job: NotebookJob, out_dir: Path, cwd: Path) -> Path | None:
+    """Copy the notebook's result table, ``<out_dir parameter>/tables/<name>.csv``, to ``<out_dir>/data/``
+    beside the executed notebook, where its page links it for download; None when it wrote no table."""
+    import shutil
+
+    if not job.parameters.get("out_dir"):
+        return None
+    table = Path(cwd) / str(job.parameters["out_dir"]) / "tables" / f"{job.name}.csv"
+    if not table.is_file():
+        return None
+    target = Path(out_dir) / "data" / table.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(table, tmp)
+    return target
 
 
 def hide_injected_parameters(path: Path) -> None:
