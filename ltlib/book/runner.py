@@ -82,7 +82,8 @@ def library_fingerprint() -> str:
     """Hash of every ltlib source and config file: a library change makes every notebook stale."""
     digest = hashlib.sha256()
     root = PACKAGE_DIR
-    for path in sorted(p for p in root.rglob("*") if p.suffix in {".py", ".yaml", ".json"}):
+    sources = (p for p in root.rglob("*") if p.suffix in {".py", ".yaml", ".json"})
+    for path in sorted(p for p in sources if p.relative_to(root).parts[0] != "_data"):  # notebooks: job_fingerprint
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
