@@ -16,15 +16,16 @@ export LTLIB_CACHE ?= $(CURDIR)/.cache/ltlib
 .PHONY: help setup lint browser test book notebooks html bench reproduce clean distclean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## create .venv and install the pinned environment (idempotent)
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON_BOOTSTRAP) >/dev/null || { echo "error: $(PYTHON_BOOTSTRAP) not found; set PYTHON_BOOTSTRAP=/path/to/python3.11" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade "pip>=23"
-	$(PY) -m pip install --quiet -c requirements.lock -e ".[book,test]"
+	@echo "setup: installing the locked environment into $(VENV) (several GB with torch; pip shows each download)"
+	$(PY) -m pip install --progress-bar on --upgrade "pip>=23"
+	$(PY) -m pip install --progress-bar on -c requirements.lock -e ".[book,test]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ltlib)" >/dev/null
 	touch $@
 
@@ -54,11 +55,14 @@ bench: setup ## benchmarks into book/data/benchmarks (GPU rows where a GPU is pr
 	$(PY) -m ltlib bench --out book/data/benchmarks
 
 reproduce: setup ## full-scale stage 1 + 2 + notebooks: make reproduce DATASET=places_lt DATA_ROOT=... WEIGHTS_DIR=...
-	@test -n "$(DATASET)" -a -n "$(DATA_ROOT)" || { echo "usage: make reproduce DATASET=<imagenet_lt|places_lt|inat2018> DATA_ROOT=<dir> [WEIGHTS_DIR=<dir>] [TRAIN_LIST=<file>] [NPROC=<gpus>]" >&2; exit 2; }
-	$(PY) -m ltlib reproduce --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR)) $(if $(TRAIN_LIST),--train-list $(TRAIN_LIST)) $(if $(NPROC),--nproc $(NPROC))
+	@test -n "$(DATASET)" -a -n "$(DATA_ROOT)" || { echo "usage: make reproduce DATASET=<imagenet_lt|places_lt|inat2018> DATA_ROOT=<dir> [WEIGHTS_DIR=<dir>] [TRAIN_LIST=<file>] [NPROC=<gpus>] [PARALLEL=1]" >&2; exit 2; }
+	$(PY) -m ltlib reproduce --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR)) $(if $(TRAIN_LIST),--train-list $(TRAIN_LIST)) $(if $(NPROC),--nproc $(NPROC)) $(if $(PARALLEL),--parallel-backbones)
+
+environment.yml: requirements.lock ## regenerate the conda environment file from the lock
+	$(PY) -m ltlib.lockfile requirements.lock > $@.tmp && mv $@.tmp $@
 
 clean: ## remove build output, executed notebooks and caches (keeps .venv)
-	rm -rf _build book/executed .pytest_cache
+	rm -rf _build book/executed .pytest_cache build
 	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
 
 distclean: clean ## also remove .venv and every cached run / pre-trained mini model

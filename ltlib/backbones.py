@@ -336,6 +336,14 @@ def register_arch(name: str, model_cfg: Mapping[str, Any], directory: str | Path
     return name
 
 
+@functools.lru_cache(maxsize=1)
+def _add_shipped_archs() -> None:
+    """Make the architectures shipped in ``configs/archs`` (the tiny test ViT) known to open_clip, once."""
+    for path in sorted((CONFIG_ROOT / "archs").glob("*.json")):
+        if open_clip.get_model_config(path.stem) is None:
+            open_clip.add_model_config(path)
+
+
 def _json_round_trip(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(model_cfg))
 
@@ -370,6 +378,7 @@ def build_backbone(name_or_spec: str | BackboneSpec, weights: str | Path | None 
             file that does not fit the arch.
     """
     spec = name_or_spec if isinstance(name_or_spec, BackboneSpec) else get_spec(name_or_spec)
+    _add_shipped_archs()
     if open_clip.get_model_config(spec.arch) is None:
         raise ConfigError(f"backbone {spec.name!r}: open_clip has no arch {spec.arch!r}; add a custom one "
                           "with ltlib.backbones.register_arch(name, model_cfg)")

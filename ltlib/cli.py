@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import zlib
 from pathlib import Path
@@ -52,15 +53,92 @@ def _run_notebooks(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- shared parsing
 def _main_rank() -> bool:
-    """True in a single process and on rank 0 of a torchrun launch."""
-    return int(os.environ.get("RANK", "0")) == 0
+    """True in a single process and on rank 0 of a torchrun launch (or of Slurm tasks started by srun)."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
+
+
+# --------------------------------------------------------------------------- what runs where
+# Precision each command computes in, where it does not follow a training recipe.
+_COMMAND_PRECISION = {"train": "recipe", "reproduce": "each run's recipe (auto: bf16/fp16 on CUDA, fp32 on CPU)",
+                      "run-notebooks": "as each notebook sets (fp32 on CPU)", "bench": "as each benchmark states"}
+
+
+def resolve_device(requested: str | None) -> str:
+    """The device a command runs on: ``--device`` as given, else CUDA when usable, else CPU.
+
+    An explicit ``cuda`` is never replaced by the CPU: without a usable CUDA device it is an error.
+
+    Raises:
+        ConfigError: ``cuda`` requested but not available, or an unknown device name.
+    """
+    import torch
+
+    if not requested:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested != "cpu" and not re.fullmatch(r"cuda(:[0-9]+)?", requested):
+        raise ConfigError(f"--device {requested!r}: expected cpu, cuda or cuda:N")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {requested}: CUDA is not available here (torch {torch.__version__}, "
+                          f"built for CUDA {torch.version.cuda or 'none'}, {torch.cuda.device_count()} device(s) "
+                          "visible); refusing to fall back to the CPU. Use --device cpu, or omit --device")
+    return requested
+
+
+def banner(command: str, *, device: str, precision: str, world_size: int, folder: object) -> str:
+    """The line every command prints first (to stderr): what runs where, and where its output goes."""
+    note = ""
+    if device == "cpu":
+        import torch
+
+        note = " (CUDA available but not used)" if torch.cuda.is_available() else " (no usable CUDA device)"
+    line = (f"[ltlib {command}] device {device}{note} | precision {precision} | world size {world_size} | "
+            f"output {folder}")
+    if _main_rank():
+        print(line, file=sys.stderr, flush=True)
+    return line
+
+
+def _command_banner(args: argparse.Namespace) -> None:
+    """The first line of every command (``train`` adds its run folder once the dataset is read)."""
+    device = resolve_device(getattr(args, "device", None)) if args.command in ("predict", "train") else "cpu"
+    if args.command in ("reproduce", "run-notebooks", "bench"):
+        device = resolve_device(None)
+    folder = next((getattr(args, k) for k in ("out", "runs_root", "cache_dir") if getattr(args, k, None)), None)
+    if folder is None:
+        from .paths import book_executed_dir, cache_root
+
+        folder = {"run-notebooks": book_executed_dir(), "validate-manifest": cache_root()}.get(
+            args.command, "results/stage2/<task>/<methods> (default)")
+    precision = _train_precision(args, device) if args.command == "train" else \
+        _COMMAND_PRECISION.get(args.command, "fp32")
+    from .distributed import slurm_environment
+
+    world_size = int(slurm_environment(os.environ).get("WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    banner(args.command, device=device, precision=precision, world_size=world_size, folder=folder)
+
+
+def _train_precision(args: argparse.Namespace, device: str) -> str:
+    import torch
+
+    from .engine import resolve_precision
+
+    recipe = _recipe(args.recipe, args.dataset, args.set)
+    return f"{resolve_precision(recipe.precision, torch.device(device))} training, fp32 evaluation"
+
+
+def _train_banner(ctx, run_dir: Path) -> None:
+    if ctx.is_main:
+        print(f"[ltlib train] run folder {run_dir}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- stage 1
 def _configure_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, help="imagenet_lt | places_lt | inat2018, or a dataset YAML path")
-    p.add_argument("--data-root", required=True, type=Path, help="the image root (see the dataset's image_layout)")
-    p.add_argument("--backbone", required=True, help="clip | openclip | metaclip, or a backbone YAML path")
+    p.add_argument("--dataset", required=True, help="imagenet_lt | places_lt | inat2018, a dataset YAML path, or "
+                   "your images: imagefolder:ROOT (a folder per class) or csv:FILE (path,label[,split])")
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="the image root (see the dataset's image_layout); not used with imagefolder: / csv:")
+    p.add_argument("--backbone", required=True, help="clip | openclip | metaclip (tiny: a random test ViT), or a "
+                   "backbone YAML path")
     p.add_argument("--weights", type=Path, default=None,
                    help="local checkpoint (.safetensors/.bin/.pt); default: open_clip's hub tag (HF cache offline)")
     p.add_argument("--random-init", action="store_true",
@@ -81,22 +159,72 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
                    help="torch.compile the training forward (default backend: inductor)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_own_data_options(p)
+    _add_group_options(p)
+
+
+def _add_own_data_options(p: argparse.ArgumentParser) -> None:
+    """Options of ``imagefolder:`` / ``csv:`` datasets (``ltlib.data.own``)."""
+    p.add_argument("--classnames", default=None, metavar="FILE",
+                   help="csv: class names, one per line in label order (integer labels index into it)")
+    p.add_argument("--test-fraction", type=float, default=0.2,
+                   help="share of each class held out as test when your data name no test split (default 0.2)")
+    p.add_argument("--split-seed", type=int, default=0, help="seeds that hold-out (default 0)")
+
+
+def _add_group_options(p: argparse.ArgumentParser) -> None:
+    """The class groups: D-groups from training counts (book: Method, 'Groups') and P-groups from the prior
+    (top 30 %, next 30 %)."""
+    p.add_argument("--d-thresholds", nargs=2, type=int, default=None, metavar=("MANY", "FEW"),
+                   help="D-groups: many n > MANY, few n < FEW (default: the paper's 100 20)")
+    p.add_argument("--p-fractions", nargs=2, type=float, default=None, metavar=("MANY", "MEDIUM"),
+                   help="P-groups: shares of P-many and P-medium classes by prior (default: the paper's 0.3 0.3)")
+
+
+DEFAULT_D_THRESHOLDS, DEFAULT_P_FRACTIONS = (100, 20), (0.3, 0.3)
+
+
+def _groups_info(args: argparse.Namespace) -> dict:
+    """The group settings a ``train`` run records (stage 2 reads them back), validated now."""
+    from .metrics import d_groups, p_groups
+
+    d = tuple(args.d_thresholds or DEFAULT_D_THRESHOLDS)
+    p = tuple(args.p_fractions or DEFAULT_P_FRACTIONS)
+    d_groups([1], *d), p_groups([1.0], p)  # raise ConfigError on bad values before any work
+    return {"d_thresholds": list(d), "p_fractions": list(p)}
+
+
+def _build_train_task(args: argparse.Namespace, recipe):
+    """The task of ``--dataset``: a registry / YAML dataset under ``--data-root``, or your own images."""
+    from .data.own import OwnDataOptions, is_own_spec
+    from .tasks import build_own_task, build_task
+
+    if is_own_spec(args.dataset):
+        options = OwnDataOptions(args.test_fraction, args.split_seed, args.classnames)
+        return build_own_task(args.dataset, options=options, recipe=recipe, val_source=args.val_source,
+                              info=_groups_info(args))
+    if args.data_root is None:
+        raise ConfigError(f"--data-root is required for dataset {args.dataset!r} (imagefolder: and csv: specs "
+                          "carry their own location)")
+    task = build_task(args.dataset, args.data_root, train_list=args.train_list, recipe=recipe,
+                      val_source=args.val_source)
+    task.info.update(_groups_info(args))
+    return task
 
 
 @command("train", "stage 1: fine-tune (or evaluate zero-shot) one backbone and cache its logits", _configure_train)
 def _train(args: argparse.Namespace) -> int:
     from .distributed import init_distributed, shutdown
     from .runs import RunInterrupted, RunSpec, load_run, run_stage1
-    from .tasks import build_task
 
     ctx = init_distributed(args.device)
     try:
         backbone, loader = _backbone_loader(args, ctx.device)
         recipe = _recipe(args.recipe, args.dataset, args.set)
-        task = build_task(args.dataset, args.data_root, train_list=args.train_list, recipe=recipe,
-                          val_source=args.val_source)
+        task = _build_train_task(args, recipe)
         spec = RunSpec(task.key, backbone, args.method, args.seed, recipe)
         prior = _pretrain_prior(args, spec) if args.method == "GLA-Train" else None
+        _train_banner(ctx, spec.directory(args.runs_root))
         run_dir = run_stage1(spec, task, loader, args.runs_root, ctx, pretrain_prior=prior,
                              progress=not args.no_progress, compile_backend=args.compile)
     except RunInterrupted as exc:
@@ -112,9 +240,11 @@ def _train(args: argparse.Namespace) -> int:
 
 def _recipe(recipe: str | None, dataset: str, overrides: Sequence[str]):
     from .data import load_dataset_config
+    from .data.own import is_own_spec
     from .recipes import load_recipe
 
-    return load_recipe(recipe or load_dataset_config(dataset).recipe, **parse_overrides(overrides))
+    default = "lift" if is_own_spec(dataset) else load_dataset_config(dataset).recipe
+    return load_recipe(recipe or default, **parse_overrides(overrides))
 
 
 def _backbone_loader(args: argparse.Namespace, device) -> tuple[str, Callable]:
@@ -155,6 +285,7 @@ def _configure_adjust(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", help="cached split to score (default test)")
     p.add_argument("--subsets", action="store_true", help="score every subset of the runs (M = 1 … M)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default results/stage2/<task>/<methods>)")
+    _add_group_options(p)
 
 
 @command("adjust", "stage 2: backdoor adjustment over cached runs; overall, D-/P-groups, D×P as JSON + CSV",
@@ -170,8 +301,14 @@ def _adjust(args: argparse.Namespace) -> int:
         print("[adjust] no unique zero-shot run per backbone found beside the runs: P-groups skipped "
               "(pass --prior DIR …)")
     weights = None if args.weights is None else tuple(args.weights)
-    options = Stage2Options(tuple(args.rule or RULES), weights, args.split, subsets=args.subsets)
+    options = Stage2Options(tuple(args.rule or RULES), weights, args.split, subsets=args.subsets,
+                            p_fractions=_recorded_p_fractions(args),
+                            d_thresholds=None if args.d_thresholds is None else tuple(args.d_thresholds))
     result = run_stage2(args.runs, prior, options)
+    many, few = result.record["d_thresholds"]
+    print(f"[adjust] D-groups many n > {many}, few n < {few}"
+          f"{'' if args.d_thresholds else ' (as the task records)'}; "
+          f"P-groups many/medium shares {options.p_fractions[0]}/{options.p_fractions[1]}")
     out = args.out or _default_stage2_dir(result.record)
     paths = write_stage2(result, out)
     print(summary_table(result.table).to_string())
@@ -179,10 +316,72 @@ def _adjust(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recorded_p_fractions(args: argparse.Namespace) -> tuple[float, float]:
+    """P-group shares: the command line's, else those the first run recorded at training, else the paper's.
+    (D-thresholds need no such lookup: stage 2 reads each task's record itself.)"""
+    from .runs import load_run
+
+    recorded = load_run(args.runs[0]).get("task_info", {}) if (args.runs[0] / "run.json").is_file() else {}
+    return tuple(args.p_fractions or recorded.get("p_fractions") or DEFAULT_P_FRACTIONS)
+
+
 def _default_stage2_dir(record: dict) -> Path:
     methods = "+".join(sorted({r["method"] for r in record["runs"]}))
     seeds = "+".join(str(s) for s in sorted({r["seed"] for r in record["runs"]}))
     return Path("results") / "stage2" / record["task"].replace("/", "__") / f"{methods}-seed{seeds}"
+
+
+# --------------------------------------------------------------------------- use a trained model
+def _configure_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, type=Path, help="a complete trained stage-1 run folder (not zero-shot)")
+    p.add_argument("--out", required=True, type=Path, help="export folder: model.safetensors + card.json")
+
+
+@command("export", "write a trained run's adapters + head as safetensors with a JSON card", _configure_export)
+def _export(args: argparse.Namespace) -> int:
+    from .export import CARD_NAME, WEIGHTS_NAME, export_run
+    from .storage import read_json
+
+    out = export_run(args.run, args.out)
+    card = read_json(out / CARD_NAME)
+    print(f"[export] {card['method']} {card['backbone']} on {card['task']} ({len(card['classnames'])} classes, "
+          f"test accuracy {card['accuracy'].get('test')}) -> {out / WEIGHTS_NAME}, {out / CARD_NAME}")
+    return 0
+
+
+def _configure_predict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", nargs="+", required=True, type=Path,
+                   help="export folders (or trained run folders); several: the backdoor adjustment over them")
+    p.add_argument("--images", required=True, type=Path, help="a folder of images (searched recursively)")
+    p.add_argument("--out", required=True, type=Path, help="the CSV to write (path, prediction, score, top-k)")
+    p.add_argument("--rule", default="logit_sum", help="logit_sum (default) | prob_mean, for several models")
+    p.add_argument("--top-k", type=int, default=5, help="classes listed per image (default 5)")
+    p.add_argument("--weights", nargs="+", type=Path, default=None,
+                   help="one local backbone checkpoint per model (default: hub tags; random backbones need none)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+
+
+@command("predict", "classify a folder of images with one model or the backdoor adjustment of several; CSV out",
+         _configure_predict)
+def _predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from .export import load_model, predict_folder
+    from .storage import write_text
+
+    if args.weights is not None and len(args.weights) != len(args.models):
+        raise ConfigError(f"--weights: {len(args.weights)} files for {len(args.models)} models; give one per model")
+    if args.top_k < 1 or args.batch_size < 1:
+        raise ConfigError(f"--top-k={args.top_k} and --batch-size={args.batch_size} must be >= 1")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    weights = args.weights or [None] * len(args.models)
+    models = [load_model(m, device, w) for m, w in zip(args.models, weights)]
+    table = predict_folder(models, args.images, rule=args.rule, top_k=args.top_k, batch_size=args.batch_size)
+    write_text(args.out, table.to_csv(index=False))
+    how = "one model" if len(models) == 1 else f"the backdoor adjustment ({args.rule}) of {len(models)} models"
+    print(f"[predict] {len(table)} images with {how} -> {args.out}")
+    return 0
 
 
 # --------------------------------------------------------------------------- data
@@ -192,6 +391,8 @@ def _configure_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="train", help="which split it stands for (default train)")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="where its SHA-256 is pinned (default $LTLIB_CACHE or ~/.cache/ltlib)")
+    p.add_argument("--d-thresholds", nargs=2, type=int, default=None, metavar=("MANY", "FEW"),
+                   help="D-groups of the printed summary: many n > MANY, few n < FEW (default 100 20)")
 
 
 @command("validate-manifest", "check a user-supplied split list (format, counts, labels) and pin its SHA-256",
@@ -202,11 +403,12 @@ def _validate_manifest(args: argparse.Namespace) -> int:
     config = load_dataset_config(args.dataset)
     checked = validate_user_manifest(args.file, config, args.split, cache_dir=args.cache_dir)
     counts = class_counts(checked.manifest.labels, checked.manifest.num_classes)
+    sizes = group_sizes(counts, *(args.d_thresholds or DEFAULT_D_THRESHOLDS))
     pinned = "recorded on first use in" if checked.first_use else "matches the SHA-256 recorded in"
     lift = {True: "yes", False: "no", None: "unknown"}[checked.matches_lift]
     print(f"OK: {args.file} is a valid {config.title} {args.split} list: {len(checked.manifest)} lines, "
           f"{checked.manifest.num_classes} classes, {counts.min()}-{counts.max()} per class, many/medium/few "
-          f"{'/'.join(map(str, group_sizes(counts)))}\n    SHA-256 {checked.sha256} ({pinned} {checked.record}); "
+          f"{'/'.join(map(str, sizes))}\n    SHA-256 {checked.sha256} ({pinned} {checked.record}); "
           f"byte-identical to LIFT's copy: {lift}")
     return 0
 
@@ -231,6 +433,13 @@ def _configure_reproduce(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-source", default="auto", help="auto | val | train_subset | test (see train --help)")
     p.add_argument("--skip-notebooks", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="check inputs and print the commands only")
+    _add_parallel_backbones_option(p)
+
+
+def _add_parallel_backbones_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--parallel-backbones", action="store_true",
+                   help="train the backbones side by side, each on its own --nproc GPUs "
+                        "(needs backbones × nproc GPUs)")
 
 
 @command("reproduce", "full scale: stage 1 for every backbone, stage 2, then the notebooks (make reproduce)",
@@ -241,7 +450,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     backbones = tuple(args.backbones or DEFAULT_BACKBONES)
     plan = ReproducePlan(args.dataset, args.data_root, args.weights_dir, args.train_list, backbones,
                          tuple(args.methods), tuple(args.seeds), args.nproc, args.runs_root, args.out,
-                         tuple(args.set), args.recipe, args.val_source, not args.skip_notebooks)
+                         tuple(args.set), args.recipe, args.val_source, not args.skip_notebooks,
+                         parallel_backbones=args.parallel_backbones)
     reproduce(plan, dry_run=args.dry_run)
     return 0
 
@@ -272,10 +482,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run(command_line: str) -> None:
+    """Run one ``python -m ltlib …`` command line in this process (the book's pages call the commands so).
+
+    Args:
+        command_line: the arguments after ``python -m ltlib``, quoted as in a POSIX shell.
+    Raises:
+        RuntimeError: the command exited with a non-zero code (its one-line error is on stderr).
+    """
+    import shlex
+
+    code = main(shlex.split(command_line))
+    if code != 0:
+        raise RuntimeError(f"python -m ltlib {command_line}: exit code {code}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the command; ltlib errors print one clear line and exit 2."""
     args = build_parser().parse_args(argv)
     try:
+        resolve_device(getattr(args, "device", None))  # an explicit --device cuda without CUDA stops here
+        _command_banner(args)
         return int(args._run(args) or 0)
     except LtlibError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -27,8 +30,43 @@ class DistContext:
         return self.world_size > 1
 
 
+SLURM_TO_TORCH = {"SLURM_PROCID": "RANK", "SLURM_NTASKS": "WORLD_SIZE", "SLURM_LOCALID": "LOCAL_RANK"}
+
+
+def slurm_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The torchrun variables of a process that ``srun`` started directly (one task per GPU), else ``{}``.
+
+    ``SLURM_PROCID`` → ``RANK``, ``SLURM_NTASKS`` → ``WORLD_SIZE``, ``SLURM_LOCALID`` → ``LOCAL_RANK``; a launch
+    by torchrun (``RANK`` already set) or a single task is left alone. ``MASTER_ADDR`` and ``MASTER_PORT``
+    must be set by the batch script (the first host of ``$SLURM_JOB_NODELIST``; the book's page on the
+    full scale has an sbatch example).
+
+    Raises:
+        ConfigError: several Slurm tasks but no ``MASTER_ADDR`` / ``MASTER_PORT``.
+    """
+    if "RANK" in env or int(env.get("SLURM_NTASKS", "1")) <= 1 or "SLURM_PROCID" not in env:
+        return {}
+    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not env.get(name)]
+    if missing:
+        raise ConfigError(f"{env['SLURM_NTASKS']} Slurm tasks but {' and '.join(missing)} not set: export "
+                          "MASTER_ADDR=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1) and "
+                          "MASTER_PORT=29500 in the batch script")
+    return {torch_name: env[slurm] for slurm, torch_name in SLURM_TO_TORCH.items() if slurm in env}
+
+
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    """True on every process when ``flag`` is true on at least one (e.g. a stop signal that reached one
+    rank): all ranks then stop after the same step, so none waits forever in the next collective."""
+    if not ctx.enabled:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
 def init_distributed(device: str | None = None) -> DistContext:
-    """Join the process group torchrun describes (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), if any.
+    """Join the process group torchrun describes (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), if any; tasks
+    started by Slurm's ``srun`` without torchrun are mapped first (:func:`slurm_environment`).
 
     Args:
         device: ``"cpu"``, ``"cuda"`` or None (CUDA when available). The backend follows the device:
@@ -36,6 +74,7 @@ def init_distributed(device: str | None = None) -> DistContext:
     Returns:
         The process's context; a single-process context when not launched by torchrun.
     """
+    os.environ.update(slurm_environment(os.environ))
     kind = device or ("cuda" if torch.cuda.is_available() else "cpu")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from .cache import SplitOutputs
 from .checkpoint import CHECKPOINT_NAME, Position, load_checkpoint, save_checkpoint
-from .distributed import DistContext, all_reduce_sum, gather_rows
+from .distributed import DistContext, all_reduce_sum, any_rank, gather_rows
 from .provenance import config_hash, run_record
 from .recipes import TrainConfig
 from .seeding import mix_seed as _mix
@@ -252,7 +252,8 @@ class _Loop:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:.0f}", epoch=position.epoch)
                     self._maybe_log(position, loss, rate)
-                    interrupted = stop.requested or (stop_after is not None and position.global_step >= stop_after)
+                    interrupted = any_rank(stop.requested, self.ctx) or (
+                        stop_after is not None and position.global_step >= stop_after)
                     if interrupted or position.global_step >= steps:
                         return self._finish(position, steps, loss, start, images_seen, interrupted)
                     if self.cfg.checkpoint_every and position.global_step % self.cfg.checkpoint_every == 0:

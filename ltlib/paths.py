@@ -2,9 +2,14 @@
 
 Two kinds of location:
 
-- **Repository locations** (a source checkout): the notebooks and their plan, the shipped split files,
-  the executed notebooks of the book, the committed benchmark tables. They are found relative to the
-  package, one level above ``ltlib/``.
+- **Package data**: the shipped split files (``data_manifests/``), the notebooks and their plan
+  (``notebooks/``). The package reaches them through ``importlib.resources`` as ``ltlib/_data/manifests``
+  and ``ltlib/_data/notebooks``: in a source checkout these are symbolic links to the two top-level
+  folders, and a wheel (``pip install .`` or ``pip install git+<repo>``) holds copies of their files,
+  so the same code finds them in both.
+- **Repository locations** (a source checkout): the executed notebooks of the book and the committed
+  benchmark tables, one level above ``ltlib/``. From an installed wheel there is no repository: these
+  default to the current directory instead (:func:`work_root`).
 - **Working locations**: the cache (pre-trained mini models, pinned SHA-256 of user lists), stage-1
   runs and result tables. One cache root, ``$LTLIB_CACHE`` or ``~/.cache/ltlib``; the Makefile points
   it into the clone (``.cache/ltlib``) so that a fresh clone starts from a clean cache.
@@ -16,7 +21,10 @@ user expects; the book's notebooks run with the repository as their working dire
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
+
+from .errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
@@ -25,6 +33,7 @@ CACHE_VARIABLE = "LTLIB_CACHE"
 RUNS_VARIABLE = "LTLIB_RUNS"
 RESULTS_VARIABLE = "LTLIB_RESULTS"
 EXECUTED_VARIABLE = "LTLIB_EXECUTED_DIR"  # set by the runner: where the running build's notebooks go
+PROGRESS_VARIABLE = "LTLIB_PROGRESS"  # "1": long steps (mini-world pre-training) report progress on stderr
 
 
 def _from_env(variable: str, default: Path) -> Path:
@@ -47,14 +56,41 @@ def results_root() -> Path:
     return _from_env(RESULTS_VARIABLE, Path("results"))
 
 
+def in_checkout() -> bool:
+    """True when ltlib runs from a source checkout (``pyproject.toml`` beside the package), not a wheel."""
+    return (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "notebooks").is_dir()
+
+
+def work_root() -> Path:
+    """Where the book's outputs go: the checkout's root, or the current directory for an installed wheel."""
+    return REPO_ROOT if in_checkout() else Path.cwd()
+
+
+def package_data(name: str) -> Path:
+    """A folder or file of the package data (``ltlib/_data/<name>``) as a file-system path.
+
+    Args:
+        name: ``"manifests"`` or ``"notebooks"`` (or a path below them).
+    Returns:
+        The resolved path (in a checkout, the top-level folder the link points to).
+    Raises:
+        ConfigError: ltlib is installed in a form whose data are not plain files (e.g. a zip archive).
+    """
+    resource = resources.files("ltlib").joinpath("_data", *name.split("/"))
+    if not isinstance(resource, Path):
+        raise ConfigError(f"ltlib's package data {name!r} is not on the file system ({resource!r}); "
+                          "install ltlib as a regular (unzipped) package")
+    return resource.resolve()
+
+
 def manifests_dir() -> Path:
     """The shipped split files of Places-LT, ImageNet-LT and iNaturalist 2018, with their checksums."""
-    return REPO_ROOT / "data_manifests"
+    return package_data("manifests")
 
 
 def notebooks_dir() -> Path:
     """The jupytext sources of the book's notebooks."""
-    return REPO_ROOT / "notebooks"
+    return package_data("notebooks")
 
 
 def plan_path() -> Path:
@@ -64,19 +100,19 @@ def plan_path() -> Path:
 
 def executed_dir() -> Path:
     """Where the running build writes executed notebooks and ``timings.csv`` (default ``book/executed``)."""
-    return _from_env(EXECUTED_VARIABLE, REPO_ROOT / "book" / "executed")
+    return _from_env(EXECUTED_VARIABLE, book_executed_dir())
 
 
 def book_executed_dir() -> Path:
     """The executed notebooks that the book's table of contents names."""
-    return REPO_ROOT / "book" / "executed"
+    return work_root() / "book" / "executed"
 
 
 def smoke_executed_dir() -> Path:
     """Where ``make bench`` writes the smoke-scale build whose timings the performance page shows."""
-    return REPO_ROOT / "results" / "executed-smoke"
+    return work_root() / "results" / "executed-smoke"
 
 
 def benchmarks_dir() -> Path:
     """The committed benchmark tables (``make bench``) that the performance page reads."""
-    return REPO_ROOT / "book" / "data" / "benchmarks"
+    return work_root() / "book" / "data" / "benchmarks"

@@ -55,6 +55,8 @@ class ReproducePlan:
         recipe: recipe key or YAML; None: the dataset's (``lift`` or ``lift_inat``).
         val_source: see ``ltlib.tasks.VAL_SOURCES``.
         notebooks: re-run the book's notebooks at the ``full`` setting at the end.
+        parallel_backbones: train the backbones side by side, each on its own ``nproc`` GPUs
+            (:func:`gpu_groups`), instead of one after another.
     """
 
     dataset: str
@@ -71,6 +73,7 @@ class ReproducePlan:
     recipe: str | None = None
     val_source: str = "auto"
     notebooks: bool = True
+    parallel_backbones: bool = False
 
     def __post_init__(self) -> None:
         bad = [m for m in self.methods if m not in LOSSES]
@@ -183,19 +186,110 @@ def stage1_jobs(plan: ReproducePlan, weights: dict[str, Path | None]) -> list[St
     return [Stage1Job(b, m, s, tuple(train_command(plan, b, m, s, weights[b]))) for b, m, s in keys]
 
 
+def site_dir(plan: ReproducePlan) -> Path:
+    """This reproduction's own book: ``<out>/<task>/site`` (the default book's ``book/executed`` is left alone)."""
+    return plan.out_dir / plan.task / "site"
+
+
 def notebook_command(plan: ReproducePlan) -> list[str]:
-    """``python -m ltlib run-notebooks --setting full`` pointed at this dataset's runs."""
+    """``python -m ltlib run-notebooks --setting full`` pointed at this dataset's runs, executed into the
+    reproduction's own site (:func:`site_dir`)."""
     return [sys.executable, "-m", "ltlib", "run-notebooks", "--setting", "full", "--set", f"dataset={plan.task}",
-            f"runs_root={plan.runs_root}", f"out_dir={plan.out_dir}"]
+            f"runs_root={plan.runs_root}", f"out_dir={plan.out_dir}",
+            "--out", str(site_dir(plan) / "book" / "executed")]
 
 
-def run_command(command: list[str], stage: str, log: Callable[[str], None] = print) -> None:
+def html_command(plan: ReproducePlan) -> list[str]:
+    """``jupyter-book build`` of the reproduction's site into ``<site>/_build/html``."""
+    return [str(Path(sys.executable).parent / "jupyter-book"), "build", str(site_dir(plan)), "-n", "--keep-going"]
+
+
+def prepare_site(plan: ReproducePlan) -> Path:
+    """Copy the book's sources (``_config.yml``, ``_toc.yml``, ``book/`` without ``executed``) into the site.
+
+    Raises:
+        ConfigError: ltlib runs from an installed wheel, which holds no book sources.
+    """
+    import shutil
+
+    from .paths import REPO_ROOT, in_checkout
+
+    if not in_checkout():
+        raise ConfigError("the book's HTML needs a source checkout of ltlib (book/, _toc.yml); the executed "
+                          f"notebooks are in {site_dir(plan) / 'book' / 'executed'}")
+    site = site_dir(plan)
+    for name in ("_config.yml", "_toc.yml"):
+        site.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_ROOT / name, site / name)
+    shutil.copytree(REPO_ROOT / "book", site / "book", ignore=shutil.ignore_patterns("executed"), dirs_exist_ok=True)
+    return site
+
+
+def run_command(command: list[str], stage: str, log: Callable[[str], None] = print,
+                env: dict[str, str] | None = None) -> None:
     """Run one command in the foreground; a non-zero exit raises :class:`StageError` naming it."""
     log(f"[reproduce] {stage}: {shlex.join(command)}")
-    code = subprocess.run(command, check=False).returncode
+    code = subprocess.run(command, check=False, env=env).returncode
     if code != 0:
         raise StageError(f"{stage} failed with exit code {code}: {shlex.join(command)}. Fix the cause and run "
                          "`make reproduce` again: finished runs are reused and an interrupted run resumes.")
+
+
+# --------------------------------------------------------------------------- backbones side by side
+def gpu_groups(num_backbones: int, nproc: int, visible: str | None, device_count: int) -> list[str]:
+    """``CUDA_VISIBLE_DEVICES`` of each backbone when they train side by side: disjoint groups of ``nproc``.
+
+    Args:
+        num_backbones: backbones trained at once.
+        nproc: GPUs per backbone.
+        visible: the ``CUDA_VISIBLE_DEVICES`` this process was given (a scheduler's), or None.
+        device_count: GPUs this process sees.
+    Returns:
+        One comma-separated device list per backbone, in the numbering of the machine (``visible``'s).
+    Raises:
+        ConfigError: fewer GPUs than ``num_backbones × nproc``.
+    """
+    devices = [d.strip() for d in visible.split(",") if d.strip()] if visible else [str(g) for g in range(device_count)]
+    need = num_backbones * nproc
+    if len(devices) < need:
+        raise ConfigError(f"--parallel-backbones: {num_backbones} backbones × {nproc} GPU(s) need {need} GPUs, "
+                          f"{len(devices)} visible; drop --parallel-backbones or lower --nproc")
+    return [",".join(devices[i * nproc:(i + 1) * nproc]) for i in range(num_backbones)]
+
+
+def _device_prefixes(plan: ReproducePlan) -> dict[str, list[str]]:
+    """For a dry run: ``env CUDA_VISIBLE_DEVICES=…`` before each backbone's commands when side by side."""
+    if not plan.parallel_backbones:
+        return {}
+    import os
+
+    import torch
+
+    groups = gpu_groups(len(plan.backbones), plan.nproc, os.environ.get("CUDA_VISIBLE_DEVICES"),
+                        torch.cuda.device_count())
+    return {b: ["env", f"CUDA_VISIBLE_DEVICES={g}"] for b, g in zip(plan.backbones, groups)}
+
+
+def run_stage1_side_by_side(plan: ReproducePlan, jobs: list[Stage1Job], log: Callable[[str], None] = print) -> None:
+    """Each backbone's runs in order (zero-shot first) on its own GPUs, all backbones at once."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    groups = gpu_groups(len(plan.backbones), plan.nproc, os.environ.get("CUDA_VISIBLE_DEVICES"),
+                        torch.cuda.device_count())
+
+    def one_backbone(backbone: str, devices: str) -> None:
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": devices}
+        for job in (j for j in jobs if j.backbone == backbone):
+            if is_complete(plan.run_dir(job.backbone, job.method, job.seed), ("val", "test")):
+                log(f"[reproduce] complete, skipped: {shlex.join(job.command)}")
+                continue
+            run_command(list(job.command), f"stage 1 on GPU(s) {devices}", log, env=env)
+
+    with ThreadPoolExecutor(len(groups)) as pool:
+        list(pool.map(one_backbone, plan.backbones, groups))  # list(): re-raise a failed backbone's error
 
 
 # --------------------------------------------------------------------------- stage 2 and the whole pipeline
@@ -232,10 +326,14 @@ def reproduce(plan: ReproducePlan, *, dry_run: bool = False, log: Callable[[str]
     check_train_list(plan)
     jobs = stage1_jobs(plan, resolve_weights(plan, check_load=not dry_run))
     if dry_run:
-        for command in [list(j.command) for j in jobs] + ([notebook_command(plan)] if plan.notebooks else []):
+        book = [notebook_command(plan), html_command(plan)] if plan.notebooks else []
+        prefix = _device_prefixes(plan)
+        for command in [prefix.get(j.backbone, []) + list(j.command) for j in jobs] + book:
             log(shlex.join(command))
         return []
-    for job in jobs:
+    if plan.parallel_backbones:
+        run_stage1_side_by_side(plan, jobs, log)
+    for job in [] if plan.parallel_backbones else jobs:
         if is_complete(plan.run_dir(job.backbone, job.method, job.seed), ("val", "test")):
             log(f"[reproduce] complete, skipped: {shlex.join(job.command)}")
             continue
@@ -243,4 +341,7 @@ def reproduce(plan: ReproducePlan, *, dry_run: bool = False, log: Callable[[str]
     written = run_stage2_all(plan, log)
     if plan.notebooks:
         run_command(notebook_command(plan), "notebooks", log)
+        prepare_site(plan)
+        run_command(html_command(plan), "book", log)
+        log(f"[reproduce] book: file://{(site_dir(plan) / '_build' / 'html' / 'index.html').resolve()}")
     return written

@@ -58,6 +58,8 @@ class Stage2Options:
         subsets: score every non-empty subset of the runs (Tab. 8: M = 1, 2, 3); otherwise each run alone
             and all runs together.
         p_fractions: shares of P-Many and P-Medium (book: Method, 'Groups': top 30 %, next 30 %).
+        d_thresholds: (many, few) training counts of the D-groups (many n > many, few n < few); None: the
+            thresholds each run's task records (OLTR's 100 / 20 when it records none; book: Method, 'Groups').
     """
 
     rules: tuple[str, ...] = RULES
@@ -66,11 +68,14 @@ class Stage2Options:
     prior_split: str = "val"
     subsets: bool = False
     p_fractions: tuple[float, float] = (0.3, 0.3)
+    d_thresholds: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         unknown = [r for r in self.rules if r not in RULES]
         if unknown or not self.rules:
             raise ConfigError(f"invalid rules={self.rules!r}: expected one or more of {RULES}")
+        if self.d_thresholds is not None:
+            d_groups([1], *self.d_thresholds)  # one-line ConfigError for thresholds that cannot form groups
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,6 +187,9 @@ def task_thresholds(record: dict[str, Any]) -> tuple[int, int]:
     """The D-group thresholds (many, few) a run's task records in ``task_info`` (book: Method, 'Evaluation';
     OLTR 100 / 20 when it records none, as the real datasets do)."""
     info = record.get("task_info") or {}
+    if info.get("d_thresholds"):  # recorded by `python -m ltlib train --d-thresholds` (own data)
+        many, few = info["d_thresholds"]
+        return int(many), int(few)
     return int(info.get("many_threshold", 100)), int(info.get("few_threshold", 20))
 
 
@@ -407,7 +415,7 @@ def run_stage2(run_dirs: Sequence[str | Path], prior_run: str | Path | Sequence[
     check_compatible(runs)
     _check_weights(options.weights, len(runs))
     runs, options = _canonical_order(runs, options)
-    d = run_d_groups(runs[0])
+    d = d_groups(runs[0].class_counts, *(options.d_thresholds or runs[0].thresholds))
     clock.append(time.perf_counter())
     prior_runs = [] if prior_run is None else [prior_run] if isinstance(prior_run, (str, Path)) else list(prior_run)
     prior = stage_prior(priors) if priors is not None else \
@@ -477,7 +485,7 @@ def _record(runs: Sequence[CachedRun], inputs: dict[str, Any], prior_runs: list[
                      "p_group", "value", "num_classes"]]
     results = results.astype(object).where(results.notna(), None)  # empty cells: JSON null, not NaN
     return {**run_record(inputs), "task": runs[0].task, "split": options.split, "runs": members,
-            "d_thresholds": list(runs[0].thresholds), "prior": prior_info, "seconds": seconds,
+            "d_thresholds": list(options.d_thresholds or runs[0].thresholds), "prior": prior_info, "seconds": seconds,
             "results": results.to_dict(orient="records")}
 
 

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from .data import (CLIP_MEAN, CLIP_STD, DatasetConfig, Manifest, ManifestDataset, build_split, load_classnames,
                    load_dataset_config, test_transform, train_transform)
+from .data.own import OwnDataOptions, OwnDataset, load_own_dataset
 from .errors import ConfigError, ManifestError
 from .recipes import TrainConfig, load_recipe
 
@@ -174,3 +175,54 @@ def balanced_subset(manifest: Manifest, per_class: int, seed: int = 0) -> Manife
     labels = manifest.labels[kept]
     labels.setflags(write=False)
     return Manifest(manifest.source, tuple(manifest.paths[i] for i in kept), labels, manifest.num_classes)
+
+
+# --------------------------------------------------------------------------- your own data
+def build_own_task(dataset: str | OwnDataset, *, options: OwnDataOptions = OwnDataOptions(),
+                   recipe: TrainConfig | None = None, val_source: str = "auto", seed: int = 0,
+                   mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD,
+                   info: Mapping[str, object] | None = None) -> Task:
+    """A :class:`Task` over your images: an ``imagefolder:ROOT`` or ``csv:FILE`` spec (``ltlib.data.own``).
+
+    Transforms as :func:`build_task`. ``val`` (the class-balanced split GLA's prior estimate and the kNN
+    bank use) is the given val split, else a seeded balanced subset of the training images (as many per
+    class as the rarest class has), else with ``val_source="test"`` the test split.
+
+    Args:
+        dataset: the spec, or an :class:`~ltlib.data.own.OwnDataset` already read.
+        options: hold-out share and seed, class-names file (used when ``dataset`` is a spec).
+        recipe: resolution and test-time crops; default ``lift``.
+        val_source: ``auto`` | ``val`` | ``train_subset`` | ``test``.
+        seed: seeds the ``train_subset`` draw.
+        mean, std: input normalisation.
+        info: extra facts recorded with every run (e.g. the D-group thresholds chosen).
+    Returns:
+        The task, keyed by the dataset's content hash.
+    """
+    own = dataset if isinstance(dataset, OwnDataset) else load_own_dataset(dataset, options)
+    recipe = recipe or load_recipe("lift")
+    source = _own_val_source(own, val_source)
+    norm = {"mean": tuple(mean), "std": tuple(std)}
+    names = own.classnames
+    train = ManifestDataset(own.splits["train"], own.root, train_transform(recipe.resolution, **norm), classnames=names)
+    single = test_transform(recipe.resolution, tte=False, expand=recipe.tte_expand, **norm)
+    crops = test_transform(recipe.resolution, tte=recipe.tte, expand=recipe.tte_expand, **norm)
+    val = balanced_subset(own.splits["train"], int(train.class_counts.min()), seed) if source == "train_subset" \
+        else own.splits[source]
+    eval_sets = {"val": ManifestDataset(val, own.root, single, classnames=names),
+                 "test": ManifestDataset(own.splits["test"], own.root, crops, classnames=names)}
+    default = "val" if "val" in own.splits else "train_subset"
+    key = own.key if source == default else f"{own.key}-val_{source}"
+    task_info = {**own.info, "title": own.title, "val_source": source, "test_tte": bool(recipe.tte),
+                 "data_root": str(own.root), **dict(info or {})}
+    return Task(key, names, train.class_counts, train, eval_sets, task_info)
+
+
+def _own_val_source(own: OwnDataset, val_source: str) -> str:
+    if val_source not in VAL_SOURCES:
+        raise ConfigError(f"invalid val_source={val_source!r}: expected one of {VAL_SOURCES}")
+    if val_source == "auto":
+        return "val" if "val" in own.splits else "train_subset"
+    if val_source == "val" and "val" not in own.splits:
+        raise ConfigError(f"val_source='val': {own.title} has no val split; use 'train_subset' or 'test'")
+    return val_source

@@ -354,3 +354,8 @@ rows[rows["metric"].isin(["head_reliance", "saliency_head_density_share"])].pivo
 # %%
 path = table.save()
 print(f"{len(table.rows)} result rows -> {path}")
+
+# %% [markdown]
+# Download the rows behind every number on this page:
+# {download}`00_miniworld.csv <data/00_miniworld.csv>` (one row per measured value, with its seed, configuration
+# hash, git revision and library versions).

@@ -179,3 +179,8 @@ glue("scratch_accuracy", scratch_acc, display=False)
 glue("scratch_accuracy_sd", scratch_sd, display=False)
 glue("chance_accuracy", chance, display=False)
 table.save();
+
+# %% [markdown]
+# Download the rows behind every number on this page:
+# {download}`01_imbalance.csv <data/01_imbalance.csv>` (one row per measured value, with its seed, configuration
+# hash, git revision and library versions).

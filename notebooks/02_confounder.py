@@ -255,3 +255,8 @@ by_propensity.pivot_table(index="method", columns="group", values="value", sort=
 confounding.record(table, accuracy, contrasts, config={"world": world_config, "study": study, "recipe": recipe},
                    partner_shares=partner_shares, by_propensity=by_propensity)
 saved = table.save()
+
+# %% [markdown]
+# Download the rows behind every number on this page:
+# {download}`02_confounder.csv <data/02_confounder.csv>` (one row per measured value, with its seed, configuration
+# hash, git revision and library versions).

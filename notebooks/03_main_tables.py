@@ -125,3 +125,8 @@ if backbones:
 
 # %%
 table.save();
+
+# %% [markdown]
+# Download the rows behind every number on this page:
+# {download}`03_main_tables.csv <data/03_main_tables.csv>` (one row per measured value, with its seed, configuration
+# hash, git revision and library versions).

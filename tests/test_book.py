@@ -73,9 +73,9 @@ def test_each_notebook_page_shows_its_figures(smoke_site):
 def test_the_injected_parameters_are_folded_and_the_overridden_defaults_absent(smoke_site):
     cells = code_cells(html_of(smoke_site, "book/executed/01_imbalance").read_text())
     [injected] = [c for c in cells if "injected-parameters" in c.tags]
-    assert injected.folded and 'world = "smoke"' in injected.source
+    assert injected.folded and '"world": "smoke"' in injected.source
     assert not [c for c in cells if "parameters" in c.tags], "the notebook's defaults cell is on the page"
-    assert not any('world = "default"' in c.source for c in cells)
+    assert not any('setting = "default"' in c.source for c in cells)  # the notebook's own default
 
 
 def test_math_is_rendered_by_the_local_mathjax(smoke_site):
@@ -104,3 +104,13 @@ def test_reproduction_report_screenshot(smoke_site, tmp_path):
     png = screenshot(page, tmp_path / "report_smoke.png")
     pixels = np.asarray(Image.open(png).convert("L"), dtype=float)
     assert pixels.shape[0] > 500 and pixels.std() > 10, "the screenshot of the report is blank"
+
+
+def test_each_result_page_offers_its_table_as_a_csv_download(smoke_site):
+    for name in ("00_miniworld", "01_imbalance", "02_confounder", "03_main_tables"):
+        page = html_of(smoke_site, f"book/executed/{name}")
+        links = re.findall(rf'href="([^"]*_downloads/[^"]*/{name}\.csv)"', page.read_text())
+        assert links, f"{name}: no download link to its result table"
+        target = (page.parent / links[0]).resolve()
+        rows = target.read_text().splitlines()
+        assert len(rows) > 1 and "metric" in rows[0] and "git_sha" in rows[0], f"{name}: {target} is not its table"

@@ -211,7 +211,7 @@ def test_validate_manifest_names_the_damage(imagenet_train_list, tmp_path, capsy
     args = ["validate-manifest", "--dataset", "imagenet_lt", "--file", str(bad), "--cache-dir", str(tmp_path)]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err
+    assert err.splitlines()[-1].startswith("error: ") and message in err  # after the command's banner line
     assert "The standard file is ImageNet_LT_train.txt" in err  # and where to get it
 
 
@@ -228,12 +228,16 @@ def test_reproduce_dry_run_lists_the_stages_and_fails_early_on_missing_weights(f
     assert "backbone 'metaclip'" in err and "metaclip.safetensors" in err and "metaclip_400m" in err
     assert main(base + ["--backbones", "clip", "openclip", "--nproc", "2", "--methods", "LA", "CE"]) == 0
     commands = capsys.readouterr().out.strip().splitlines()
+    book = commands[-2:]  # the notebooks into the reproduction's own site, then its HTML
+    commands = commands[:-1]
     order = [(c.split("--backbone ")[1].split()[0], c.split("--method ")[1].split()[0]) for c in commands[:-1]]
     assert order == [("clip", "zeroshot"), ("clip", "LA"), ("clip", "CE"),
                      ("openclip", "zeroshot"), ("openclip", "LA"), ("openclip", "CE")]
     assert all("torch.distributed.run" in c and "--nproc_per_node=2" in c for c in commands[:-1])
     assert f"--weights {weights / 'openclip' / 'open_clip_model.safetensors'}" in commands[4]
-    assert "run-notebooks --setting full --set dataset=fixture runs_root=runs" in commands[-1]
+    assert "run-notebooks --setting full --set dataset=fixture runs_root=runs" in book[0]
+    assert book[0].endswith(f"--out {Path('results/full/fixture/site/book/executed')}")
+    assert book[1].endswith("jupyter-book build results/full/fixture/site -n --keep-going")
 
 
 def test_reproduce_needs_the_train_list_where_it_is_not_shipped(tmp_path, capsys):

@@ -18,6 +18,7 @@ EXTERNAL = re.compile("|".join([
     r"\b(?:PAPER|MINIWORLD|STATS|STYLE|TOOLING)\." + "md",
     "LIFT_GLA" + "_SPEC",
     r"\bspec\s*§?[A-G]\.\d",          # a section letter and number after the word "spec"
+    "§" + r"[A-G]\.\d",                 # a lettered section: the paper's sections are numbered (§3, §4.1)
 ]))
 
 
@@ -40,7 +41,8 @@ def external_references(path: Path) -> list[str]:
 def test_the_pattern_recognises_each_kind_of_reference(tmp_path):
     # guards the test below against passing because the pattern matches nothing
     sample = tmp_path / "sample.py"
-    for text in ("see MINIWORLD" + ".md", "(LIFT_GLA" + "_SPEC B.4)", "(sp" + "ec A.11)", "sp" + "ec §C.8"):
+    for text in ("see MINIWORLD" + ".md", "(LIFT_GLA" + "_SPEC B.4)", "(sp" + "ec A.11)", "sp" + "ec §" + "C.8",
+                 "(§" + "A.11)"):
         sample.write_text(text)
         assert EXTERNAL.search(sample.read_text()), text
     assert not EXTERNAL.search("get_spec(backbone); the paper's Fig. 2; book: Method, 'Groups'")

@@ -69,9 +69,9 @@ def test_the_built_page_folds_the_injected_values_and_drops_the_overridden_defau
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     cells = code_cells((site / "_build" / "html" / "executed" / "good.html").read_text())
     [injected] = [c for c in cells if "injected-parameters" in c.tags]
-    assert "value = 21" in injected.source and injected.folded and "hide-input" in injected.tags
+    assert '"value": 21' in injected.source and injected.folded and "hide-input" in injected.tags
     assert not [c for c in cells if "parameters" in c.tags], "the overridden defaults cell is on the page"
-    assert not any("value = 1\n" in c.source for c in cells)
+    assert not any('"value": 1}' in c.source for c in cells)
     assert all(c.has_input for c in cells) and len(cells) == 2
 
 
@@ -137,3 +137,13 @@ def test_a_page_resolves_its_setting_and_overrides_like_the_runner(tmp_path):
     assert confounder.table.world == confounder.world_config.name == "smoke"
     assert confounder.table.out_dir == tmp_path / "tables"
     assert confounder.table.world_seed == confounder.world_config.seed
+def test_the_notebook_table_is_published_beside_the_executed_notebook(tmp_path):
+    from ltlib.book.runner import NotebookJob, publish_table
+
+    (tmp_path / "res" / "tables").mkdir(parents=True)
+    (tmp_path / "res" / "tables" / "01_x.csv").write_text("metric,value\na,1\n")
+    job = NotebookJob("01_x", tmp_path / "01_x.py", {"out_dir": "res"})
+    published = publish_table(job, tmp_path / "executed", cwd=tmp_path)
+    assert published == tmp_path / "executed" / "data" / "01_x.csv"
+    assert published.read_text() == "metric,value\na,1\n"
+    assert publish_table(NotebookJob("02_y", tmp_path / "02_y.py", {"out_dir": "res"}), tmp_path, cwd=tmp_path) is None

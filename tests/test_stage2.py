@@ -270,7 +270,10 @@ def test_reproduce_runs_missing_stage1_runs_then_stage2_then_the_notebooks(tmp_p
     assert built == [("clip", "clip.safetensors"), ("openclip", "openclip.safetensors")]  # checked up front
     assert [(c[c.index("--backbone") + 1], c[c.index("--method") + 1]) for s, c in executed if s == "stage 1"] == \
         [("clip", "LA"), ("openclip", "zeroshot"), ("openclip", "LA")]
-    assert executed[-1][0] == "notebooks" and "--setting" in executed[-1][1]
+    assert [stage for stage, _ in executed[-2:]] == ["notebooks", "book"] and "--setting" in executed[-2][1]
+    site = tmp_path / "results" / "fixture" / "site"  # its own executed notebooks and HTML, not book/executed
+    assert executed[-2][1][-2:] == ["--out", str(site / "book" / "executed")] and str(site) in executed[-1][1]
+    assert (site / "_toc.yml").is_file() and (site / "book" / "method.md").is_file()
     assert written == [tmp_path / "results" / "fixture" / "stage2-LA-seed0"]
     table = pd.read_csv(written[0] / CSV_NAME)
     assert set(table["combination"]) == {"clip", "openclip", "clip+openclip"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,9 @@ import pandas as pd
 
 from ..config import load_yaml
 from ..errors import ConfigError, LtlibError
-from ..paths import EXECUTED_VARIABLE, PACKAGE_DIR, REPO_ROOT, plan_path
+from ..paths import EXECUTED_VARIABLE, PACKAGE_DIR, PROGRESS_VARIABLE, plan_path, work_root
 from ..provenance import config_hash, git_sha
-from ..storage import read_json, write_json, write_text
+from ..storage import atomic_path, read_json, write_json, write_text
 
 PLAN_PATH = plan_path()
 STAMP_SUFFIX = ".stamp.json"
@@ -90,7 +91,8 @@ def library_fingerprint() -> str:
     """Hash of every ltlib source and config file: a library change makes every notebook stale."""
     digest = hashlib.sha256()
     root = PACKAGE_DIR
-    for path in sorted(p for p in root.rglob("*") if p.suffix in {".py", ".yaml", ".json"}):
+    sources = (p for p in root.rglob("*") if p.suffix in {".py", ".yaml", ".json"})
+    for path in sorted(p for p in sources if p.relative_to(root).parts[0] != "_data"):  # notebooks: job_fingerprint
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -109,8 +111,10 @@ def is_up_to_date(job: NotebookJob, out_dir: Path) -> bool:
     return out.is_file() and stamp.is_file() and read_json(stamp).get("fingerprint") == job_fingerprint(job)
 
 
-def execute(job: NotebookJob, out_dir: Path, *, cwd: Path = REPO_ROOT, timeout: int | None = None) -> float:
+def execute(job: NotebookJob, out_dir: Path, *, cwd: Path | None = None, timeout: int | None = None) -> float:
     """Execute one job into ``out_dir/<name>.ipynb``; returns the wall time in seconds.
+
+    ``cwd`` (default :func:`ltlib.paths.work_root`) is the notebook's working directory.
 
     Raises:
         NotebookError: naming the notebook, the failing cell and the exception.
@@ -123,10 +127,12 @@ def execute(job: NotebookJob, out_dir: Path, *, cwd: Path = REPO_ROOT, timeout: 
     source_nb = out.with_name(f".{job.name}.source.ipynb")
     jupytext.write(jupytext.read(job.source), source_nb)
     os.environ[EXECUTED_VARIABLE] = str(Path(out_dir).resolve())  # read by ltlib.book.perf inside the kernel
+    os.environ.setdefault(PROGRESS_VARIABLE, "1")  # pre-training in the kernel reports to this terminal
     start = time.perf_counter()
     try:
         papermill.execute_notebook(str(source_nb), str(out), parameters=job.injected(), kernel_name="python3",
-                                   progress_bar=False, cwd=str(cwd), execution_timeout=timeout)
+                                   progress_bar=sys.stderr.isatty(), cwd=str(cwd or work_root()),
+                                   execution_timeout=timeout)
     except papermill.PapermillExecutionError as exc:
         raise NotebookError(f"notebook {job.name} ({job.source}) failed in cell {exc.exec_count}: "
                             f"{exc.ename}: {exc.evalue}") from exc
@@ -135,10 +141,28 @@ def execute(job: NotebookJob, out_dir: Path, *, cwd: Path = REPO_ROOT, timeout: 
     finally:
         source_nb.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
+    publish_table(job, out_dir, cwd or work_root())
     hide_injected_parameters(out)
     write_json(out.with_suffix(STAMP_SUFFIX), {"fingerprint": job_fingerprint(job), "seconds": seconds,
                                                "parameters": job.parameters, "git_sha": git_sha()})
     return seconds
+
+
+def publish_table(job: NotebookJob, out_dir: Path, cwd: Path) -> Path | None:
+    """Copy the notebook's result table, ``<out_dir parameter>/tables/<name>.csv``, to ``<out_dir>/data/``
+    beside the executed notebook, where its page links it for download; None when it wrote no table."""
+    import shutil
+
+    if not job.parameters.get("out_dir"):
+        return None
+    table = Path(cwd) / str(job.parameters["out_dir"]) / "tables" / f"{job.name}.csv"
+    if not table.is_file():
+        return None
+    target = Path(out_dir) / "data" / table.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(table, tmp)
+    return target
 
 
 def hide_injected_parameters(path: Path) -> None:

@@ -4,7 +4,7 @@ image datasets, transforms."""
 from .datasets import (MANIFEST_ROOT, DatasetConfig, ManifestDataset, SplitSpec, UserManifest, build_split,
                        cache_root, check_split, list_datasets, load_classnames, load_dataset_config,
                        load_label_map, load_split, validate_user_manifest)
-from .fixtures import FixtureDataset, make_fixture_dataset
+from .fixtures import FixtureDataset, make_fixture_dataset, make_image_folder
 from .manifest import (Manifest, check_all_classes_present, check_class_folders, check_images_exist,
                        class_counts, group_sizes, inat_lift_labels, missing_images, read_class_counts,
                        read_classnames, read_label_map, read_manifest, verify_sha256sums,
@@ -16,7 +16,7 @@ __all__ = [
     "SplitSpec", "StackCrops", "UserManifest", "build_split", "cache_root", "check_all_classes_present",
     "check_class_folders", "check_images_exist", "check_split", "class_counts", "five_crop_boxes",
     "group_sizes", "inat_lift_labels", "list_datasets", "load_classnames", "load_dataset_config",
-    "load_label_map", "load_split", "make_fixture_dataset", "missing_images", "read_class_counts",
+    "load_label_map", "load_split", "make_fixture_dataset", "make_image_folder", "missing_images", "read_class_counts",
     "read_classnames", "read_label_map", "read_manifest", "test_transform", "train_transform",
     "validate_user_manifest", "verify_sha256sums", "write_inat_manifest",
 ]

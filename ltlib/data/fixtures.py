@@ -84,6 +84,37 @@ def make_fixture_dataset(root: str | os.PathLike, num_classes: int = 4, train_co
     return FixtureDataset(root, config, manifests, root / "classnames.txt", names, tuple(train_counts))
 
 
+def make_image_folder(root: str | os.PathLike, class_counts: Sequence[int] = (12, 5, 2),
+                      classnames: Sequence[str] | None = None, test_per_class: int = 0,
+                      image_size: tuple[int, int] = (40, 32), seed: int = 0) -> Path:
+    """Write long-tailed JPEGs as an image-folder tree, the layout ``--dataset imagefolder:ROOT`` reads.
+
+    Without a test split: ``root/<class>/<class> <k>.jpg`` (class folders and file names contain spaces,
+    as users' folders do). With ``test_per_class > 0``: ``root/train/<class>/…`` and ``root/test/<class>/…``.
+
+    Args:
+        root: output folder (created).
+        class_counts: [C] training images per class, each >= 1.
+        classnames: C folder names (default ``"class 0"``, ``"class 1"``, …).
+        test_per_class: balanced test images per class (0: no test folder).
+        image_size: (width, height).
+        seed: seeds every image (same arguments, identical files).
+    Returns:
+        ``root``.
+    """
+    names = tuple(classnames or (f"class {c}" for c in range(len(class_counts))))
+    _check_arguments(len(names), class_counts, 0, test_per_class, image_size)
+    root = Path(root)
+    splits = {"train": list(class_counts), "test": [test_per_class] * len(names)}
+    for index, (split, counts) in enumerate(splits.items()):
+        base = root / split if test_per_class else root
+        for c, (name, count) in enumerate(zip(names, counts)):
+            for k in range(count):
+                pixels = render_image(c, len(names), image_size, (seed, 7 + index, c, k))
+                _save_jpeg(base / name / f"{name} {k:03d}.jpg", pixels)
+    return root
+
+
 def fixture_classnames(num_classes: int) -> tuple[str, ...]:
     """Names such as ``"cyan_stripes_2"``: the nearest hue name and the label (which keeps them distinct)."""
     return tuple(f"{_HUE_NAMES[round(12 * c / num_classes) % 12]}_stripes_{c}" for c in range(num_classes))

@@ -174,11 +174,15 @@ def class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.bincount(labels, minlength=num_classes).astype(np.int64)
 
 
-def group_sizes(counts: np.ndarray) -> tuple[int, int, int]:
-    """Number of many / medium / few classes for training counts ``counts`` [C]
-    (thresholds: book: Method, 'Groups')."""
+def group_sizes(counts: np.ndarray, many_above: int = MANY_ABOVE, few_below: int = FEW_BELOW) -> tuple[int, int, int]:
+    """Number of many / medium / few classes for training counts ``counts`` [C] (book: Method, 'Groups').
+
+    Args:
+        counts: [C] training counts.
+        many_above, few_below: a class is many when n > ``many_above``, few when n < ``few_below``.
+    """
     counts = np.asarray(counts)
-    many, few = int((counts > MANY_ABOVE).sum()), int((counts < FEW_BELOW).sum())
+    many, few = int((counts > many_above).sum()), int((counts < few_below).sum())
     return many, len(counts) - many - few, few
 
 

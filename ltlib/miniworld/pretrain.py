@@ -8,6 +8,8 @@ tokenizer) trained with ``open_clip.ClipLoss``; the result plugs into ``ltlib.ba
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -99,6 +101,14 @@ def pretrain(corpus: Corpus, model_config: dict[str, Any], config: PretrainConfi
         return _pretrain(corpus, model_config, config, progress)
 
 
+def _report_epoch(done: int, epochs: int, loss: float, elapsed: float) -> None:
+    """One line per epoch with the time left, on the process's real stderr: inside a notebook kernel that is
+    the terminal running the book, not the notebook's output."""
+    eta = elapsed / done * (epochs - done)
+    print(f"[pretrain pid {os.getpid()}] epoch {done}/{epochs}: loss {loss:.3f}, {elapsed:.0f} s elapsed, "
+          f"about {eta:.0f} s left", file=sys.__stderr__ or sys.stderr, flush=True)
+
+
 def _pretrain(corpus: Corpus, model_config: dict[str, Any], config: PretrainConfig,
               progress: bool) -> tuple[open_clip.model.CLIP, PretrainLog]:
     """The training loop of :func:`pretrain`, run under the thread setting."""
@@ -124,7 +134,7 @@ def _pretrain(corpus: Corpus, model_config: dict[str, Any], config: PretrainConf
             losses.append(_step(model, corpus, tokens, batch, optimizer, loss_fn, lr))
         epoch_loss.append(float(np.mean(losses)))
         if progress:
-            print(f"epoch {epoch + 1}/{config.epochs}: loss {epoch_loss[-1]:.3f} ({time.perf_counter() - start:.0f} s)")
+            _report_epoch(epoch + 1, config.epochs, epoch_loss[-1], time.perf_counter() - start)
     model.token_embedding.write_back(full_embedding)
     model.token_embedding = full_embedding
     log = PretrainLog(total, time.perf_counter() - start, time.process_time() - cpu_start, tuple(epoch_loss),

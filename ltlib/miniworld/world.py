@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from ..backbones import Backbone, BackboneSpec, build_backbone, register_arch, register_backbone
 from ..errors import ConfigError
+from ..paths import PROGRESS_VARIABLE
 from ..metrics import d_groups
 from ..parallel import run_parallel
 from ..provenance import config_hash, run_record, to_plain
@@ -39,11 +41,13 @@ class World:
     Args:
         config: the world (see ``ltlib/configs/worlds``).
         cache_root: where pre-trained models live (default ``$LTLIB_CACHE`` or ``<repo>/.cache/ltlib``).
-        progress: print pre-training progress.
+        progress: print pre-training progress (one line per epoch with the time left) to stderr; default:
+            when ``$LTLIB_PROGRESS`` is 1, as the notebook runner sets it.
     """
 
-    def __init__(self, config: WorldConfig, cache_root: str | Path | None = None, progress: bool = False) -> None:
-        self.config, self.cache_root, self.progress = config, cache_root, progress
+    def __init__(self, config: WorldConfig, cache_root: str | Path | None = None, progress: bool | None = None) -> None:
+        self.config, self.cache_root = config, cache_root
+        self.progress = progress if progress is not None else os.environ.get(PROGRESS_VARIABLE) == "1"
         self.layout: PartLayout = build_layout(config.parts.num_part_types, config.parts.group_size)
         self.mean, self.std = tuple(OPENAI_DATASET_MEAN), tuple(OPENAI_DATASET_STD)
         self._backbones: dict[str, Backbone] = {}
@@ -157,6 +161,10 @@ class World:
         names = list(names) if names is not None else [*self.model_names, self.reference_name]
         missing = [n for n in names if not is_complete(entry_dir(n, self.model_key(n), self.cache_root))]
         workers = min(len(missing), workers or os.cpu_count() or 1)
+        if self.progress and missing:
+            print(f"[mini world {self.config.name}] pre-training {len(missing)} model(s) ({', '.join(missing)}) in "
+                  f"{max(workers, 1)} process(es); one line per epoch follows", file=sys.__stderr__ or sys.stderr,
+                  flush=True)
         if workers > 1:  # else each model trains below, in this process
             run_parallel(_pretrain_in_worker, [(self.config, self.cache_root, self.progress, n) for n in missing],
                          workers)
@@ -264,13 +272,14 @@ def _pretrain_in_worker(job: tuple[WorldConfig, str | Path | None, bool, str]) -
 
 
 def load_world(key_or_config: str | Path | WorldConfig = "default", cache_root: str | Path | None = None,
-               progress: bool = False, **overrides: Any) -> World:
+               progress: bool | None = None, **overrides: Any) -> World:
     """Load a world by registry key (``"smoke"``, ``"default"``), YAML path or config.
 
     Args:
         key_or_config: what to load.
         cache_root: the model cache (default ``$LTLIB_CACHE`` or ``<repo>/.cache/ltlib``).
-        progress: print pre-training progress.
+        progress: print pre-training progress (one line per epoch with the time left) to stderr; default:
+            when ``$LTLIB_PROGRESS`` is 1, as the notebook runner sets it.
         **overrides: top-level config sections or fields (only with a key or path).
     Returns:
         A :class:`World`; nothing is pre-trained until a backbone is asked for.
