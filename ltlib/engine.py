@@ -24,10 +24,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from .cache import SplitOutputs
-from .checkpoint import CHECKPOINT_NAME, Position, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_NAME, Position, load_checkpoint, model_fingerprint, save_checkpoint
 from .distributed import DistContext, all_reduce_sum, gather_rows
 from .provenance import config_hash, run_record
-from .recipes import TrainConfig
+from .recipes import TrainConfig, recipe_identity
 from .seeding import mix_seed as _mix
 from .seeding import seed_everything
 from .storage import append_jsonl
@@ -185,7 +185,8 @@ def train(model: torch.nn.Module, train_set: Dataset, loss_fn: torch.nn.Module, 
         model: maps images [B,3,H,W] to logits [B,C]; only parameters with ``requires_grad`` train.
         train_set: yields ``(image, label)`` with random augmentation drawn from torch's global RNG.
         loss_fn: ``(logits [B,C], targets [B]) -> scalar`` mean loss (``ltlib.losses``).
-        cfg: the recipe; its hash guards the checkpoint against resuming with another recipe.
+        cfg: the recipe; its hash (runtime-only fields left out, ``ltlib.recipes.RUNTIME_FIELDS``) and the
+            model's fingerprint guard the checkpoint against resuming with another recipe or model.
         run_dir: holds ``checkpoint.pt`` and ``log.jsonl``.
         ctx: the data-parallel context (``ltlib.distributed.init_distributed``).
         stop_after_steps: simulate an interruption after this many global steps (tests, demos).
@@ -203,14 +204,15 @@ def train(model: torch.nn.Module, train_set: Dataset, loss_fn: torch.nn.Module, 
     optimizer = build_optimizer(model, cfg)
     precision = resolve_precision(cfg.precision, ctx.device)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
-    chash, ckpt = config_hash(cfg), run_dir / CHECKPOINT_NAME
-    position = load_checkpoint(ckpt, model, optimizer, scaler, chash) if ckpt.is_file() else Position()
+    chash, ckpt = config_hash(recipe_identity(cfg)), run_dir / CHECKPOINT_NAME
+    fingerprint = model_fingerprint(model)
+    position = load_checkpoint(ckpt, model, optimizer, scaler, chash, fingerprint) if ckpt.is_file() else Position()
     steps = total_steps(len(train_set), cfg)
     log = RunLog(run_dir / "log.jsonl", ctx)
     log.write("start", **run_record(cfg, seed=cfg.seed, world_size=ctx.world_size, precision=precision,
                                     resumed_from=position.__dict__, num_samples=len(train_set)))
     wrapped = _compiled(_wrap_ddp(model, ctx), compile_backend)
-    loop = _Loop(wrapped, model, loss_fn, cfg, optimizer, scaler, precision, ctx, log, ckpt, chash)
+    loop = _Loop(wrapped, model, loss_fn, cfg, optimizer, scaler, precision, ctx, log, ckpt, (chash, fingerprint))
     return loop.run(SeededSamples(train_set, cfg.seed), position, steps, stop_after_steps, progress)
 
 
@@ -310,7 +312,7 @@ class _Loop:
 
     def _save(self, position: Position) -> None:
         if self.ctx.is_main:
-            save_checkpoint(self.ckpt, self.model, self.optimizer, self.scaler, position, self.chash)
+            save_checkpoint(self.ckpt, self.model, self.optimizer, self.scaler, position, *self.chash)
 
     def _finish(self, position, steps, loss, start, images_seen, interrupted) -> TrainResult:
         self._save(position)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ from .errors import ConfigError
 
 LOSSES = ("CE", "LA", "GLA-Train", "BS")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Settings that change how fast a run goes or what it logs, never its numbers: left out of a run's identity,
+# so changing them resumes a run instead of starting a new one (micro-batches accumulate to the same batch).
+RUNTIME_FIELDS = ("num_workers", "checkpoint_every", "log_every", "micro_batch_size", "eval_batch_size")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,11 @@ class TrainConfig:
         _check(self.lr > 0, "lr", self.lr, "positive")
         _check(self.max_steps is None or self.max_steps > 0, "max_steps", self.max_steps, "None or positive")
         _check(self.head_init in ("text", "random"), "head_init", self.head_init, "'text' or 'random'")
+
+
+def recipe_identity(cfg: TrainConfig) -> dict[str, Any]:
+    """The fields of ``cfg`` that decide a run's numbers (all but :data:`RUNTIME_FIELDS`), for hashing."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in RUNTIME_FIELDS}
 
 
 def load_recipe(key_or_path: str | Path = "lift", **overrides: Any) -> TrainConfig:
