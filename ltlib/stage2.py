@@ -120,27 +120,56 @@ def read_logits(run_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
 
 
 def _npz_member(path: Path, name: str) -> np.ndarray:
-    with zipfile.ZipFile(path) as archive:
-        info = archive.getinfo(f"{name}.npy")
-        if info.compress_type != zipfile.ZIP_STORED:
-            with archive.open(info) as member:
-                array = np.lib.format.read_array(member)
+    """One member of a cached split, its dtype checked to be plain numbers before anything is mapped.
+
+    Raises:
+        ConfigError: the member is missing, has another dtype (object arrays would map pointers) or is
+            damaged; the message names the file and member.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(f"{name}.npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                with archive.open(info) as member:
+                    array = np.lib.format.read_array(member, allow_pickle=False)  # object arrays: ValueError
+                _member_dtype(path, name, array.dtype)
                 array.setflags(write=False)
                 return array
-    return _memmap_stored(path, info)
+        return _memmap_stored(path, info, name)
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile, struct.error) as exc:
+        raise ConfigError(f"{path}: cannot read member {name!r} of the cached split ({exc})") from exc
 
 
-def _memmap_stored(path: Path, info: zipfile.ZipInfo) -> np.ndarray:
-    """Memory-map an uncompressed ``.npy`` member of a zip archive in place."""
+_MEMBER_KINDS = {"logits": "f", "targets": "iu", "features": "f"}
+
+
+def _member_dtype(path: Path, name: str, dtype: np.dtype) -> np.dtype:
+    """``dtype`` if it is a plain numeric dtype of the kind ``name`` needs (float logits, integer targets)."""
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or \
+            dtype.kind not in _MEMBER_KINDS.get(name, "fiu"):
+        raise ConfigError(f"{path}: member {name!r} has dtype {dtype}, expected plain "
+                          f"{'floats' if _MEMBER_KINDS.get(name) == 'f' else 'integers'}; refusing to read it")
+    return dtype
+
+
+def _memmap_stored(path: Path, info: zipfile.ZipInfo, name: str) -> np.ndarray:
+    """Memory-map an uncompressed ``.npy`` member of a zip archive in place, after checking its dtype
+    and that its data lies inside the member."""
     with open(path, "rb") as f:
         f.seek(info.header_offset + 26)
         name_length, extra_length = struct.unpack("<HH", f.read(4))
-        f.seek(info.header_offset + _ZIP_LOCAL_HEADER + name_length + extra_length)
+        start = info.header_offset + _ZIP_LOCAL_HEADER + name_length + extra_length
+        f.seek(start)
         version = np.lib.format.read_magic(f)
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran_order, dtype = reader(f)
         offset = f.tell()
-    if int(np.prod(shape)) == 0:
+    dtype = _member_dtype(path, name, dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    if offset - start + count * dtype.itemsize != info.file_size:
+        raise ConfigError(f"{path}: member {name!r} declares shape {shape} of {dtype} but holds "
+                          f"{info.file_size - (offset - start)} data bytes; the file is damaged")
+    if count == 0:
         return np.zeros(shape, dtype=dtype)
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran_order else "C")
 

@@ -78,12 +78,12 @@ def one_line_error(stderr: str) -> str:
     return lines[0]
 
 
-def logits_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
-    """An uncompressed ``.npz`` with exactly ``arrays`` (object arrays pickled, as a crafted file would be)."""
+def logits_npz(path: Path, arrays: dict[str, np.ndarray], compressed: bool = False) -> Path:
+    """An ``.npz`` with exactly ``arrays`` (object arrays pickled, as a crafted file would be)."""
     import io
     import zipfile
     path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED) as archive:
         for name, array in arrays.items():
             buffer = io.BytesIO()
             np.lib.format.write_array(buffer, array, allow_pickle=True)
