@@ -26,6 +26,7 @@ from tqdm import tqdm
 from .cache import SplitOutputs
 from .checkpoint import CHECKPOINT_NAME, Position, load_checkpoint, model_fingerprint, save_checkpoint
 from .distributed import DistContext, all_reduce_sum, gather_rows
+from .errors import NonFiniteError
 from .provenance import config_hash, run_record
 from .recipes import TrainConfig, recipe_identity
 from .seeding import mix_seed as _mix
@@ -248,6 +249,7 @@ class _Loop:
                 self._set_lr(position.epoch)
                 for images, targets, weight in self._batches(samples, position):
                     loss = self._step(images, targets, weight)
+                    self._check_finite(loss, position.global_step + 1)
                     images_seen += len(targets) * self.ctx.world_size
                     position = Position(position.epoch, position.step_in_epoch + 1, position.global_step + 1)
                     rate = images_seen / max(time.perf_counter() - start, 1e-9)
@@ -303,6 +305,18 @@ class _Loop:
         else:
             self.optimizer.step()
         return total / len(targets)
+
+    def _check_finite(self, loss: float, step: int) -> None:
+        """Stop on a NaN or infinite loss (every process agrees), before it is checkpointed or logged: the
+        last checkpoint stays the last finite state and the run is never marked complete."""
+        bad = torch.tensor([0.0 if math.isfinite(loss) else 1.0], device=self.ctx.device)
+        if self.ctx.enabled:
+            bad = all_reduce_sum(bad, self.ctx)
+        if float(bad) > 0:
+            self.log.write("error", global_step=step, loss=loss, message="non-finite loss")
+            raise NonFiniteError(f"{self.ckpt.parent}: the training loss became non-finite ({loss}) at step {step}; "
+                                 f"lower lr (now {self.cfg.lr}) or check tau and the data; the run resumes from "
+                                 "its last finite checkpoint")
 
     def _maybe_log(self, position: Position, loss: float, rate: float) -> None:
         if position.global_step % self.cfg.log_every == 0:

@@ -22,7 +22,7 @@ import torch
 
 from .adjust import RULES, backdoor_adjust
 from .cache import split_path
-from .errors import ConfigError
+from .errors import ConfigError, NonFiniteError
 from .metrics import Groups, d_groups, dp_matrix, group_accuracy, p_groups
 from .priors import PriorFit, fit_prior
 from .provenance import config_hash, git_sha, library_versions, run_record
@@ -116,7 +116,21 @@ def read_logits(run_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
     if not path.is_file():
         raise ConfigError(f"run {run_dir}: no cached logits for split {split!r} (expected {path}); is the run "
                           "complete?")
-    return _npz_member(path, "logits"), _npz_member(path, "targets")
+    logits = _npz_member(path, "logits")
+    _check_finite(logits, f"run {run_dir}, split {split!r}")
+    return logits, _npz_member(path, "targets")
+
+
+def _check_finite(logits: np.ndarray, where: str, block_elements: int = _BLOCK_ELEMENTS) -> None:
+    """Raise :class:`NonFiniteError` naming ``where`` when ``logits`` hold NaN or infinity (read by blocks,
+    so a memory map is streamed once and never copied whole). A NaN would otherwise argmax to class 0."""
+    rows = max(1, block_elements // max(1, logits.shape[1] if logits.ndim == 2 else 1))
+    for start in range(0, len(logits), rows):
+        bad = ~np.isfinite(logits[start:start + rows])
+        if bad.any():
+            row = start + int(np.argwhere(bad)[0][0])
+            raise NonFiniteError(f"{where}: logits hold non-finite values (NaN or infinity), first in row {row}; "
+                                 "the run diverged or its cache is damaged: re-run it")
 
 
 def _npz_member(path: Path, name: str) -> np.ndarray:
