@@ -54,17 +54,20 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     """What a checkpoint must match besides the recipe: the model before training.
 
     Names, shapes and dtypes of every tensor, plus evenly spaced values of the frozen ones (the
-    backbone): another architecture or another backbone's weights give another fingerprint, while
-    the trainable tensors (which training changes) enter by name and shape only.
+    backbone: outside ``trainable_state_dict``, or parameters that do not require grad): another
+    architecture or another backbone's weights give another fingerprint, while the trainable tensors
+    (which training changes) enter by name and shape only.
 
     Returns:
         16 hex digits.
     """
-    trainable = set(trainable_state(model))
+    state = model.state_dict()
+    frozen = (set(state) - set(trainable_state(model))) | {
+        name for name, p in model.named_parameters() if not p.requires_grad}
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
-        if name not in trainable and tensor.numel():
+        if name in frozen and tensor.numel():
             flat = tensor.detach().reshape(-1)
             count = min(flat.numel(), _SAMPLES_PER_TENSOR)
             picks = torch.arange(count, dtype=torch.int64) * (flat.numel() - 1) // max(count - 1, 1)

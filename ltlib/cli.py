@@ -106,14 +106,15 @@ def _train(args: argparse.Namespace) -> int:
 
     ctx = init_distributed(args.device)
     try:
-        backbone, loader = _backbone_loader(args, ctx.device)
+        backbone, loader, backbone_id = _backbone_loader(args, ctx.device)
         recipe = _recipe(args.recipe, args.dataset, args.set)
         task = build_task(args.dataset, args.data_root, train_list=args.train_list, recipe=recipe,
                           val_source=args.val_source)
         spec = RunSpec(task.key, backbone, args.method, args.seed, recipe)
         prior = _pretrain_prior(args, spec) if args.method == "GLA-Train" else None
         run_dir = run_stage1(spec, task, loader, args.runs_root, ctx, pretrain_prior=prior,
-                             progress=not args.no_progress, compile_backend=args.compile)
+                             progress=not args.no_progress, compile_backend=args.compile,
+                             backbone_identity=backbone_id)
     except RunInterrupted as exc:
         print(f"[train] {exc}", file=sys.stderr)
         return INTERRUPTED_EXIT_CODE
@@ -132,9 +133,11 @@ def _recipe(recipe: str | None, dataset: str, overrides: Sequence[str]):
     return load_recipe(recipe or load_dataset_config(dataset).recipe, **parse_overrides(overrides))
 
 
-def _backbone_loader(args: argparse.Namespace, device) -> tuple[str, Callable]:
-    """(the name runs are recorded under, name → frozen backbone); random weights get their own name."""
+def _backbone_loader(args: argparse.Namespace, device) -> tuple[str, Callable, dict]:
+    """(the name runs are recorded under, name → frozen backbone, what identifies its weights: the spec and
+    the SHA-256 of ``--weights``); random weights get their own name."""
     from .backbones import BackboneSpec, build_backbone, get_spec, register_backbone
+    from .provenance import to_plain
 
     spec = register_backbone(get_spec(args.backbone))  # a YAML path becomes its registry key
     if args.random_init:
@@ -142,8 +145,25 @@ def _backbone_loader(args: argparse.Namespace, device) -> tuple[str, Callable]:
         random_spec = BackboneSpec(f"{spec.name}-random", spec.arch, None, spec.template,
                                    f"{spec.description} (random weights)")
         name, seed = register_backbone(random_spec).name, zlib.crc32(spec.name.encode()) % 2**31
-        return name, lambda key: build_backbone(key, random_init=True, seed=seed, device=device)
-    return spec.name, lambda key: build_backbone(key, weights=args.weights, device=device)
+        identity = {"spec": to_plain(random_spec), "random_init_seed": seed}
+        return name, lambda key: build_backbone(key, random_init=True, seed=seed, device=device), identity
+    weights = None if args.weights is None else {"file_sha256": _file_sha256(args.weights),
+                                                 "size": args.weights.stat().st_size}
+    identity = {"spec": to_plain(spec), "weights": weights}
+    return spec.name, lambda key: build_backbone(key, weights=args.weights, device=device), identity
+
+
+def _file_sha256(path: Path) -> str:
+    """SHA-256 of a file read in 1 MiB blocks; a missing file is a ConfigError naming it."""
+    import hashlib
+
+    if not path.is_file():
+        raise ConfigError(f"--weights {path}: weights file not found")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _pretrain_prior(args: argparse.Namespace, spec):
