@@ -10,6 +10,7 @@ book; the wall time of every execution goes into ``timings.csv`` beside the exec
 from __future__ import annotations
 
 import hashlib
+import keyword
 import os
 import time
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ def load_plan(setting: str, plan_path: Path = PLAN_PATH, only: Sequence[str] | N
     Raises:
         ConfigError: unknown setting, or a listed notebook source that does not exist.
     """
+    check_parameters(overrides, "--set")
     plan = load_yaml(plan_path)
     settings = plan.get("settings", {})
     if setting not in settings:
@@ -76,6 +78,32 @@ def load_plan(setting: str, plan_path: Path = PLAN_PATH, only: Sequence[str] | N
         params = {**settings[setting], **entry.get("parameters", {}), **per_setting, **overrides}
         jobs.append(NotebookJob(entry["name"], source, params))
     return jobs
+
+
+def check_parameters(parameters: dict[str, Any], source: str) -> None:
+    """Require notebook parameters to be identifiers bound to plain literals (None, bool, int, float, str,
+    and lists or string-keyed mappings of them): papermill writes them into a code cell, so anything else
+    could run code or fail there.
+
+    Raises:
+        ConfigError: naming ``source`` and the offending key.
+    """
+    for key, value in parameters.items():
+        if not (isinstance(key, str) and key.isidentifier() and not keyword.iskeyword(key)):
+            raise ConfigError(f"{source}: parameter name {key!r} is not a Python identifier")
+        if not _is_literal(value):
+            raise ConfigError(f"{source}: parameter {key} = {value!r} is not a plain literal (None, true/false, "
+                              "a number, a string, or a list or mapping of those)")
+
+
+def _is_literal(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_literal(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_literal(v) for k, v in value.items())
+    return False
 
 
 def library_fingerprint() -> str:
@@ -104,18 +132,45 @@ def is_up_to_date(job: NotebookJob, out_dir: Path) -> bool:
 def execute(job: NotebookJob, out_dir: Path, *, cwd: Path = REPO_ROOT, timeout: int | None = None) -> float:
     """Execute one job into ``out_dir/<name>.ipynb``; returns the wall time in seconds.
 
+    The notebook is executed under a temporary name and renamed on success only; its stamp is removed
+    first and written last, so a stamp never vouches for a notebook that failed or is half written.
+
     Raises:
         NotebookError: naming the notebook, the failing cell and the exception.
     """
     import jupytext
-    import papermill
 
     out = job.output_path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
+    stamp = out.with_suffix(STAMP_SUFFIX)
+    stamp.unlink(missing_ok=True)  # from here until success nothing vouches for ``out``
     source_nb = out.with_name(f".{job.name}.source.ipynb")
+    partial = out.with_name(f".{job.name}.partial.ipynb")  # renamed to ``out`` on success only
     jupytext.write(jupytext.read(job.source), source_nb)
     os.environ[EXECUTED_DIR_VARIABLE] = str(Path(out_dir).resolve())  # read by ltlib.perf inside the kernel
     start = time.perf_counter()
+    try:
+        _papermill(job, source_nb, partial, cwd, timeout)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a failed or interrupted execution leaves nothing under any name
+        raise
+    finally:
+        source_nb.unlink(missing_ok=True)
+    seconds = time.perf_counter() - start
+    try:
+        hide_injected_parameters(partial)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    write_json(stamp, {"fingerprint": job_fingerprint(job), "seconds": seconds,
+                       "parameters": job.parameters, "git_sha": git_sha()})
+    return seconds
+
+
+def _papermill(job: NotebookJob, source_nb: Path, out: Path, cwd: Path, timeout: int | None) -> None:
+    """Execute ``source_nb`` into ``out`` with ``job``'s parameters; failures become a NotebookError."""
+    import papermill
+
     try:
         papermill.execute_notebook(str(source_nb), str(out), parameters=job.parameters, kernel_name="python3",
                                    progress_bar=False, cwd=str(cwd), execution_timeout=timeout)
@@ -124,13 +179,6 @@ def execute(job: NotebookJob, out_dir: Path, *, cwd: Path = REPO_ROOT, timeout: 
                             f"{exc.ename}: {exc.evalue}") from exc
     except Exception as exc:  # kernel death, timeouts, bad parameters: still name the notebook
         raise NotebookError(f"notebook {job.name} ({job.source}) could not be executed: {exc}") from exc
-    finally:
-        source_nb.unlink(missing_ok=True)
-    seconds = time.perf_counter() - start
-    hide_injected_parameters(out)
-    write_json(out.with_suffix(STAMP_SUFFIX), {"fingerprint": job_fingerprint(job), "seconds": seconds,
-                                               "parameters": job.parameters, "git_sha": git_sha()})
-    return seconds
 
 
 def hide_injected_parameters(path: Path) -> None:
