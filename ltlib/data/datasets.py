@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ from torch.utils.data import Dataset
 
 from ..config import from_dict, list_configs, load_config
 from ..errors import ConfigError, ManifestError
-from ..storage import read_json, write_json
+from ..storage import read_json
 from .manifest import (Manifest, check_all_classes_present, check_class_folders, check_images_exist,
                        class_counts, git_blob_id, group_sizes, read_class_counts, read_classnames,
                        read_bytes, read_label_map, read_manifest)
@@ -242,9 +244,9 @@ def _pin_sha256(path: Path, digest: str, spec: SplitSpec, dataset: str,
                 cache_dir: str | os.PathLike | None) -> tuple[Path, bool]:
     """Record ``digest`` on first use; afterwards require it. Returns (record, first use)."""
     record = Path(cache_dir or cache_root()) / "manifests" / f"{dataset}-{spec.name}.json"
-    if not record.is_file():
-        write_json(record, {"dataset": dataset, "split": spec.name, "sha256": digest, "path": str(path.resolve()),
-                            "recorded_at": datetime.datetime.now(datetime.timezone.utc).isoformat()})
+    entry = {"dataset": dataset, "split": spec.name, "sha256": digest, "path": str(path.resolve()),
+             "recorded_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+    if _create_once(record, entry):
         return record, True
     pinned = read_json(record)
     if pinned["sha256"] != digest:
@@ -252,6 +254,23 @@ def _pin_sha256(path: Path, digest: str, spec: SplitSpec, dataset: str,
                             f"{record} for {pinned['path']} on first use; results would not be comparable "
                             f"(delete {record} to adopt the new file). {_where_from(spec)}.")
     return record, False
+
+
+def _create_once(record: Path, entry: dict) -> bool:
+    """Write ``entry`` to ``record`` unless it exists, atomically: of several processes pinning at once exactly
+    one creates it (``os.link`` of a complete temporary file fails when the name exists). Returns whether
+    this call created it."""
+    record.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{record.name}.", suffix=".tmp", dir=record.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(entry, f, indent=2, sort_keys=True)
+        os.link(tmp, record)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
 
 
 def load_split(dataset: str | os.PathLike | DatasetConfig, split: str,
