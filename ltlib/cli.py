@@ -52,18 +52,38 @@ def _run_notebooks(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- shared parsing
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["epochs=2", "tte=false"]`` → ``{"epochs": 2, "tte": False}`` (values parsed as YAML scalars).
+    """``["epochs=2", "tte=false", "lr=1e-3"]`` → ``{"epochs": 2, "tte": False, "lr": 0.001}``.
+
+    Values are read as numbers where Python reads them as numbers (``1e-3`` is a float, unlike YAML 1.1),
+    else as YAML scalars (``true``, ``null``, lists); a value holding ``#`` stays the literal string.
 
     Raises:
-        ConfigError: an item without ``=`` or with an empty key, naming it.
+        ConfigError: an item without ``=``, with an empty key or a value YAML cannot read, naming it.
     """
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {pair!r}: expected KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        out[key.strip()] = _scalar(value.strip(), pair)
     return out
+
+
+def _scalar(text: str, pair: str) -> Any:
+    """One ``--set`` value: None when empty, an int or float when it reads as one, else YAML (see above)."""
+    if not text:
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    if "#" in text:
+        return text  # YAML would drop everything after " #" as a comment
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {pair!r}: cannot read the value: {str(exc).splitlines()[0]}") from exc
 
 
 def _main_rank() -> bool:
@@ -92,7 +112,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
                    "| train_subset | test (auto: the shipped val list; iNat2018: a balanced subset of the train list)")
     p.add_argument("--prior-run", type=Path, default=None,
                    help="GLA-Train: the zero-shot run giving P̂_P (default: this backbone's zero-shot run)")
-    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    p.add_argument("--device", default=None, choices=("cpu", "cuda"), help="cpu | cuda (default: cuda when available)")
     p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
                    help="torch.compile the training forward (default backend: inductor)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -130,7 +150,11 @@ def _recipe(recipe: str | None, dataset: str, overrides: Sequence[str]):
     from .data import load_dataset_config
     from .recipes import load_recipe
 
-    return load_recipe(recipe or load_dataset_config(dataset).recipe, **parse_overrides(overrides))
+    values = parse_overrides(overrides)
+    for key, option in (("seed", "--seed"), ("loss", "--method")):
+        if key in values:
+            raise ConfigError(f"--set {key}={values[key]!r}: the run's {key} is given by {option}, not --set")
+    return load_recipe(recipe or load_dataset_config(dataset).recipe, **values)
 
 
 def _backbone_loader(args: argparse.Namespace, device) -> tuple[str, Callable, dict]:

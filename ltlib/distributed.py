@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -37,6 +39,10 @@ def init_distributed(device: str | None = None) -> DistContext:
         The process's context; a single-process context when not launched by torchrun.
     """
     kind = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if kind not in ("cpu", "cuda"):
+        raise ConfigError(f"device {device!r}: expected 'cpu' or 'cuda' (torchrun picks the GPU of each process)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA device; pass --device cpu")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if kind.startswith("cuda"):

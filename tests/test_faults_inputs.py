@@ -83,3 +83,58 @@ def test_two_processes_pinning_a_list_at_once_cannot_both_be_first(fixture, tmp_
         for t in threads:
             t.join()
         assert results.count(True) == 1 and results.count("refused") == 7
+
+
+# --------------------------------------------------------------------------- item 7: silently wrong values
+def test_16_bit_png_is_scaled_not_saturated(tmp_path):
+    from PIL import Image
+    from ltlib.data import Manifest, ManifestDataset
+    wide = (np.arange(12 * 16).reshape(12, 16) * 300).astype(np.uint16)  # 0 … 57,300 of 65,535
+    (tmp_path / "train").mkdir()
+    Image.fromarray(wide).save(tmp_path / "train" / "g.png")
+    manifest = Manifest(tmp_path / "list.txt", ("train/g.png",), np.zeros(1, np.int64), 1)
+    image, _ = ManifestDataset(manifest, tmp_path)[0]
+    rgb = np.asarray(image)
+    # 8-bit value = round(v / 257) (65,535 / 255 = 257 exactly), the same in the three channels.
+    assert rgb.shape == (12, 16, 3) and np.array_equal(rgb[..., 0], np.rint(wide / 257).astype(np.uint8))
+    assert np.array_equal(rgb[..., 0], rgb[..., 2])
+
+
+@pytest.mark.parametrize("text, value", [("lr=1e-3", 0.001), ("lr=5E-4", 0.0005), ("template=a #{} photo", "a #{} photo"),
+                                         ("template=x#{}", "x#{}")])
+def test_set_values_are_read_as_written(text, value):
+    from ltlib.cli import parse_overrides
+    key = text.split("=")[0]
+    assert parse_overrides([text]) == {key: value}
+
+
+@pytest.mark.parametrize("override, field", [("epochs=2.5", "epochs"), ("tte=maybe", "tte"),
+                                             ("checkpoint_every=-5", "checkpoint_every"), ("tau=-1", "tau"),
+                                             ("lr=.inf", "lr"), ("tau=.nan", "tau"), ("batch_size=true", "batch_size"),
+                                             ("num_workers=-1", "num_workers")])
+def test_bad_set_values_are_refused_at_parse_time(fixture, tmp_path, capsys, override, field):
+    from ltlib.cli import main
+    code = main(["train", "--dataset", str(fixture.config), "--data-root", str(fixture.root), "--backbone", "clip",
+                 "--random-init", "--runs-root", str(tmp_path / "runs"), "--no-progress", "--set", override])
+    err = capsys.readouterr().err
+    assert code == 2 and f"invalid training parameter {field}=" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("override, option", [("seed=5", "--seed"), ("loss=CE", "--method")])
+def test_set_of_a_value_owned_by_an_option_is_refused(fixture, tmp_path, capsys, override, option):
+    from ltlib.cli import main
+    code = main(["train", "--dataset", str(fixture.config), "--data-root", str(fixture.root), "--backbone", "clip",
+                 "--random-init", "--runs-root", str(tmp_path / "runs"), "--no-progress", "--set", override])
+    assert code == 2 and f"is given by {option}, not --set" in capsys.readouterr().err
+
+
+def test_an_unknown_device_is_refused(fixture, tmp_path, capsys):
+    from ltlib.cli import main
+    from ltlib.distributed import init_distributed
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--dataset", str(fixture.config), "--data-root", str(fixture.root), "--backbone", "clip",
+              "--device", "tpu"])
+    assert exit_info.value.code == 2 and "invalid choice: 'tpu'" in capsys.readouterr().err
+    with pytest.raises(LtlibError, match="device 'tpu': expected 'cpu' or 'cuda'"):
+        init_distributed("tpu")

@@ -318,8 +318,12 @@ class ManifestDataset(Dataset):
         return len(self.manifest)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        with open(self.data_root / self.manifest.paths[index], "rb") as f:
-            image = Image.open(f).convert("RGB")
+        path = self.data_root / self.manifest.paths[index]
+        try:
+            image = load_rgb(path)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise ManifestError(f"{self.manifest.source}, line {index + 1}: cannot decode image {path}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
         return (image if self.transform is None else self.transform(image)), int(self.manifest.labels[index])
 
     @property
@@ -335,6 +339,22 @@ class ManifestDataset(Dataset):
     def class_counts(self) -> np.ndarray:
         """[C] int64 images per class (for a train split: n_j of the LA loss and the D-groups)."""
         return class_counts(self.manifest.labels, self.manifest.num_classes)
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    """Decode an image file into 8-bit RGB; 16- and 32-bit greyscale (``I;16``, ``I``) is scaled from its
+    full range (65,535 → 255), not clipped, which would turn most pixels white.
+
+    Raises:
+        OSError / ValueError: the file is empty, truncated or not an image (PIL's errors).
+    """
+    with open(path, "rb") as f:
+        image = Image.open(f)
+        image.load()
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        wide = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8), mode="L")
+    return image.convert("RGB")
 
 
 def build_split(dataset: str | os.PathLike | DatasetConfig, split: str, data_root: str | os.PathLike,
