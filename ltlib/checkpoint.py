@@ -91,8 +91,12 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
         "config_hash": config_hash,
         "model_fingerprint": fingerprint,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except RuntimeError as exc:  # torch's zip writer reports a failed write (e.g. ENOSPC) as RuntimeError
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({_first_line(exc)}); is the disk full? "
+                              "The previous checkpoint is intact") from exc
     return Path(path)
 
 

@@ -131,6 +131,7 @@ def _train(args: argparse.Namespace) -> int:
         task = build_task(args.dataset, args.data_root, train_list=args.train_list, recipe=recipe,
                           val_source=args.val_source)
         spec = RunSpec(task.key, backbone, args.method, args.seed, recipe)
+        _check_folder(args.runs_root, "--runs-root")
         prior = _pretrain_prior(args, spec) if args.method == "GLA-Train" else None
         run_dir = run_stage1(spec, task, loader, args.runs_root, ctx, pretrain_prior=prior,
                              progress=not args.no_progress, compile_backend=args.compile,
@@ -144,6 +145,18 @@ def _train(args: argparse.Namespace) -> int:
         accuracy = load_run(run_dir)["accuracy"]
         print(f"[train] {spec.method} {backbone} seed {spec.seed}: accuracy {accuracy} -> {run_dir}")
     return 0
+
+
+def _check_folder(path: Path, option: str) -> None:
+    """Require ``path`` to be a folder this process can write (created if absent), naming ``option``."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot create it ({exc.strerror or exc})") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path}: not writable by this user")
 
 
 def _recipe(recipe: str | None, dataset: str, overrides: Sequence[str]):
@@ -334,6 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C); a training run resumes with the same command", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE
     except LtlibError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file or folder the command could not use; the message names it
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -60,6 +60,10 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "<dict>") -> T:
         raise ConfigError(f"{source}: unknown key(s) {unknown} for {cls.__name__}; allowed: {sorted(fields)}")
     hints = typing.get_type_hints(cls)
     kwargs = {k: _coerce(hints[k], v) for k, v in data.items()}
+    for key, value in kwargs.items():
+        if not _matches(hints[key], value):
+            raise ConfigError(f"{source}: {key} = {value!r} has the wrong type for {cls.__name__}: expected "
+                              f"{_type_name(hints[key])}")
     missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:
@@ -81,6 +85,32 @@ def replace(config: T, **changes: Any) -> T:
     if unknown:
         raise ConfigError(f"unknown parameter(s) {unknown} for {type(config).__name__}; allowed: {sorted(names)}")
     return dataclasses.replace(config, **changes)
+
+
+_SCALARS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _matches(hint: Any, value: Any) -> bool:
+    """Whether ``value`` fits a scalar annotation (int, float, str, bool, optional ones, tuples); other
+    annotations are left to the dataclass's own checks."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(a, value) for a in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        return isinstance(value, tuple)
+    if hint in (int, float):
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    names = [_SCALARS.get(a, getattr(a, "__name__", str(a))) for a in args]
+    return " or ".join(names) + (" or null" if type(None) in typing.get_args(hint) else "")
 
 
 def _coerce(hint: Any, value: Any) -> Any:

@@ -26,12 +26,12 @@ from tqdm import tqdm
 from .cache import SplitOutputs
 from .checkpoint import CHECKPOINT_NAME, Position, load_checkpoint, model_fingerprint, save_checkpoint
 from .distributed import DistContext, all_reduce_sum, gather_rows
-from .errors import NonFiniteError
+from .errors import LtlibError, NonFiniteError
 from .provenance import config_hash, run_record
 from .recipes import TrainConfig, recipe_identity
 from .seeding import mix_seed as _mix
 from .seeding import seed_everything
-from .storage import append_jsonl
+from .storage import append_jsonl, exclusive_lock
 
 
 # --------------------------------------------------------------------------- schedule and seeding
@@ -198,7 +198,14 @@ def train(model: torch.nn.Module, train_set: Dataset, loss_fn: torch.nn.Module, 
     Returns:
         A :class:`TrainResult`; the trained weights stay in ``model`` and ``checkpoint.pt``.
     """
-    run_dir = Path(run_dir)
+    with exclusive_lock(run_dir, ".train.lock", enabled=ctx.is_main):
+        return _train_locked(model, train_set, loss_fn, cfg, Path(run_dir), ctx, stop_after_steps, progress,
+                             compile_backend)
+
+
+def _train_locked(model, train_set, loss_fn, cfg, run_dir, ctx, stop_after_steps, progress, compile_backend
+                  ) -> TrainResult:
+    """:func:`train` while holding the run folder's lock (no second process writes the same checkpoint)."""
     seed_everything(cfg.seed, cfg.deterministic)
     model.to(ctx.device).train()
     loss_fn.to(ctx.device)
@@ -283,7 +290,7 @@ class _Loop:
         loader = DataLoader(samples, batch_sampler=[s[0].tolist() for s in shares],
                             num_workers=self.cfg.num_workers, pin_memory=self.ctx.device.type == "cuda",
                             worker_init_fn=_worker_init)
-        for (images, targets), (_, weight) in zip(loader, shares):
+        for (images, targets), (_, weight) in zip(_unwrapped(loader), shares):
             yield images, targets, weight
 
     def _step(self, images: torch.Tensor, targets: torch.Tensor, weight: float) -> float:
@@ -337,6 +344,18 @@ class _Loop:
         return result
 
 
+def _unwrapped(loader) -> Iterator:
+    """Iterate ``loader``; an ltlib error raised in a worker process (an undecodable image naming its
+    manifest line) is re-raised with its own one-line message instead of the worker's traceback."""
+    try:
+        yield from loader
+    except LtlibError as exc:
+        lines = str(exc).strip().splitlines()
+        if len(lines) > 1 and lines[0].startswith("Caught "):
+            raise type(exc)(lines[-1].partition(": ")[2] or lines[-1]) from None
+        raise
+
+
 def _worker_init(worker_id: int) -> None:
     # Per-sample seeding (SeededSamples) makes results independent of the worker count; this only
     # keeps numpy/python RNGs of different workers apart for user transforms that use them.
@@ -370,7 +389,7 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, ctx: DistContext = DistCo
         loader = DataLoader(Subset(dataset, shard.tolist()), batch_size=batch_size, shuffle=False,
                             num_workers=num_workers, pin_memory=ctx.device.type == "cuda")
     logits, targets, features = [], [], []
-    for images, labels in tqdm(loader, desc="eval", unit="batch", disable=not (progress and ctx.is_main),
+    for images, labels in tqdm(_unwrapped(loader), desc="eval", unit="batch", disable=not (progress and ctx.is_main),
                                total=-(-len(shard) // batch_size)):
         images = images.to(ctx.device, non_blocking=True)
         with autocast(resolve_precision(precision, ctx.device), ctx.device):

@@ -27,7 +27,7 @@ from .engine import evaluate, train
 from .errors import ConfigError
 from .provenance import config_hash, run_record, to_plain
 from .recipes import LOSSES, TrainConfig, recipe_identity
-from .storage import read_json, write_json
+from .storage import exclusive_lock, read_json, write_json
 from .tasks import Task
 
 METHODS = ("zeroshot",) + LOSSES
@@ -148,6 +148,16 @@ def run_stage1(spec: RunSpec, task: Task, backbone_loader: Callable[[str], torch
                 "backbone": to_plain(backbone_identity or {"name": spec.backbone})}
     check_identity(run_dir, identity, write=ctx.is_main)
     if is_complete(run_dir, task.eval_sets):
+        return run_dir
+    with exclusive_lock(run_dir, enabled=ctx.is_main):
+        return _run_locked(spec, task, backbone_loader, run_dir, ctx, pretrain_prior, progress, compile_backend,
+                           workers)
+
+
+def _run_locked(spec, task, backbone_loader, run_dir, ctx, pretrain_prior, progress, compile_backend,
+                workers) -> Path:
+    """Train (unless zero-shot), evaluate and record one run while holding its folder's lock."""
+    if is_complete(run_dir, task.eval_sets):  # finished by another process between the check and the lock
         return run_dir
     model = _build_model(spec, task, backbone_loader)
     if spec.method != "zeroshot":

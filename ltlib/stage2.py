@@ -323,6 +323,9 @@ def estimate_stage2_prior(prior_run: str | Path, split: str = "val") -> PriorFit
     Raises:
         ConfigError: the run is not a zero-shot run, or the split is not cached.
     """
+    if not (Path(prior_run) / RUN_FILE).is_file():
+        raise ConfigError(f"prior run {prior_run}: not a complete stage-1 run (no {RUN_FILE}); pass the folder of "
+                          "a zero-shot run (python -m ltlib train --method zeroshot)")
     record = load_run(prior_run)
     if record.get("method") != "zeroshot":
         raise ConfigError(f"prior run {prior_run} has method {record.get('method')!r}; P̂_P is estimated from a "

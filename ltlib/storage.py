@@ -9,6 +9,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import LtlibError
+
+
+class StorageError(LtlibError, OSError):
+    """A file could not be written (full disk, read-only folder, a file where a folder should be); the
+    message names it."""
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -18,14 +25,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     On an exception the temporary file is removed and ``path`` is left untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot create it in {path.parent} ({exc.strerror or exc}); is the folder "
+                           "read-only, or a file?") from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp_path, path)
+    except OSError as exc:  # a full disk, a file-size limit, a read-only folder: name the file, keep the old one
+        raise StorageError(f"{path}: cannot write it ({exc.strerror or exc}); is the disk full or read-only? "
+                           "Any previous version is intact") from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -57,11 +71,15 @@ def read_json(path: str | os.PathLike) -> Any:
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     """Append one JSON record as a line (flushed and fsynced, so a crash loses at most this line)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, sort_keys=True, default=_json_default) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, sort_keys=True, default=_json_default) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot append to it ({exc.strerror or exc}); is the disk full or "
+                           "read-only?") from exc
 
 
 def _json_default(obj: Any) -> Any:
@@ -70,3 +88,37 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+@contextmanager
+def exclusive_lock(folder: str | os.PathLike, name: str = ".lock", enabled: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder/name`` (``flock``) for the block, or fail at once when another
+    process holds it: two processes never write one run folder together. The kernel drops the lock when
+    the process dies, so a killed run never leaves its folder locked.
+
+    Raises:
+        StorageError: another process holds the lock (the message names the folder and its pid).
+    """
+    if not enabled:
+        yield
+        return
+    import fcntl
+
+    path = Path(folder) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise StorageError(f"{folder}: in use by another process (pid {holder}); wait for it to finish, or "
+                               "use another folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
