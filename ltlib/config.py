@@ -58,12 +58,7 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "<dict>") -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown} for {cls.__name__}; allowed: {sorted(fields)}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {k: _coerce(hints[k], v) for k, v in data.items()}
-    for key, value in kwargs.items():
-        if not _matches(hints[key], value):
-            raise ConfigError(f"{source}: {key} = {value!r} has the wrong type for {cls.__name__}: expected "
-                              f"{_type_name(hints[key])}")
+    kwargs = _typed(cls, data, source)
     missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:
@@ -71,9 +66,22 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "<dict>") -> T:
     return cls(**kwargs)
 
 
+def _typed(cls: type, data: dict[str, Any], source: str) -> dict[str, Any]:
+    """``data`` coerced to ``cls``'s field types (lists to tuples, ints to floats), each value checked to
+    have its field's scalar type; a mismatch raises ConfigError naming ``source`` and the key."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _coerce(hints[k], v) for k, v in data.items() if k in hints}
+    for key, value in kwargs.items():
+        if not _matches(hints[key], value):
+            raise ConfigError(f"{source}: {key} = {value!r} has the wrong type for {cls.__name__}: expected "
+                              f"{_type_name(hints[key])}")
+    return kwargs
+
+
 def load_config(cls: type[T], kind: str, key_or_path: str | Path, **overrides: Any) -> T:
     """Load registry entry (or file) ``key_or_path`` of ``kind`` into ``cls``, then apply overrides."""
     path = config_path(kind, key_or_path)
+    _typed(cls, overrides, "override")  # a bad override is named as such, not as the file's
     data = {**load_yaml(path), **overrides}
     return from_dict(cls, data, source=str(path))
 

@@ -35,29 +35,36 @@ class KillAt(nn.CrossEntropyLoss):
     def forward(self, logits, targets):
         KillAt.calls += 1
         if KillAt.calls == {kill_at}:
-            os.kill(os.getpid(), signal.SIGKILL)  # mid-step: after the forward, before the update
+            os.kill(os.getpid(), signal.{signal})  # mid-step: after the forward, before the update
         return super().forward(logits, targets)
 
 try:
-    train({model}, Blobs(), KillAt(), recipe(checkpoint_every={every}), {run_dir!r}, progress=False)
+    result = train({model}, Blobs(), KillAt(), recipe(checkpoint_every={every}), {run_dir!r}, progress=False)
 except LtlibError as exc:
     print(f"error: {{exc}}", file=sys.stderr)
     sys.exit(2)
+sys.exit(130 if result.status == "interrupted" else 0)
 """
 
 
-def _script(run_dir, kill_at=-1, every=1, model="tiny_model()"):
+def _script(run_dir, kill_at=-1, every=1, model="tiny_model()", sig="SIGKILL"):
     return _TRAIN_SCRIPT.format(tests=str(REPO_ROOT / "tests"), kill_at=kill_at, every=every, model=model,
-                                run_dir=str(run_dir))
+                                run_dir=str(run_dir), signal=sig)
 
 
 # --------------------------------------------------------------------------- kills at random steps
-@pytest.mark.parametrize("kill_at", sorted(np.random.default_rng(14).choice(np.arange(2, 10), 2, replace=False)))
-def test_sigkill_at_a_random_step_resumes_bit_for_bit(tmp_path, kill_at):
+_KILLS = [("SIGKILL", int(k)) for k in np.random.default_rng(14).choice(np.arange(2, 10), 2, replace=False)] + \
+    [(sig, int(np.random.default_rng(k).integers(2, 10))) for k, sig in enumerate(("SIGTERM", "SIGINT"))]
+
+
+@pytest.mark.parametrize("sig, kill_at", _KILLS)
+def test_a_kill_at_a_random_step_resumes_bit_for_bit(tmp_path, sig, kill_at):
+    """SIGKILL dies at once (the last checkpoint is 1 step back); SIGTERM and Ctrl-C finish the step,
+    checkpoint it and exit 130. Either way the resumed run equals an uninterrupted one bit for bit."""
     full = tiny_model()
     train(full, Blobs(), nn.CrossEntropyLoss(), recipe(checkpoint_every=1), tmp_path / "full", progress=False)
-    killed = run_python(_script(tmp_path / "cut", kill_at=int(kill_at)), cwd=tmp_path)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    killed = run_python(_script(tmp_path / "cut", kill_at=kill_at, sig=sig), cwd=tmp_path)
+    assert killed.returncode == (-signal.SIGKILL if sig == "SIGKILL" else 130), killed.stderr[-2000:]
     resumed = tiny_model(seed=7)
     result = train(resumed, Blobs(), nn.CrossEntropyLoss(), recipe(checkpoint_every=1), tmp_path / "cut",
                    progress=False)
