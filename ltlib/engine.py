@@ -197,6 +197,11 @@ def train(model: torch.nn.Module, train_set: Dataset, loss_fn: torch.nn.Module, 
             run may be resumed with or without it.
     Returns:
         A :class:`TrainResult`; the trained weights stay in ``model`` and ``checkpoint.pt``.
+    Raises:
+        NonFiniteError: the loss became NaN or infinite (naming the step); nothing after it is saved.
+        ConfigError / CheckpointError: the checkpoint in ``run_dir`` belongs to another recipe or model, or
+            is damaged, unsafe or of an older format (naming the file).
+        StorageError: another process holds ``run_dir``, or a file cannot be written (full disk).
     """
     with exclusive_lock(run_dir, ".train.lock", enabled=ctx.is_main):
         return _train_locked(model, train_set, loss_fn, cfg, Path(run_dir), ctx, stop_after_steps, progress,

@@ -27,7 +27,7 @@ from .engine import evaluate, train
 from .errors import ConfigError
 from .provenance import config_hash, run_record, to_plain
 from .recipes import LOSSES, TrainConfig, recipe_identity
-from .storage import exclusive_lock, read_json, write_json
+from .storage import exclusive_lock, json_text, read_json, write_json
 from .tasks import Task
 
 METHODS = ("zeroshot",) + LOSSES
@@ -146,10 +146,11 @@ def run_stage1(spec: RunSpec, task: Task, backbone_loader: Callable[[str], torch
     run_dir = spec.directory(root)
     identity = {"run": spec.identity(), "data": data_identity(task),
                 "backbone": to_plain(backbone_identity or {"name": spec.backbone})}
-    check_identity(run_dir, identity, write=ctx.is_main)
-    if is_complete(run_dir, task.eval_sets):
-        return run_dir
-    with exclusive_lock(run_dir, enabled=ctx.is_main):
+    # A second process on this run (parallel notebook jobs sharing a zero-shot run) waits, then reuses it.
+    with exclusive_lock(run_dir, enabled=ctx.is_main, wait=True):
+        check_identity(run_dir, identity, write=ctx.is_main)
+        if is_complete(run_dir, task.eval_sets):
+            return run_dir
         return _run_locked(spec, task, backbone_loader, run_dir, ctx, pretrain_prior, progress, compile_backend,
                            workers)
 
@@ -157,8 +158,6 @@ def run_stage1(spec: RunSpec, task: Task, backbone_loader: Callable[[str], torch
 def _run_locked(spec, task, backbone_loader, run_dir, ctx, pretrain_prior, progress, compile_backend,
                 workers) -> Path:
     """Train (unless zero-shot), evaluate and record one run while holding its folder's lock."""
-    if is_complete(run_dir, task.eval_sets):  # finished by another process between the check and the lock
-        return run_dir
     model = _build_model(spec, task, backbone_loader)
     if spec.method != "zeroshot":
         _train(spec, task, model, run_dir, ctx, pretrain_prior, progress, compile_backend)
@@ -207,11 +206,11 @@ def check_identity(run_dir: str | Path, identity: dict, write: bool = True) -> N
         ConfigError: the recorded identity differs (naming the first differing entry, both values), or
             the directory holds a run but no identity (made by an older ltlib).
     """
-    path = Path(run_dir) / IDENTITY_FILE
+    path, identity = Path(run_dir) / IDENTITY_FILE, json.loads(json_text(identity))  # as it reads back
     if path.is_file():
         recorded = read_json(path)
-        if recorded != json.loads(json.dumps(identity)):
-            key, old, new = _first_difference(recorded, json.loads(json.dumps(identity)))
+        if recorded != identity:
+            key, old, new = _first_difference(recorded, identity)
             raise ConfigError(f"run {run_dir} was made with {key} = {old!r}, but this call has {new!r}; its results "
                               "would be reused for other inputs. Use another runs root, or the original inputs")
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,9 +59,14 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def json_text(obj: Any) -> str:
+    """``obj`` as indented, key-sorted JSON (NumPy values and tensors become lists, paths strings)."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomically write ``obj`` as indented, key-sorted JSON (NumPy scalars are converted)."""
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    return write_text(path, json_text(obj))
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -91,13 +97,19 @@ def _json_default(obj: Any) -> Any:
 
 
 @contextmanager
-def exclusive_lock(folder: str | os.PathLike, name: str = ".lock", enabled: bool = True) -> Iterator[None]:
-    """Hold an exclusive lock on ``folder/name`` (``flock``) for the block, or fail at once when another
-    process holds it: two processes never write one run folder together. The kernel drops the lock when
-    the process dies, so a killed run never leaves its folder locked.
+def exclusive_lock(folder: str | os.PathLike, name: str = ".lock", enabled: bool = True,
+                   wait: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder/name`` (``flock``) for the block: two processes never write one
+    run folder together. The kernel drops the lock when the process dies, so a killed run never leaves
+    its folder locked.
 
+    Args:
+        folder: the folder to lock (created if absent).
+        name: the lock file's name in it.
+        enabled: False makes this a no-op (processes other than the main one).
+        wait: wait for the holder (saying so on stderr) instead of failing at once.
     Raises:
-        StorageError: another process holds the lock (the message names the folder and its pid).
+        StorageError: another process holds the lock and ``wait`` is False (naming the folder and pid).
     """
     if not enabled:
         yield
@@ -112,8 +124,11 @@ def exclusive_lock(folder: str | os.PathLike, name: str = ".lock", enabled: bool
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
-            raise StorageError(f"{folder}: in use by another process (pid {holder}); wait for it to finish, or "
-                               "use another folder") from None
+            if not wait:
+                raise StorageError(f"{folder}: in use by another process (pid {holder}); wait for it to finish, "
+                                   "or use another folder") from None
+            print(f"[ltlib] {folder}: in use by process {holder}; waiting for it", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))

@@ -103,8 +103,7 @@ def test_16_bit_png_is_scaled_not_saturated(tmp_path):
     assert np.array_equal(rgb[..., 0], rgb[..., 2])
 
 
-@pytest.mark.parametrize("text, value", [("lr=1e-3", 0.001), ("lr=5E-4", 0.0005), ("template=a #{} photo", "a #{} photo"),
-                                         ("template=x#{}", "x#{}")])
+@pytest.mark.parametrize("text, value", [("lr=1e-3", 0.001), ("lr=5E-4", 0.0005), ("template=a #{} photo", "a #{} photo")])
 def test_set_values_are_read_as_written(text, value):
     from ltlib.cli import parse_overrides
     key = text.split("=")[0]

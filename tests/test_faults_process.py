@@ -202,3 +202,32 @@ def test_a_second_process_on_the_same_run_folder_is_refused(tmp_path):
         holder.wait()
     result = train(tiny_model(), Blobs(), nn.CrossEntropyLoss(), recipe(), run_dir, progress=False)
     assert result.status == "completed"  # the lock died with its process
+
+
+def test_a_second_stage1_process_on_one_run_waits_for_the_first(cli_fixture, tmp_path, capfd):
+    """Parallel jobs may share a run (the zero-shot run of GLA-Train jobs): the second waits for the lock,
+    then checks the run itself, instead of writing beside the first."""
+    from ltlib.runs import RunSpec, run_stage1
+    from ltlib.tasks import build_task
+    task = build_task(cli_fixture.config, cli_fixture.root)
+    spec = RunSpec(task.key, "clip", "LA", 0, recipe())
+    run_dir = spec.directory(tmp_path / "runs")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, {root!r}); from ltlib.storage import exclusive_lock\n"
+        "with exclusive_lock({run!r}):\n    open({ready!r}, 'w').close(); time.sleep(3)\n").format(
+            root=str(REPO_ROOT), run=str(run_dir), ready=str(tmp_path / "ready"))])
+    try:
+        for _ in range(600):
+            if (tmp_path / "ready").exists():
+                break
+            time.sleep(0.1)
+
+        def loader(name):
+            assert holder.poll() is not None, "the model was built while another process held the run"
+            raise KeyError(name)
+        with pytest.raises(KeyError):
+            run_stage1(spec, task, loader, tmp_path / "runs", progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert f"in use by process {holder.pid}; waiting for it" in capfd.readouterr().err
