@@ -4,8 +4,6 @@ are checked line by line, options are validated by type and range when parsed. E
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
@@ -66,26 +64,30 @@ def test_duplicate_manifest_lines_are_refused(tmp_path):
         read_manifest(tmp_path / "list.txt")
 
 
-def test_two_processes_pinning_a_list_at_once_cannot_both_be_first(fixture, tmp_path):
-    """Eight threads pin eight different lists at the same moment: exactly one may record its SHA-256."""
+def _pin(args) -> object:
+    from ltlib.data import load_dataset_config
     from ltlib.data.datasets import _pin_sha256
-    spec = __import__("ltlib.data", fromlist=["load_dataset_config"]).load_dataset_config(fixture.config).split("train")
-    for attempt in range(5):
-        barrier, results = threading.Barrier(8), []
+    barrier, config, manifest, digest, cache = args
+    spec = load_dataset_config(config).split("train")
+    barrier.wait()
+    try:
+        return _pin_sha256(manifest, digest, spec, "fixture", cache)[1]
+    except LtlibError:
+        return "refused"
 
-        def pin(k: int) -> None:
-            barrier.wait()
-            try:
-                results.append(_pin_sha256(fixture.manifests["train"], f"{k:064x}", spec, "fixture",
-                                           tmp_path / f"cache{attempt}")[1])
-            except LtlibError:
-                results.append("refused")
-        threads = [threading.Thread(target=pin, args=(k,)) for k in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert results.count(True) == 1 and results.count("refused") == 7
+
+def test_two_processes_pinning_a_list_at_once_cannot_both_be_first(fixture, tmp_path):
+    """Eight processes, released together, pin eight different lists: exactly one may record its SHA-256,
+    the seven others must be refused (five rounds, each in a fresh cache)."""
+    import multiprocessing
+    context = multiprocessing.get_context("fork")
+    for attempt in range(5):
+        barrier = context.Manager().Barrier(8)
+        jobs = [(barrier, str(fixture.config), fixture.manifests["train"], f"{k:064x}", tmp_path / f"c{attempt}")
+                for k in range(8)]
+        with context.Pool(8) as pool:
+            results = pool.map(_pin, jobs)
+        assert results.count(True) == 1 and results.count("refused") == 7, results
 
 
 # --------------------------------------------------------------------------- item 7: silently wrong values

@@ -178,22 +178,67 @@ def test_ctrl_c_outside_the_training_loop_exits_130(cli_fixture, tmp_path, capsy
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
     monkeypatch.setattr(ltlib.tasks, "build_task", interrupted)  # Ctrl-C while the data is being checked
-    assert main(_train_args(cli_fixture, tmp_path / "runs")) == 130
+    try:
+        code = main(_train_args(cli_fixture, tmp_path / "runs"))
+    except KeyboardInterrupt:
+        code = "KeyboardInterrupt escaped main"
+    assert code == 130
     assert "interrupted" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- concurrent runs
+_HOLD_TRAINING = """
+import sys, time, torch
+from torch import nn
+sys.path.insert(0, {tests!r})
+from faults_helpers import Blobs, recipe, tiny_model
+from ltlib.engine import train
+
+class Hold(nn.CrossEntropyLoss):
+    calls = 0
+    def forward(self, logits, targets):
+        Hold.calls += 1
+        if Hold.calls == 2:  # mid-run: say so, then keep the run busy
+            open({ready!r}, "w").close()
+            time.sleep(60)
+        return super().forward(logits, targets)
+
+train(tiny_model(), Blobs(), Hold(), recipe(), {run_dir!r}, progress=False)
+"""
+
+_HOLD_STAGE1 = """
+import os, sys, time
+sys.path.insert(0, {tests!r})
+from faults_helpers import recipe
+from ltlib.runs import RunSpec, run_stage1
+from ltlib.tasks import build_task
+
+def loader(name):  # building the model: the run is in progress
+    open({ready!r}, "w").close()
+    time.sleep(3)
+    os._exit(0)  # dies holding the lock: the kernel releases it
+
+task = build_task({config!r}, {root!r})
+run_stage1(RunSpec(task.key, "clip", "LA", 0, recipe()), task, loader, {runs!r}, progress=False)
+"""
+
+
+def _start(script: str, ready) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    holder = subprocess.Popen([sys.executable, "-c", script], env=env)
+    for _ in range(1200):
+        if ready.exists() or holder.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert ready.exists(), "the first process did not start its run"
+    return holder
+
+
 def test_a_second_process_on_the_same_run_folder_is_refused(tmp_path):
     run_dir = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; sys.path.insert(0, {root!r}); from ltlib.storage import exclusive_lock\n"
-        "with exclusive_lock({run!r}, '.train.lock'):\n    open({ready!r}, 'w').close(); time.sleep(60)\n").format(
-            root=str(REPO_ROOT), run=str(run_dir), ready=str(tmp_path / "ready"))])
+    holder = _start(_HOLD_TRAINING.format(tests=str(REPO_ROOT / "tests"), ready=str(tmp_path / "ready"),
+                                          run_dir=str(run_dir)), tmp_path / "ready")
     try:
-        for _ in range(600):
-            if (tmp_path / "ready").exists():
-                break
-            time.sleep(0.1)
         with pytest.raises(LtlibError, match=rf"{run_dir}: in use by another process \(pid {holder.pid}\)"):
             train(tiny_model(), Blobs(), nn.CrossEntropyLoss(), recipe(), run_dir, progress=False)
         assert not (run_dir / CHECKPOINT_NAME).exists()
@@ -209,24 +254,17 @@ def test_a_second_stage1_process_on_one_run_waits_for_the_first(cli_fixture, tmp
     then checks the run itself, instead of writing beside the first."""
     from ltlib.runs import RunSpec, run_stage1
     from ltlib.tasks import build_task
+    holder = _start(_HOLD_STAGE1.format(tests=str(REPO_ROOT / "tests"), ready=str(tmp_path / "ready"),
+                                        config=str(cli_fixture.config), root=str(cli_fixture.root),
+                                        runs=str(tmp_path / "runs")), tmp_path / "ready")
     task = build_task(cli_fixture.config, cli_fixture.root)
-    spec = RunSpec(task.key, "clip", "LA", 0, recipe())
-    run_dir = spec.directory(tmp_path / "runs")
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; sys.path.insert(0, {root!r}); from ltlib.storage import exclusive_lock\n"
-        "with exclusive_lock({run!r}):\n    open({ready!r}, 'w').close(); time.sleep(3)\n").format(
-            root=str(REPO_ROOT), run=str(run_dir), ready=str(tmp_path / "ready"))])
-    try:
-        for _ in range(600):
-            if (tmp_path / "ready").exists():
-                break
-            time.sleep(0.1)
 
-        def loader(name):
-            assert holder.poll() is not None, "the model was built while another process held the run"
-            raise KeyError(name)
+    def loader(name):
+        assert holder.poll() is not None, "the model was built while another process held the run"
+        raise KeyError(name)
+    try:
         with pytest.raises(KeyError):
-            run_stage1(spec, task, loader, tmp_path / "runs", progress=False)
+            run_stage1(RunSpec(task.key, "clip", "LA", 0, recipe()), task, loader, tmp_path / "runs", progress=False)
     finally:
         holder.kill()
         holder.wait()
