@@ -7,6 +7,7 @@ Layout: ``ltlib/configs/<kind>/<key>.yaml`` for kind in ``backbones``, ``dataset
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import types
 import typing
 from pathlib import Path
@@ -108,8 +109,8 @@ def _matches(hint: Any, value: Any) -> bool:
         return value is None
     if origin is tuple:
         return isinstance(value, tuple)
-    if hint in (int, float):
-        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    if hint in (int, float):  # NumPy integers and floats count (notebooks pass them)
+        return isinstance(value, numbers.Real if hint is float else numbers.Integral) and not isinstance(value, bool)
     if hint in (str, bool):
         return isinstance(value, hint)
     return True
