@@ -20,8 +20,9 @@ def backdoor_adjust(logits_list: Sequence[Any], rule: str = "logit_sum", weights
     """Combine the logits of M foundation models fine-tuned separately (one per value of c).
 
     ``"logit_sum"``: Σ_m w_m z_m with w_m = 1 by default, the official code's plain sum of raw
-    logits (book: Method, 'Stage 2: the backdoor adjustment in practice'). Its argmax equals the
-    argmax of the mean, so accuracy is the same either way.
+    logits (book: Method, 'Stage 2: the backdoor adjustment in practice'); given weights are normalised to
+    sum 1. Its argmax equals the argmax of the mean, so accuracy is the same either way. Weights are
+    normalised in log space (no overflow for huge weights).
     ``"prob_mean"``: log Σ_m w_m softmax(z_m), the paper's P(Y|do(X)) = Σ_c P(Y|X,c) P(c) with
     P(c) = w (default 1/M; given weights are normalised to sum 1), returned as log-probabilities
     so that argmax and accuracy code apply unchanged.
@@ -39,11 +40,17 @@ def backdoor_adjust(logits_list: Sequence[Any], rule: str = "logit_sum", weights
         raise ConfigError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
     stacked = _stack(logits_list)
     if rule == "logit_sum":
-        w = _weights(weights, stacked.shape[0], default=1.0).to(stacked)
-        return torch.einsum("m,mnc->nc", w, stacked)
-    w = _weights(weights, stacked.shape[0], default=1.0 / stacked.shape[0]).to(stacked)
-    log_w = torch.log(w / w.sum())
+        w = torch.ones(stacked.shape[0], dtype=torch.float64) if weights is None else \
+            torch.exp(_log_normalised(_weights(weights, stacked.shape[0], default=1.0)))
+        return torch.einsum("m,mnc->nc", w.to(stacked), stacked)
+    log_w = _log_normalised(_weights(weights, stacked.shape[0], default=1.0)).to(stacked)
     return torch.logsumexp(log_w[:, None, None] + torch.log_softmax(stacked, dim=2), dim=0)
+
+
+def _log_normalised(w: torch.Tensor) -> torch.Tensor:
+    """log(w / Σw) computed in log space, so weights near the float64 maximum do not overflow the sum."""
+    log_w = torch.log(w)
+    return log_w - torch.logsumexp(log_w, dim=0)
 
 
 def gla_posthoc(ft_logits: Any, zs_logits: Any, prior: Any, ft_temperature: float = 1.0, zs_temperature: float = 1.0,

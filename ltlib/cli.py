@@ -155,7 +155,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
                    "| train_subset | test (auto: the shipped val list; iNat2018: a balanced subset of the train list)")
     p.add_argument("--prior-run", type=Path, default=None,
                    help="GLA-Train: the zero-shot run giving P̂_P (default: this backbone's zero-shot run)")
-    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    p.add_argument("--device", default=None, choices=("cpu", "cuda"), help="cpu | cuda (default: cuda when available)")
     p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
                    help="torch.compile the training forward (default backend: inductor)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -219,14 +219,16 @@ def _train(args: argparse.Namespace) -> int:
 
     ctx = init_distributed(args.device)
     try:
-        backbone, loader = _backbone_loader(args, ctx.device)
+        backbone, loader, backbone_id = _backbone_loader(args, ctx.device)
         recipe = _recipe(args.recipe, args.dataset, args.set)
         task = _build_train_task(args, recipe)
         spec = RunSpec(task.key, backbone, args.method, args.seed, recipe)
+        _check_folder(args.runs_root, "--runs-root")
         prior = _pretrain_prior(args, spec) if args.method == "GLA-Train" else None
         _train_banner(ctx, spec.directory(args.runs_root))
         run_dir = run_stage1(spec, task, loader, args.runs_root, ctx, pretrain_prior=prior,
-                             progress=not args.no_progress, compile_backend=args.compile)
+                             progress=not args.no_progress, compile_backend=args.compile,
+                             backbone_identity=backbone_id)
     except RunInterrupted as exc:
         print(f"[train] {exc}", file=sys.stderr)
         return INTERRUPTED_EXIT_CODE
@@ -238,18 +240,36 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_folder(path: Path, option: str) -> None:
+    """Require ``path`` to be a folder this process can write (created if absent), naming ``option``."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot create it ({exc.strerror or exc})") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path}: not writable by this user")
+
+
 def _recipe(recipe: str | None, dataset: str, overrides: Sequence[str]):
     from .data import load_dataset_config
     from .data.own import is_own_spec
     from .recipes import load_recipe
 
+    values = parse_overrides(overrides)
+    for key, option in (("seed", "--seed"), ("loss", "--method")):
+        if key in values:
+            raise ConfigError(f"--set {key}={values[key]!r}: the run's {key} is given by {option}, not --set")
     default = "lift" if is_own_spec(dataset) else load_dataset_config(dataset).recipe
-    return load_recipe(recipe or default, **parse_overrides(overrides))
+    return load_recipe(recipe or default, **values)
 
 
-def _backbone_loader(args: argparse.Namespace, device) -> tuple[str, Callable]:
-    """(the name runs are recorded under, name → frozen backbone); random weights get their own name."""
+def _backbone_loader(args: argparse.Namespace, device) -> tuple[str, Callable, dict]:
+    """(the name runs are recorded under, name → frozen backbone, what identifies its weights: the spec and
+    the SHA-256 of ``--weights``); random weights get their own name."""
     from .backbones import BackboneSpec, build_backbone, get_spec, register_backbone
+    from .provenance import to_plain
 
     spec = register_backbone(get_spec(args.backbone))  # a YAML path becomes its registry key
     if args.random_init:
@@ -257,8 +277,25 @@ def _backbone_loader(args: argparse.Namespace, device) -> tuple[str, Callable]:
         random_spec = BackboneSpec(f"{spec.name}-random", spec.arch, None, spec.template,
                                    f"{spec.description} (random weights)")
         name, seed = register_backbone(random_spec).name, zlib.crc32(spec.name.encode()) % 2**31
-        return name, lambda key: build_backbone(key, random_init=True, seed=seed, device=device)
-    return spec.name, lambda key: build_backbone(key, weights=args.weights, device=device)
+        identity = {"spec": to_plain(random_spec), "random_init_seed": seed}
+        return name, lambda key: build_backbone(key, random_init=True, seed=seed, device=device), identity
+    weights = None if args.weights is None else {"file_sha256": _file_sha256(args.weights),
+                                                 "size": args.weights.stat().st_size}
+    identity = {"spec": to_plain(spec), "weights": weights}
+    return spec.name, lambda key: build_backbone(key, weights=args.weights, device=device), identity
+
+
+def _file_sha256(path: Path) -> str:
+    """SHA-256 of a file read in 1 MiB blocks; a missing file is a ConfigError naming it."""
+    import hashlib
+
+    if not path.is_file():
+        raise ConfigError(f"--weights {path}: weights file not found")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _pretrain_prior(args: argparse.Namespace, spec):
@@ -504,6 +541,12 @@ def main(argv: list[str] | None = None) -> int:
         resolve_device(getattr(args, "device", None))  # an explicit --device cuda without CUDA stops here
         _command_banner(args)
         return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C); a training run resumes with the same command", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE
     except LtlibError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file or folder the command could not use; the message names it
         print(f"error: {exc}", file=sys.stderr)
         return 2

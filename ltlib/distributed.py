@@ -76,6 +76,10 @@ def init_distributed(device: str | None = None) -> DistContext:
     """
     os.environ.update(slurm_environment(os.environ))
     kind = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if kind not in ("cpu", "cuda"):
+        raise ConfigError(f"device {device!r}: expected 'cpu' or 'cuda' (torchrun picks the GPU of each process)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA device; pass --device cpu")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if kind.startswith("cuda"):

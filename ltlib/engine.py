@@ -24,13 +24,14 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from .cache import SplitOutputs
-from .checkpoint import CHECKPOINT_NAME, Position, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_NAME, Position, load_checkpoint, model_fingerprint, save_checkpoint
 from .distributed import DistContext, all_reduce_sum, any_rank, gather_rows
+from .errors import LtlibError, NonFiniteError
 from .provenance import config_hash, run_record
-from .recipes import TrainConfig
+from .recipes import TrainConfig, recipe_identity
 from .seeding import mix_seed as _mix
 from .seeding import seed_everything
-from .storage import append_jsonl
+from .storage import append_jsonl, exclusive_lock
 
 
 # --------------------------------------------------------------------------- schedule and seeding
@@ -185,7 +186,8 @@ def train(model: torch.nn.Module, train_set: Dataset, loss_fn: torch.nn.Module, 
         model: maps images [B,3,H,W] to logits [B,C]; only parameters with ``requires_grad`` train.
         train_set: yields ``(image, label)`` with random augmentation drawn from torch's global RNG.
         loss_fn: ``(logits [B,C], targets [B]) -> scalar`` mean loss (``ltlib.losses``).
-        cfg: the recipe; its hash guards the checkpoint against resuming with another recipe.
+        cfg: the recipe; its hash (runtime-only fields left out, ``ltlib.recipes.RUNTIME_FIELDS``) and the
+            model's fingerprint guard the checkpoint against resuming with another recipe or model.
         run_dir: holds ``checkpoint.pt`` and ``log.jsonl``.
         ctx: the data-parallel context (``ltlib.distributed.init_distributed``).
         stop_after_steps: simulate an interruption after this many global steps (tests, demos).
@@ -195,22 +197,35 @@ def train(model: torch.nn.Module, train_set: Dataset, loss_fn: torch.nn.Module, 
             run may be resumed with or without it.
     Returns:
         A :class:`TrainResult`; the trained weights stay in ``model`` and ``checkpoint.pt``.
+    Raises:
+        NonFiniteError: the loss became NaN or infinite (naming the step); nothing after it is saved.
+        ConfigError / CheckpointError: the checkpoint in ``run_dir`` belongs to another recipe or model, or
+            is damaged, unsafe or of an older format (naming the file).
+        StorageError: another process holds ``run_dir``, or a file cannot be written (full disk).
     """
-    run_dir = Path(run_dir)
+    with exclusive_lock(run_dir, ".train.lock", enabled=ctx.is_main):
+        return _train_locked(model, train_set, loss_fn, cfg, Path(run_dir), ctx, stop_after_steps, progress,
+                             compile_backend)
+
+
+def _train_locked(model, train_set, loss_fn, cfg, run_dir, ctx, stop_after_steps, progress, compile_backend
+                  ) -> TrainResult:
+    """:func:`train` while holding the run folder's lock (no second process writes the same checkpoint)."""
     seed_everything(cfg.seed, cfg.deterministic)
     model.to(ctx.device).train()
     loss_fn.to(ctx.device)
     optimizer = build_optimizer(model, cfg)
     precision = resolve_precision(cfg.precision, ctx.device)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
-    chash, ckpt = config_hash(cfg), run_dir / CHECKPOINT_NAME
-    position = load_checkpoint(ckpt, model, optimizer, scaler, chash) if ckpt.is_file() else Position()
+    chash, ckpt = config_hash(recipe_identity(cfg)), run_dir / CHECKPOINT_NAME
+    fingerprint = model_fingerprint(model)
+    position = load_checkpoint(ckpt, model, optimizer, scaler, chash, fingerprint) if ckpt.is_file() else Position()
     steps = total_steps(len(train_set), cfg)
     log = RunLog(run_dir / "log.jsonl", ctx)
     log.write("start", **run_record(cfg, seed=cfg.seed, world_size=ctx.world_size, precision=precision,
                                     resumed_from=position.__dict__, num_samples=len(train_set)))
     wrapped = _compiled(_wrap_ddp(model, ctx), compile_backend)
-    loop = _Loop(wrapped, model, loss_fn, cfg, optimizer, scaler, precision, ctx, log, ckpt, chash)
+    loop = _Loop(wrapped, model, loss_fn, cfg, optimizer, scaler, precision, ctx, log, ckpt, (chash, fingerprint))
     return loop.run(SeededSamples(train_set, cfg.seed), position, steps, stop_after_steps, progress)
 
 
@@ -246,6 +261,7 @@ class _Loop:
                 self._set_lr(position.epoch)
                 for images, targets, weight in self._batches(samples, position):
                     loss = self._step(images, targets, weight)
+                    self._check_finite(loss, position.global_step + 1)
                     images_seen += len(targets) * self.ctx.world_size
                     position = Position(position.epoch, position.step_in_epoch + 1, position.global_step + 1)
                     rate = images_seen / max(time.perf_counter() - start, 1e-9)
@@ -280,7 +296,7 @@ class _Loop:
         loader = DataLoader(samples, batch_sampler=[s[0].tolist() for s in shares],
                             num_workers=self.cfg.num_workers, pin_memory=self.ctx.device.type == "cuda",
                             worker_init_fn=_worker_init)
-        for (images, targets), (_, weight) in zip(loader, shares):
+        for (images, targets), (_, weight) in zip(_unwrapped(loader), shares):
             yield images, targets, weight
 
     def _step(self, images: torch.Tensor, targets: torch.Tensor, weight: float) -> float:
@@ -303,6 +319,18 @@ class _Loop:
             self.optimizer.step()
         return total / len(targets)
 
+    def _check_finite(self, loss: float, step: int) -> None:
+        """Stop on a NaN or infinite loss (every process agrees), before it is checkpointed or logged: the
+        last checkpoint stays the last finite state and the run is never marked complete."""
+        bad = torch.tensor([0.0 if math.isfinite(loss) else 1.0], device=self.ctx.device)
+        if self.ctx.enabled:
+            bad = all_reduce_sum(bad, self.ctx)
+        if float(bad) > 0:
+            self.log.write("error", global_step=step, loss=loss, message="non-finite loss")
+            raise NonFiniteError(f"{self.ckpt.parent}: the training loss became non-finite ({loss}) at step {step}; "
+                                 f"lower lr (now {self.cfg.lr}) or check tau and the data; the run resumes from "
+                                 "its last finite checkpoint")
+
     def _maybe_log(self, position: Position, loss: float, rate: float) -> None:
         if position.global_step % self.cfg.log_every == 0:
             mean = all_reduce_sum(torch.tensor([loss], device=self.ctx.device), self.ctx) / self.ctx.world_size
@@ -311,7 +339,7 @@ class _Loop:
 
     def _save(self, position: Position) -> None:
         if self.ctx.is_main:
-            save_checkpoint(self.ckpt, self.model, self.optimizer, self.scaler, position, self.chash)
+            save_checkpoint(self.ckpt, self.model, self.optimizer, self.scaler, position, *self.chash)
 
     def _finish(self, position, steps, loss, start, images_seen, interrupted) -> TrainResult:
         self._save(position)
@@ -320,6 +348,18 @@ class _Loop:
                              float(loss), wall, images_seen / max(wall, 1e-9))
         self.log.write("end", **result.__dict__)
         return result
+
+
+def _unwrapped(loader) -> Iterator:
+    """Iterate ``loader``; an ltlib error raised in a worker process (an undecodable image naming its
+    manifest line) is re-raised with its own one-line message instead of the worker's traceback."""
+    try:
+        yield from loader
+    except LtlibError as exc:
+        lines = str(exc).strip().splitlines()
+        if len(lines) > 1 and lines[0].startswith("Caught "):
+            raise type(exc)(lines[-1].partition(": ")[2] or lines[-1]) from None
+        raise
 
 
 def _worker_init(worker_id: int) -> None:
@@ -356,7 +396,7 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, ctx: DistContext = DistCo
         loader = DataLoader(Subset(dataset, shard.tolist()), batch_size=batch_size, shuffle=False,
                             num_workers=num_workers, pin_memory=ctx.device.type == "cuda")
     logits, targets, features = [], [], []
-    for images, labels in tqdm(loader, desc="eval", unit="batch", disable=not (progress and ctx.is_main),
+    for images, labels in tqdm(_unwrapped(loader), desc="eval", unit="batch", disable=not (progress and ctx.is_main),
                                total=-(-len(shard) // batch_size)):
         images = images.to(ctx.device, non_blocking=True)
         with autocast(resolve_precision(precision, ctx.device), ctx.device):

@@ -19,3 +19,11 @@ class WeightsNotFoundError(LtlibError, FileNotFoundError):
 
 class ConvergenceError(LtlibError, ArithmeticError):
     """An iterative solver diverged or found no solution; the message says which and what to try."""
+
+
+class CheckpointError(LtlibError, RuntimeError):
+    """A checkpoint cannot be used (corrupt, truncated, unsafe or old); the message names the file."""
+
+
+class NonFiniteError(LtlibError, ArithmeticError):
+    """A loss, logits or weights held NaN or infinity; the message names the run, split or step."""

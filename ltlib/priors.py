@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from scipy import optimize, stats
 
-from .errors import ConfigError, ConvergenceError
+from .errors import ConfigError, ConvergenceError, NonFiniteError
 
 SOLVERS = ("exact", "fixed_point", "reference")
 CALIBRATIONS = ("brent", "reference")
@@ -481,6 +481,12 @@ def _as_logits(logits: Any) -> torch.Tensor:
         raise ConfigError(f"logits must be a non-empty [N, C] array, got shape {tuple(z.shape)}")
     if not z.is_floating_point() or z.dtype in (torch.float16, torch.bfloat16):
         z = z.float()
+    bad = ~torch.isfinite(z)
+    if bool(bad.any()):
+        row, col = (int(i) for i in torch.nonzero(bad)[0])
+        raise NonFiniteError(f"logits hold {int(bad.sum())} non-finite value(s) (NaN or infinity), first at row "
+                             f"{row}, class {col} ({float(z[row, col])}); the prior and its calibration need "
+                             "finite logits (did the model diverge?)")
     return z
 
 

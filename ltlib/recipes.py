@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,9 @@ from .errors import ConfigError
 LOSSES = ("CE", "LA", "GLA-Train", "BS")
 ADAPTERS = ("adaptformer", "vpt")  # the paper's two parameter-efficient methods (§4.1); None: a linear probe
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Settings that change how fast a run goes or what it logs, never its numbers: left out of a run's identity,
+# so changing them resumes a run instead of starting a new one (micro-batches accumulate to the same batch).
+RUNTIME_FIELDS = ("num_workers", "checkpoint_every", "log_every", "micro_batch_size", "eval_batch_size")
 
 
 @dataclass(frozen=True)
@@ -46,14 +52,45 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(self.loss in LOSSES, "loss", self.loss, f"one of {LOSSES}")
         _check(self.precision in PRECISIONS, "precision", self.precision, f"one of {PRECISIONS}")
-        _check(self.adapter in (*ADAPTERS, None), "adapter", self.adapter, f"one of {ADAPTERS} or null")
-        _check(self.bottleneck is None or (self.adapter == "adaptformer" and self.bottleneck > 0), "bottleneck",
-               self.bottleneck, "null, or a positive width with adapter 'adaptformer'")
-        for name in ("epochs", "batch_size", "micro_batch_size", "eval_batch_size", "log_every"):
-            _check(getattr(self, name) > 0, name, getattr(self, name), "a positive integer")
-        _check(self.lr > 0, "lr", self.lr, "positive")
-        _check(self.max_steps is None or self.max_steps > 0, "max_steps", self.max_steps, "None or positive")
         _check(self.head_init in ("text", "random"), "head_init", self.head_init, "'text' or 'random'")
+        for name, low in _INT_FIELDS.items():
+            value = getattr(self, name)
+            optional = name in ("bottleneck", "max_steps") and value is None
+            _check(optional or (_is_int(value) and value >= low), name, value,
+                   f"an integer >= {low}" + (" or None" if name in ("bottleneck", "max_steps") else ""))
+        for name, (low, strict) in _REAL_FIELDS.items():
+            value = getattr(self, name)
+            ok = _is_real(value) and math.isfinite(value) and (value > low if strict else value >= low)
+            _check(ok, name, value, f"a finite number {'>' if strict else '>='} {low}")
+        _check(self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
+        for name in ("tte", "deterministic"):
+            _check(isinstance(getattr(self, name), bool), name, getattr(self, name), "true or false")
+        for name in ("adapter", "template"):
+            _check(getattr(self, name) is None or isinstance(getattr(self, name), str), name, getattr(self, name),
+                   "a string or null")
+        _check(self.adapter in (*ADAPTERS, None), "adapter", self.adapter, f"one of {ADAPTERS} or null")
+        _check(self.bottleneck is None or self.adapter == "adaptformer", "bottleneck", self.bottleneck,
+               "null, or a positive width with adapter 'adaptformer'")
+
+
+_INT_FIELDS = {"epochs": 1, "batch_size": 1, "micro_batch_size": 1, "eval_batch_size": 1, "log_every": 1,
+               "resolution": 1, "tte_expand": 0, "num_workers": 0, "seed": 0, "checkpoint_every": 0,
+               "bottleneck": 1, "max_steps": 1}
+_REAL_FIELDS = {"lr": (0.0, True), "momentum": (0.0, False), "weight_decay": (0.0, False), "tau": (0.0, False),
+                "cosine_scale": (0.0, True)}  # name: (lower bound, strictly above it)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def recipe_identity(cfg: TrainConfig) -> dict[str, Any]:
+    """The fields of ``cfg`` that decide a run's numbers (all but :data:`RUNTIME_FIELDS`), for hashing."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in RUNTIME_FIELDS}
 
 
 def load_recipe(key_or_path: str | Path = "lift", **overrides: Any) -> TrainConfig:

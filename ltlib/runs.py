@@ -10,6 +10,9 @@ prior estimation read only these caches.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -22,14 +25,15 @@ from .cache import SplitOutputs, has_split, load_split, save_split
 from .distributed import DistContext, barrier
 from .engine import evaluate, train
 from .errors import ConfigError
-from .provenance import config_hash, run_record
-from .recipes import LOSSES, TrainConfig
-from .storage import read_json, write_json
+from .provenance import config_hash, run_record, to_plain
+from .recipes import LOSSES, TrainConfig, recipe_identity
+from .storage import exclusive_lock, json_text, read_json, write_json
 from .tasks import Task
 
 METHODS = ("zeroshot",) + LOSSES
 MODELS = ("lift", "scratch", "joint")
 RUN_FILE = "run.json"
+IDENTITY_FILE = "identity.json"  # what the run was made from; checked before a run is reused or resumed
 RUN_COLUMNS = ("task", "backbone", "method", "model", "seed", "recipe_hash", "status", "run_dir")
 # Fields of a recipe that change a zero-shot evaluation (everything else only matters for training).
 _EVAL_FIELDS = ("template", "resolution", "tte", "tte_expand", "eval_batch_size", "precision")
@@ -72,12 +76,35 @@ class RunSpec:
         recipe = dataclasses.replace(self.recipe, loss=self.method, seed=self.seed)
         return RunSpec(self.task, self.backbone, self.method, self.seed, recipe, self.model)
 
-    def directory(self, root: str | Path) -> Path:
-        """``root/<task>/<backbone>/<method>/seed<k>-<hash>``: readable, and a new recipe is a new run."""
+    def identity(self) -> dict:
+        """The normalised spec as plain data, its recipe without runtime-only fields
+        (``ltlib.recipes.RUNTIME_FIELDS``): what the directory's hash covers."""
         spec = self.normalised()
-        safe_task = spec.task.replace("/", "__")
+        return {**to_plain(spec), "recipe": to_plain(recipe_identity(spec.recipe))}
+
+    def directory(self, root: str | Path) -> Path:
+        """``root/<task>/<backbone>/<method>/seed<k>-<hash>``: readable, and a new recipe is a new run.
+
+        Raises:
+            ConfigError: a task, backbone or method name that is not a plain folder name (``..``, ``/``),
+                which would place the run outside ``root``.
+        """
+        spec = self.normalised()
         method = spec.method if spec.model == "lift" else f"{spec.method}-{spec.model}"
-        return Path(root) / safe_task / spec.backbone / method / f"seed{spec.seed}-{config_hash(spec, 8)}"
+        parts = [_folder_name(what, value) for what, value in
+                 (("task", spec.task.replace("/", "__")), ("backbone", spec.backbone), ("method", method))]
+        return Path(root).joinpath(*parts, f"seed{spec.seed}-{config_hash(self.identity(), 8)}")
+
+
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")
+
+
+def _folder_name(what: str, value: str) -> str:
+    """``value`` if it is one plain folder name (no separators, no ``..``), else a ConfigError naming ``what``."""
+    if not _FOLDER_NAME.fullmatch(value) or ".." in value:
+        raise ConfigError(f"{what} name {value!r} cannot be a run folder name: use letters, digits and _ . + = - "
+                          "(no '/' or '..'), so that runs stay inside the runs root")
+    return value
 
 
 def is_complete(run_dir: str | Path, splits) -> bool:
@@ -89,7 +116,8 @@ def is_complete(run_dir: str | Path, splits) -> bool:
 
 def run_stage1(spec: RunSpec, task: Task, backbone_loader: Callable[[str], torch.nn.Module], root: str | Path,
                ctx: DistContext = DistContext(), *, pretrain_prior: np.ndarray | None = None,
-               progress: bool = True, compile_backend: str | None = None) -> Path:
+               progress: bool = True, compile_backend: str | None = None,
+               backbone_identity: dict | None = None) -> Path:
     """Run (or reuse) one stage-1 run and return its directory.
 
     Args:
@@ -101,17 +129,35 @@ def run_stage1(spec: RunSpec, task: Task, backbone_loader: Callable[[str], torch
         pretrain_prior: P̂_P for ``GLA-Train`` (see :func:`estimate_run_prior`).
         compile_backend: ``torch.compile`` backend for training (``ltlib.engine.train``); a speed option
             that is not part of the run's identity.
+        backbone_identity: what identifies the backbone's weights (e.g. the SHA-256 of a weights file, as
+            ``python -m ltlib train --weights`` records); default its registry name. Training checks the
+            frozen weights themselves through the checkpoint's model fingerprint.
     Returns:
         The run directory. When training was interrupted (SIGTERM, Ctrl-C) the run is left resumable
         and :class:`RunInterrupted` (a ``RuntimeError``) is raised.
+    Raises:
+        ConfigError: the run directory holds a run made from other data, classes, recipe or backbone
+            (``identity.json``); the message names both values.
     """
     workers = spec.recipe.num_workers  # a runtime setting: zero-shot specs drop it when normalised
     spec = spec.normalised()
     if spec.task != task.key:
-        raise ValueError(f"spec is for task {spec.task!r} but task {task.key!r} was given")
+        raise ConfigError(f"spec is for task {spec.task!r} but task {task.key!r} was given")
     run_dir = spec.directory(root)
-    if is_complete(run_dir, task.eval_sets):
-        return run_dir
+    identity = {"run": spec.identity(), "data": data_identity(task),
+                "backbone": to_plain(backbone_identity or {"name": spec.backbone})}
+    # A second process on this run (parallel notebook jobs sharing a zero-shot run) waits, then reuses it.
+    with exclusive_lock(run_dir, enabled=ctx.is_main, wait=True):
+        check_identity(run_dir, identity, write=ctx.is_main)
+        if is_complete(run_dir, task.eval_sets):
+            return run_dir
+        return _run_locked(spec, task, backbone_loader, run_dir, ctx, pretrain_prior, progress, compile_backend,
+                           workers)
+
+
+def _run_locked(spec, task, backbone_loader, run_dir, ctx, pretrain_prior, progress, compile_backend,
+                workers) -> Path:
+    """Train (unless zero-shot), evaluate and record one run while holding its folder's lock."""
     model = _build_model(spec, task, backbone_loader)
     if spec.method != "zeroshot":
         _train(spec, task, model, run_dir, ctx, pretrain_prior, progress, compile_backend)
@@ -121,6 +167,62 @@ def run_stage1(spec: RunSpec, task: Task, backbone_loader: Callable[[str], torch
         _write_run_record(run_dir, spec, task.classnames, task.class_counts, accuracies, task.info)
     barrier(ctx)
     return run_dir
+
+
+def data_identity(task: Task) -> dict:
+    """What a run's numbers depend on in its data: task key, class names and counts, and per split the
+    resolved image root, the number of lines and the SHA-256 of the manifest's lines (or, for in-memory
+    datasets such as the mini world, their size and the task's recorded ``info``)."""
+    splits = {name: _dataset_identity(ds) for name, ds in {"train": task.train, **task.eval_sets}.items()}
+    info = {k: v for k, v in dict(task.info).items() if k not in ("train_list", "data_root")}
+    return {"task": task.key, "classnames": _sha256("\n".join(task.classnames)),
+            "class_counts": np.asarray(task.class_counts).tolist(), "splits": splits, "info": to_plain(info)}
+
+
+def _dataset_identity(dataset) -> dict:
+    manifest, root = getattr(dataset, "manifest", None), getattr(dataset, "data_root", None)
+    if manifest is None:
+        return {"size": len(dataset)}
+    lines = "\n".join(f"{p} {int(y)}" for p, y in zip(manifest.paths, manifest.labels))
+    return {"size": len(manifest), "sha256": _sha256(lines), "data_root": str(Path(root).resolve())}
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_identity(run_dir: str | Path, identity: dict, write: bool = True) -> None:
+    """Require ``run_dir``'s recorded identity to equal ``identity``; record it in a new run directory.
+
+    Args:
+        run_dir: the run directory.
+        identity: plain data (spec, data, backbone), as :func:`run_stage1` builds it.
+        write: record it when absent (the main process only).
+    Raises:
+        ConfigError: the recorded identity differs (naming the first differing entry, both values), or
+            the directory holds a run but no identity (made by an older ltlib).
+    """
+    path, identity = Path(run_dir) / IDENTITY_FILE, json.loads(json_text(identity))  # as it reads back
+    if path.is_file():
+        recorded = read_json(path)
+        if recorded != identity:
+            key, old, new = _first_difference(recorded, identity)
+            raise ConfigError(f"run {run_dir} was made with {key} = {old!r}, but this call has {new!r}; its results "
+                              "would be reused for other inputs. Use another runs root, or the original inputs")
+        return
+    if any((Path(run_dir) / name).exists() for name in (RUN_FILE, "checkpoint.pt")):
+        raise ConfigError(f"run {run_dir} has no {IDENTITY_FILE} (made by an older ltlib), so it cannot be checked "
+                          "against this call's data and backbone; move it away to recompute it")
+    if write:
+        write_json(path, identity)
+
+
+def _first_difference(old, new, key: str = "") -> tuple[str, object, object]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in sorted(set(old) | set(new)):
+            if old.get(k) != new.get(k):
+                return _first_difference(old.get(k), new.get(k), f"{key}.{k}" if key else k)
+    return key, old, new
 
 
 def _build_model(spec: RunSpec, task: Task, backbone_loader: Callable[[str], torch.nn.Module]) -> torch.nn.Module:

@@ -23,7 +23,7 @@ import torch
 
 from .adjust import RULES, backdoor_adjust
 from .cache import split_path
-from .errors import ConfigError
+from .errors import ConfigError, NonFiniteError
 from .metrics import Groups, d_groups, dp_matrix, group_accuracy, p_groups
 from .priors import PriorFit, fit_prior
 from .provenance import config_hash, git_sha, library_versions, run_record
@@ -142,31 +142,74 @@ def read_logits(run_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
     if not path.is_file():
         raise ConfigError(f"run {run_dir}: no cached logits for split {split!r} (expected {path}); is the run "
                           "complete?")
-    return _npz_member(path, "logits"), _npz_member(path, "targets")
+    logits = _npz_member(path, "logits")
+    _check_finite(logits, f"run {run_dir}, split {split!r}")
+    return logits, _npz_member(path, "targets")
+
+
+def _check_finite(logits: np.ndarray, where: str, block_elements: int = _BLOCK_ELEMENTS) -> None:
+    """Raise :class:`NonFiniteError` naming ``where`` when ``logits`` hold NaN or infinity (read by blocks,
+    so a memory map is streamed once and never copied whole). A NaN would otherwise argmax to class 0."""
+    rows = max(1, block_elements // max(1, logits.shape[1] if logits.ndim == 2 else 1))
+    for start in range(0, len(logits), rows):
+        bad = ~np.isfinite(logits[start:start + rows])
+        if bad.any():
+            row = start + int(np.argwhere(bad)[0][0])
+            raise NonFiniteError(f"{where}: logits hold non-finite values (NaN or infinity), first in row {row}; "
+                                 "the run diverged or its cache is damaged: re-run it")
 
 
 def _npz_member(path: Path, name: str) -> np.ndarray:
-    with zipfile.ZipFile(path) as archive:
-        info = archive.getinfo(f"{name}.npy")
-        if info.compress_type != zipfile.ZIP_STORED:
-            with archive.open(info) as member:
-                array = np.lib.format.read_array(member)
+    """One member of a cached split, its dtype checked to be plain numbers before anything is mapped.
+
+    Raises:
+        ConfigError: the member is missing, has another dtype (object arrays would map pointers) or is
+            damaged; the message names the file and member.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(f"{name}.npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                with archive.open(info) as member:
+                    array = np.lib.format.read_array(member, allow_pickle=False)  # object arrays: ValueError
+                _member_dtype(path, name, array.dtype)
                 array.setflags(write=False)
                 return array
-    return _memmap_stored(path, info)
+        return _memmap_stored(path, info, name)
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile, struct.error) as exc:
+        raise ConfigError(f"{path}: cannot read member {name!r} of the cached split ({exc})") from exc
 
 
-def _memmap_stored(path: Path, info: zipfile.ZipInfo) -> np.ndarray:
-    """Memory-map an uncompressed ``.npy`` member of a zip archive in place."""
+_MEMBER_KINDS = {"logits": "f", "targets": "iu", "features": "f"}
+
+
+def _member_dtype(path: Path, name: str, dtype: np.dtype) -> np.dtype:
+    """``dtype`` if it is a plain numeric dtype of the kind ``name`` needs (float logits, integer targets)."""
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or \
+            dtype.kind not in _MEMBER_KINDS.get(name, "fiu"):
+        raise ConfigError(f"{path}: member {name!r} has dtype {dtype}, expected plain "
+                          f"{'floats' if _MEMBER_KINDS.get(name) == 'f' else 'integers'}; refusing to read it")
+    return dtype
+
+
+def _memmap_stored(path: Path, info: zipfile.ZipInfo, name: str) -> np.ndarray:
+    """Memory-map an uncompressed ``.npy`` member of a zip archive in place, after checking its dtype
+    and that its data lies inside the member."""
     with open(path, "rb") as f:
         f.seek(info.header_offset + 26)
         name_length, extra_length = struct.unpack("<HH", f.read(4))
-        f.seek(info.header_offset + _ZIP_LOCAL_HEADER + name_length + extra_length)
+        start = info.header_offset + _ZIP_LOCAL_HEADER + name_length + extra_length
+        f.seek(start)
         version = np.lib.format.read_magic(f)
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran_order, dtype = reader(f)
         offset = f.tell()
-    if int(np.prod(shape)) == 0:
+    dtype = _member_dtype(path, name, dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    if offset - start + count * dtype.itemsize != info.file_size:
+        raise ConfigError(f"{path}: member {name!r} declares shape {shape} of {dtype} but holds "
+                          f"{info.file_size - (offset - start)} data bytes; the file is damaged")
+    if count == 0:
         return np.zeros(shape, dtype=dtype)
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran_order else "C")
 
@@ -322,12 +365,20 @@ def estimate_stage2_prior(prior_run: str | Path, split: str = "val") -> PriorFit
     Raises:
         ConfigError: the run is not a zero-shot run, or the split is not cached.
     """
-    record = load_run(prior_run)
+    record = _load_prior_run(prior_run)
     if record.get("method") != "zeroshot":
         raise ConfigError(f"prior run {prior_run} has method {record.get('method')!r}; P̂_P is estimated from a "
                           "zero-shot run (python -m ltlib train --method zeroshot)")
     logits, targets = read_logits(prior_run, split)
     return fit_prior(np.array(logits), np.array(targets))  # a writable copy: val is small
+
+
+def _load_prior_run(prior_run: str | Path) -> dict[str, Any]:
+    """The ``run.json`` of a folder given as a prior run, or a one-line error when it is not a run."""
+    if not (Path(prior_run) / RUN_FILE).is_file():
+        raise ConfigError(f"prior run {prior_run}: not a complete stage-1 run (no {RUN_FILE}); pass the folder of "
+                          "a zero-shot run (python -m ltlib train --method zeroshot)")
+    return load_run(prior_run)
 
 
 def find_prior_run(run_dir: str | Path) -> Path | None:
@@ -378,7 +429,7 @@ def estimate_stage_prior(prior_runs: Sequence[str | Path], split: str = "val") -
     """
     fits = {}
     for run in prior_runs:
-        backbone = str(load_run(run)["backbone"])
+        backbone = str(_load_prior_run(run)["backbone"])
         if backbone in fits:
             raise ConfigError(f"prior runs: two zero-shot runs of backbone {backbone!r} (one per backbone), "
                               f"e.g. {run}")

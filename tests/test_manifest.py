@@ -258,7 +258,7 @@ def test_wrong_class_count_is_rejected(tmp_path, imagenet_train_lines):
     with_1001 = imagenet_train_lines[:-1] + ["train/n15075141/x.JPEG 1000"]
     _rejected(_list(tmp_path, with_1001), tmp_path, r"line 115846: label 1000 outside \[0, 1000\)")
     without_last_class = [line for line in imagenet_train_lines if not line.endswith(" 999")]
-    without_last_class += imagenet_train_lines[:10]
+    without_last_class += [f"train/n01440764/extra_{k}.JPEG 0" for k in range(10)]  # distinct: keep the line count
     _rejected(_list(tmp_path, without_last_class), tmp_path, "1 of 1000 classes have no line")
 
 

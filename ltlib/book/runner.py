@@ -10,6 +10,7 @@ book; the wall time of every execution goes into ``timings.csv`` beside the exec
 from __future__ import annotations
 
 import hashlib
+import keyword
 import os
 import sys
 import time
@@ -64,6 +65,7 @@ def load_plan(setting: str, plan_path: Path = PLAN_PATH, only: Sequence[str] | N
     Raises:
         ConfigError: unknown setting, or a listed notebook source that does not exist.
     """
+    check_parameters(overrides, "--set")
     plan = load_yaml(plan_path)
     settings = plan.get("settings", {})
     if setting not in settings:
@@ -85,6 +87,32 @@ def load_plan(setting: str, plan_path: Path = PLAN_PATH, only: Sequence[str] | N
         params = {**settings[setting], **entry.get("parameters", {}), **per_setting, **overrides}
         jobs.append(NotebookJob(entry["name"], source, params, setting))
     return jobs
+
+
+def check_parameters(parameters: dict[str, Any], source: str) -> None:
+    """Require notebook parameters to be identifiers bound to plain literals (None, bool, int, float, str,
+    and lists or string-keyed mappings of them): papermill writes them into a code cell, so anything else
+    could run code or fail there.
+
+    Raises:
+        ConfigError: naming ``source`` and the offending key.
+    """
+    for key, value in parameters.items():
+        if not (isinstance(key, str) and key.isidentifier() and not keyword.iskeyword(key)):
+            raise ConfigError(f"{source}: parameter name {key!r} is not a Python identifier")
+        if not _is_literal(value):
+            raise ConfigError(f"{source}: parameter {key} = {value!r} is not a plain literal (None, true/false, "
+                              "a number, a string, or a list or mapping of those)")
+
+
+def _is_literal(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_literal(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_literal(v) for k, v in value.items())
+    return False
 
 
 def library_fingerprint() -> str:
@@ -114,38 +142,57 @@ def is_up_to_date(job: NotebookJob, out_dir: Path) -> bool:
 def execute(job: NotebookJob, out_dir: Path, *, cwd: Path | None = None, timeout: int | None = None) -> float:
     """Execute one job into ``out_dir/<name>.ipynb``; returns the wall time in seconds.
 
-    ``cwd`` (default :func:`ltlib.paths.work_root`) is the notebook's working directory.
+    ``cwd`` (default :func:`ltlib.paths.work_root`) is the notebook's working directory. The notebook is
+    executed under a temporary name and renamed on success only; its stamp is removed first and written
+    last, so a stamp never vouches for a notebook that failed or is half written.
 
     Raises:
         NotebookError: naming the notebook, the failing cell and the exception.
     """
     import jupytext
-    import papermill
 
+    cwd = Path(cwd or work_root())
     out = job.output_path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
+    stamp = out.with_suffix(STAMP_SUFFIX)
+    stamp.unlink(missing_ok=True)  # from here until success nothing vouches for ``out``
     source_nb = out.with_name(f".{job.name}.source.ipynb")
+    partial = out.with_name(f".{job.name}.partial.ipynb")  # renamed to ``out`` on success only
     jupytext.write(jupytext.read(job.source), source_nb)
     os.environ[EXECUTED_VARIABLE] = str(Path(out_dir).resolve())  # read by ltlib.book.perf inside the kernel
     os.environ.setdefault(PROGRESS_VARIABLE, "1")  # pre-training in the kernel reports to this terminal
     start = time.perf_counter()
     try:
+        _papermill(job, source_nb, partial, cwd, timeout)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a failed or interrupted execution leaves nothing under any name
+        raise
+    finally:
+        source_nb.unlink(missing_ok=True)
+    seconds = time.perf_counter() - start
+    try:
+        publish_table(job, out_dir, cwd)
+        hide_injected_parameters(partial)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    write_json(stamp, {"fingerprint": job_fingerprint(job), "seconds": seconds,
+                       "parameters": job.parameters, "git_sha": git_sha()})
+    return seconds
+
+
+def _papermill(job: NotebookJob, source_nb: Path, out: Path, cwd: Path, timeout: int | None) -> None:
+    """Execute ``source_nb`` into ``out`` with ``job``'s parameters; failures become a NotebookError."""
+    import papermill
+
+    try:
         papermill.execute_notebook(str(source_nb), str(out), parameters=job.injected(), kernel_name="python3",
-                                   progress_bar=sys.stderr.isatty(), cwd=str(cwd or work_root()),
-                                   execution_timeout=timeout)
+                                   progress_bar=sys.stderr.isatty(), cwd=str(cwd), execution_timeout=timeout)
     except papermill.PapermillExecutionError as exc:
         raise NotebookError(f"notebook {job.name} ({job.source}) failed in cell {exc.exec_count}: "
                             f"{exc.ename}: {exc.evalue}") from exc
     except Exception as exc:  # kernel death, timeouts, bad parameters: still name the notebook
         raise NotebookError(f"notebook {job.name} ({job.source}) could not be executed: {exc}") from exc
-    finally:
-        source_nb.unlink(missing_ok=True)
-    seconds = time.perf_counter() - start
-    publish_table(job, out_dir, cwd or work_root())
-    hide_injected_parameters(out)
-    write_json(out.with_suffix(STAMP_SUFFIX), {"fingerprint": job_fingerprint(job), "seconds": seconds,
-                                               "parameters": job.parameters, "git_sha": git_sha()})
-    return seconds
 
 
 def publish_table(job: NotebookJob, out_dir: Path, cwd: Path) -> Path | None:

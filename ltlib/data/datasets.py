@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +18,8 @@ from torch.utils.data import Dataset
 
 from ..config import from_dict, list_configs, load_config
 from ..errors import ConfigError, ManifestError
-from ..storage import read_json, write_json
 from ..paths import cache_root, manifests_dir
+from ..storage import read_json
 from .manifest import (Manifest, check_all_classes_present, check_class_folders, check_images_exist,
                        class_counts, git_blob_id, group_sizes, read_class_counts, read_classnames,
                        read_bytes, read_label_map, read_manifest)
@@ -240,9 +242,9 @@ def _pin_sha256(path: Path, digest: str, spec: SplitSpec, dataset: str,
                 cache_dir: str | os.PathLike | None) -> tuple[Path, bool]:
     """Record ``digest`` on first use; afterwards require it. Returns (record, first use)."""
     record = Path(cache_dir or cache_root()) / "manifests" / f"{dataset}-{spec.name}.json"
-    if not record.is_file():
-        write_json(record, {"dataset": dataset, "split": spec.name, "sha256": digest, "path": str(path.resolve()),
-                            "recorded_at": datetime.datetime.now(datetime.timezone.utc).isoformat()})
+    entry = {"dataset": dataset, "split": spec.name, "sha256": digest, "path": str(path.resolve()),
+             "recorded_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+    if _create_once(record, entry):
         return record, True
     pinned = read_json(record)
     if pinned["sha256"] != digest:
@@ -250,6 +252,23 @@ def _pin_sha256(path: Path, digest: str, spec: SplitSpec, dataset: str,
                             f"{record} for {pinned['path']} on first use; results would not be comparable "
                             f"(delete {record} to adopt the new file). {_where_from(spec)}.")
     return record, False
+
+
+def _create_once(record: Path, entry: dict) -> bool:
+    """Write ``entry`` to ``record`` unless it exists, atomically: of several processes pinning at once exactly
+    one creates it (``os.link`` of a complete temporary file fails when the name exists). Returns whether
+    this call created it."""
+    record.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{record.name}.", suffix=".tmp", dir=record.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(entry, f, indent=2, sort_keys=True)
+        os.link(tmp, record)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
 
 
 def load_split(dataset: str | os.PathLike | DatasetConfig, split: str,
@@ -297,8 +316,12 @@ class ManifestDataset(Dataset):
         return len(self.manifest)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        with open(self.data_root / self.manifest.paths[index], "rb") as f:
-            image = Image.open(f).convert("RGB")
+        path = self.data_root / self.manifest.paths[index]
+        try:
+            image = load_rgb(path)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise ManifestError(f"{self.manifest.source}, line {index + 1}: cannot decode image {path}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
         return (image if self.transform is None else self.transform(image)), int(self.manifest.labels[index])
 
     @property
@@ -314,6 +337,22 @@ class ManifestDataset(Dataset):
     def class_counts(self) -> np.ndarray:
         """[C] int64 images per class (for a train split: n_j of the LA loss and the D-groups)."""
         return class_counts(self.manifest.labels, self.manifest.num_classes)
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    """Decode an image file into 8-bit RGB; 16- and 32-bit greyscale (``I;16``, ``I``) is scaled from its
+    full range (65,535 → 255), not clipped, which would turn most pixels white.
+
+    Raises:
+        OSError / ValueError: the file is empty, truncated or not an image (PIL's errors).
+    """
+    with open(path, "rb") as f:
+        image = Image.open(f)
+        image.load()
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        wide = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8), mode="L")
+    return image.convert("RGB")
 
 
 def build_split(dataset: str | os.PathLike | DatasetConfig, split: str, data_root: str | os.PathLike,

@@ -68,6 +68,9 @@ def read_lines(path: str | os.PathLike) -> list[str]:
         text = read_bytes(path).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{path}: not a UTF-8 text file: {exc}") from exc
+    if text.startswith("\ufeff"):
+        raise ManifestError(f"{path}, line 1: starts with a byte-order mark (an invisible U+FEFF); save the file "
+                            "as UTF-8 without BOM")
     # Split on newlines only (as Python's file iteration does), so line numbers match an editor's.
     lines = text.replace("\r\n", "\n").split("\n")
     if lines[-1] == "":
@@ -119,9 +122,29 @@ def _parse(lines: list[str], path: Path) -> tuple[tuple[str, ...], np.ndarray]:
             raise ManifestError(f"{path}, line {i + 1}: expected '<relative/path> <label>', got {line!r}")
         if not _INTEGER.fullmatch(fields[1]):
             raise ManifestError(f"{path}, line {i + 1}: label {fields[1]!r} is not an integer")
-        paths.append(fields[0])
+        paths.append(_relative_path(fields[0], path, i))
         labels[i] = int(fields[1])
+    _check_unique(paths, path)
     return tuple(paths), labels
+
+
+def _relative_path(image: str, path: Path, index: int) -> str:
+    """``image`` if it is a relative path that stays under the data root (no ``..``, not absolute)."""
+    parts = image.replace("\\", "/").split("/")
+    if image.startswith("/") or ".." in parts or "" in parts:
+        raise ManifestError(f"{path}, line {index + 1}: image path {image!r} must be relative to the data root, "
+                            "without '..', empty or absolute parts")
+    return image
+
+
+def _check_unique(paths: list[str], path: Path) -> None:
+    """Reject an image listed twice (it would count twice in the class counts and weigh twice in training)."""
+    first: dict[str, int] = {}
+    for i, image in enumerate(paths):
+        if image in first:
+            raise ManifestError(f"{path}, line {i + 1}: image {image!r} is listed again (first on line "
+                                f"{first[image] + 1}); each image must appear once")
+        first[image] = i
 
 
 def read_classnames(path: str | os.PathLike, num_classes: int | None = None) -> tuple[str, ...]:
