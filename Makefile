@@ -46,9 +46,12 @@ reproduce: setup ## full-scale stage 1 + 2 + notebooks: make reproduce DATASET=p
 	@test -n "$(DATASET)" -a -n "$(DATA_ROOT)" || { echo "usage: make reproduce DATASET=<imagenet_lt|places_lt|inat2018> DATA_ROOT=<dir> [WEIGHTS_DIR=<dir>] [TRAIN_LIST=<file>] [NPROC=<gpus>]" >&2; exit 2; }
 	$(PY) -m ltlib reproduce --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR)) $(if $(TRAIN_LIST),--train-list $(TRAIN_LIST)) $(if $(NPROC),--nproc $(NPROC))
 
-clean: ## remove build output, executed notebooks and caches (keeps .venv)
-	rm -rf _build book/executed .pytest_cache
-	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
+# Tool caches that tests, linters and editors leave in the tree (the book's _config.yml excludes them too).
+TOOL_CACHES := .pytest_cache .mypy_cache .ruff_cache .hypothesis htmlcov .coverage .coverage.* .tox .nox *.egg-info
+
+clean: ## remove build output, executed notebooks and tool caches (keeps .venv)
+	rm -rf _build book/executed $(TOOL_CACHES)
+	find . \( -name __pycache__ -o -name .ipynb_checkpoints \) -not -path "./$(VENV)/*" -not -path "./.git/*" -prune -exec rm -rf {} +
 
 distclean: clean ## also remove .venv and every cached run / pre-trained mini model
 	rm -rf $(VENV) results runs .cache
