@@ -1,0 +1,48 @@
+"""Numeric tolerances shared by the tests, each derived from the float format and the size of the computation.
+
+A test compares two computations that are equal in exact arithmetic. Their difference is bounded by
+rounding, not by what one machine printed: with unit round-off u (half the machine epsilon), summing
+n terms in any order — sequential, pairwise, or split over however many vector lanes and threads the
+CPU's kernel uses — errs by at most γ_n = n·u / (1 − n·u) times the sum of the terms' magnitudes
+(Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., §3.1 and §4.2). exp, log and
+division add a few u each. `make test` reruns the numeric tests under torch's non-vectorised kernels
+(ATEN_CPU_CAPABILITY=default, one thread) so that a bound met by one instruction set only fails here.
+"""
+
+from __future__ import annotations
+
+import math
+
+U32 = 2.0 ** -24  # float32 unit round-off (eps₃₂ / 2 ≈ 6.0e-8)
+U64 = 2.0 ** -53  # float64 unit round-off (eps₆₄ / 2 ≈ 1.1e-16)
+
+
+def gamma(n: int, u: float) -> float:
+    """γ_n: relative error bound of a length-n sum or dot product (any order) with unit round-off u."""
+    return n * u / (1.0 - n * u)
+
+
+def f32_sum(n: int) -> float:
+    """Relative error bound (w.r.t. Σ|terms|) of a float32 reduction over n terms, plus 4 u for exp/log/div."""
+    return gamma(n + 4, U32)
+
+
+def f64_sum(n: int) -> float:
+    """As :func:`f32_sum`, in float64."""
+    return gamma(n + 4, U64)
+
+
+def log_prob(num_classes: int, magnitude: float, u: float = U32) -> float:
+    """Absolute error bound of one log-softmax entry (or one row's cross-entropy) of C logits of size ≤ magnitude.
+
+    log Σ_j e^{z_j − max} sums C terms in (0, 1] to a value ≥ 1, so its γ_{C+4} relative error becomes an
+    absolute one after the log; the shifts z_j − max and the final subtraction are rounded at the size
+    2·magnitude + log C.
+    """
+    return gamma(num_classes + 4, u) + 2 * u * (2 * magnitude + math.log(num_classes))
+
+
+def cross_entropy(num_classes: int, batch: int, magnitude: float, u: float = U32) -> float:
+    """Absolute error bound of a mean cross-entropy over ``batch`` rows: :func:`log_prob` per row, then a
+    mean of ``batch`` values of size ≤ 2·magnitude + log C (γ_batch of that)."""
+    return log_prob(num_classes, magnitude, u) + gamma(batch + 4, u) * (2 * magnitude + math.log(num_classes))
