@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tolerances import U32, U64, cross_entropy, f32_sum, f64_sum
 
 from ltlib.errors import ConfigError
 from ltlib.losses import (LOSS_NAMES, BalancedSoftmaxLoss, CrossEntropy, GLATrainLoss, LogitAdjustedLoss,
                           build_loss, log_frequencies)
-from tolerances import U32, U64, cross_entropy, f32_sum, f64_sum
 
 D1_EXPECTED = 17.725190227433334  # LIFT_GLA_SPEC §D check 1 / §G item 1 (float64 script value)
 
