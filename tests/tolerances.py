@@ -46,3 +46,16 @@ def cross_entropy(num_classes: int, batch: int, magnitude: float, u: float = U32
     """Absolute error bound of a mean cross-entropy over ``batch`` rows: :func:`log_prob` per row, then a
     mean of ``batch`` values of size ≤ 2·magnitude + log C (γ_batch of that)."""
     return log_prob(num_classes, magnitude, u) + gamma(batch + 4, u) * (2 * magnitude + math.log(num_classes))
+
+
+def matmul(x, weight) -> float:
+    """Largest error of a float32 ``x @ weight.T`` (torch tensors): γ_{k+1} times Σ_k |x_k|·|w_k| per entry."""
+    return gamma(x.shape[-1] + 1, U32) * float((x.abs() @ weight.abs().transpose(-1, -2)).max())
+
+
+def network(values, width: int, layers: int) -> float:
+    """Two float32 evaluations of the same network (other batch sizes or kernels, a fused vs a written-out
+    attention) compared on ``values``: each of ``layers`` layers of dot products over ≤ ``width`` terms errs
+    by ≤ γ_width relative to the size of its terms, which LayerNorm and normalised embeddings keep at the
+    size of the compared values (first-order model; both sides counted)."""
+    return 2 * layers * gamma(width + 4, U32) * float(values.abs().max())
