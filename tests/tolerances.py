@@ -59,3 +59,9 @@ def network(values, width: int, layers: int) -> float:
     by ≤ γ_width relative to the size of its terms, which LayerNorm and normalised embeddings keep at the
     size of the compared values (first-order model; both sides counted)."""
     return 2 * layers * gamma(width + 4, U32) * float(values.abs().max())
+
+
+# Closed forms in float64: each compared value is at most ~1000 float64 operations on values of size
+# ≤ 100 (percentages, probabilities, correlations, counts), so it is off by ≤ γ_1000·100 ≈ 1.1e-11, and
+# any real defect (a wrong class, weight or formula) moves it by orders more.
+CLOSED_ABS = gamma(1000, U64) * 100
