@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from tolerances import U32, gamma, matmul
+from tolerances import U32, gamma, matmul, network
 
 from ltlib.adapters import AdaptFormer, adaptformer_dim, adapters_attached, build_adaptformers
 from ltlib.backbones import Backbone, BackboneSpec, build_backbone, register_arch
@@ -184,7 +184,7 @@ def test_adapters_apply_only_inside_the_models_forward(tiny: Backbone) -> None:
         before = tiny.image_features(x)
         adapted = model.features(x)
         after = tiny.image_features(x)
-    assert torch.equal(before, after) and not torch.allclose(adapted, before)
+    assert torch.equal(before, after) and not torch.allclose(adapted, before, rtol=0, atol=network(before, 128, 16))
     assert all("forward" not in vars(block) for block in tiny.blocks)
 
 
@@ -217,7 +217,7 @@ def test_adapters_are_the_classifiers_submodules(tiny: Backbone) -> None:
     x = images(2, 32)
     with torch.no_grad():
         assert torch.equal(model.features(x), tiny.image_features(x))
-        assert not torch.allclose(clone.features(x), model.features(x))
+        assert not torch.allclose(clone.features(x), model.features(x), rtol=0, atol=network(model.features(x), 128, 16))
     assert clone.double().adapters[0].up_proj.weight.dtype == torch.float64  # .to() reaches them
 
 

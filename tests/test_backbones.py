@@ -141,7 +141,7 @@ def test_local_checkpoint_round_trip_in_three_formats(tiny_spec: BackboneSpec, t
     with torch.no_grad():
         expected = (source.image_features(x), source.text_embeddings(prompts))
         other = build_backbone(tiny_spec, random_init=True, seed=2).image_features(x)
-    assert not torch.allclose(other, expected[0])  # the comparison below can fail
+    assert not torch.allclose(other, expected[0], rtol=0, atol=network(expected[0], TINY_WIDTH, TINY_LAYERS))  # the comparison below can fail
     for name in ("plain.pt", "weights.safetensors", "ckpt.pt"):
         loaded = build_backbone(tiny_spec, weights=tmp_path / name)
         with torch.no_grad():

@@ -17,7 +17,7 @@ from ltlib.distributed import DistContext
 from ltlib.engine import epoch_batches, evaluate, local_share, lr_at_epoch, total_steps, train
 from ltlib.errors import ConfigError
 from ltlib.recipes import TrainConfig, load_recipe
-from tolerances import U32, U64, gamma
+from tolerances import U32, U64, gamma, sgd_trajectory
 
 
 class NoisyBlobs(Dataset):
@@ -53,14 +53,8 @@ def flat_params(model: nn.Module) -> torch.Tensor:
 
 
 def trajectory_tol(model: nn.Module, steps: int) -> float:
-    """How far two float32 training runs that are equal in exact arithmetic may end apart, per parameter.
-
-    They sum the same per-sample gradients in another order (micro-batches, a gloo all-reduce), so each
-    step's update differs by ≤ γ_B relative, far below one ulp of the parameter it is added to: per step
-    a parameter may round to a neighbouring float32, one ulp of the largest parameter. At lr = 0.05 an SGD
-    step (I − lr·H) barely amplifies an earlier gap, so the gaps add up over the steps; factor 2 for both runs.
-    """
-    return 2 * steps * float(np.spacing(flat_params(model).abs().max().numpy()))
+    """tolerances.sgd_trajectory over all of ``model``'s parameters."""
+    return sgd_trajectory(flat_params(model), steps)
 
 
 def logit_tol(model: nn.Module, x: torch.Tensor, param_tol: float) -> float:

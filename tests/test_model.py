@@ -102,7 +102,8 @@ def test_forward_equals_head_of_adapted_features(tiny: Backbone) -> None:
     with torch.no_grad():
         features = tiny.image_features(x, model.adapters)
         torch.testing.assert_close(model(x), model.head(features), rtol=0, atol=0)
-        assert not torch.allclose(features, tiny.image_features(x))
+        plain = tiny.image_features(x)
+        assert not torch.allclose(features, plain, rtol=0, atol=network(plain, TINY_WIDTH, TINY_LAYERS))  # beyond rounding
 
 
 # --------------------------------------------------------------------------- trainable state (A.5, A.9)
@@ -115,7 +116,7 @@ def test_trainable_state_round_trip(tiny: Backbone) -> None:
     fresh = build_lift_model(tiny, NAMES, head_init="random", seed=9)
     x = images(2, 3, 32, 32)
     with torch.no_grad():
-        assert not torch.allclose(fresh(x), model(x))
+        assert not torch.allclose(fresh(x), model(x), rtol=0, atol=network(model(x), TINY_WIDTH, TINY_LAYERS))
         fresh.load_trainable_state_dict(state)
         assert torch.equal(fresh(x), model(x))
     with pytest.raises(ConfigError, match="missing keys.*head.weight"):
@@ -173,7 +174,7 @@ def test_scratch_and_joint_classifiers_train_the_right_weights(tmp_path):
     x = torch.randn(2, 3, first.image_size, first.image_size)
     # The same two forward passes, then one float32 addition (≤ u of the sum's size).
     summed = joint.members[0](x) + joint.members[1](x)
-    assert torch.allclose(joint(x), summed, rtol=0, atol=2 * gamma(2, U32) * float(summed.abs().max()))
+    assert torch.allclose(joint(x), summed, rtol=0, atol=2 * gamma(2, U32) * float(summed.detach().abs().max()))
     state = joint.trainable_state_dict()
     assert all(k.startswith(("members.0.", "members.1.")) for k in state)
     joint.load_trainable_state_dict({k: torch.zeros_like(v) for k, v in state.items()})

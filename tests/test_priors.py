@@ -30,7 +30,7 @@ def objective_tol(z: np.ndarray, prior: np.ndarray | None = None) -> float:
     """Worst-case float64 error of one evaluation of L(π), valid for any summation order or kernel.
 
     L is a mean of N log-sum-exp terms, each at most max|z| + max|log π| + log C in size; any
-    order of summing N float64 terms errs by at most γ_N ≈ N·eps₆₄ times the sum of their sizes
+    order of summing N float64 terms errs by at most γ_N ≤ N·eps₆₄ times the sum of their sizes
     (Higham, Accuracy and Stability, §4.2), and exp/log add a few eps₆₄ per term.
     """
     n, c = z.shape
@@ -59,6 +59,7 @@ def solver_gap(z: np.ndarray, y: np.ndarray, *fits, gradient_shift: float = 0.0)
     posterior mass s̄_j has a small Hessian entry and hence a loose log prior: the bound grows
     like residual / s̄_j. Along the segment between the fits every p_ij changes by a factor
     e^{±2|Δθ|_∞} = 1 ± 1e-6 at most, so H⁺ does too; the factor 1.1 covers that second-order term.
+    The residuals are themselves float64 sums (off by ≤ γ_N·max s̄ ≈ 1e-15, negligible next to them).
     """
     gradient_gap = sum(f.moment_residual for f in fits) + gradient_shift
     return 1.1 * inverse_hessian_norm(z, y, fits[0].prior) * gradient_gap

@@ -65,3 +65,17 @@ def network(values, width: int, layers: int) -> float:
 # ≤ 100 (percentages, probabilities, correlations, counts), so it is off by ≤ γ_1000·100 ≈ 1.1e-11, and
 # any real defect (a wrong class, weight or formula) moves it by orders more.
 CLOSED_ABS = gamma(1000, U64) * 100
+
+
+def sgd_trajectory(params, steps: int) -> float:
+    """How far two float32 training runs that are equal in exact arithmetic may end apart, per parameter.
+
+    They sum the same per-sample gradients in another order (micro-batches, a gloo all-reduce, a compiled
+    graph), so each step's update differs by ≤ γ_B relative, far below one ulp of the parameter it is added
+    to: per step a parameter may round to a neighbouring float32, one ulp of the largest parameter. At the
+    small learning rates of the tests an SGD step (I − lr·H) barely amplifies an earlier gap, so the gaps add
+    up over the steps; factor 2 for both runs. ``params``: a tensor of the parameters.
+    """
+    import numpy as np
+
+    return 2 * steps * float(np.spacing(np.float32(params.detach().abs().max())))
