@@ -109,8 +109,12 @@ def test_torchrun_two_gloo_processes_match_one_process(stage1, fixture, workdir)
         assert np.allclose(a.logits, b.logits, rtol=0, atol=1e-4), np.abs(a.logits - b.logits).max()
     state = {d: torch.load(d / CHECKPOINT_NAME, weights_only=False)["model"] for d in (single, parallel)}
     steps = sum(json.loads(line)["kind"] == "step" for line in (single / "log.jsonl").read_text().splitlines())
-    for key, tensor in state[single].items():  # gloo all-reduces the gradient: another summation order
-        assert torch.allclose(tensor, state[parallel][key], rtol=0, atol=sgd_trajectory(tensor, steps)), key
+    # gloo all-reduces the gradient (another summation order); the coupled updates are rounded at the scale
+    # of the model's largest parameter, which sets the bound for every tensor (a zero-initialised bias of
+    # size 1e-10 is not rounded at its own ulp).
+    trained = torch.cat([t.flatten().float() for t in state[single].values() if t.is_floating_point()])
+    for key, tensor in state[single].items():
+        assert torch.allclose(tensor, state[parallel][key], rtol=0, atol=sgd_trajectory(trained, steps)), key
     log = [json.loads(line) for line in (parallel / "log.jsonl").read_text().splitlines()]
     assert log[0]["world_size"] == 2
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tolerances import f32_sum, gamma, network, U32
+from tolerances import U32, f32_sum, gamma, network
 
 from ltlib.adapters import build_adaptformers
 from ltlib.backbones import Backbone, BackboneSpec, build_backbone, register_arch

@@ -72,7 +72,8 @@ def sgd_trajectory(params, steps: int) -> float:
 
     They sum the same per-sample gradients in another order (micro-batches, a gloo all-reduce, a compiled
     graph), so each step's update differs by ≤ γ_B relative, far below one ulp of the parameter it is added
-    to: per step a parameter may round to a neighbouring float32, one ulp of the largest parameter. At the
+    to: per step a parameter may round to a neighbouring float32, one ulp of the largest parameter (pass all
+    of a model's parameters: a zero-initialised bias is rounded at that scale too, not at its own). At the
     small learning rates of the tests an SGD step (I − lr·H) barely amplifies an earlier gap, so the gaps add
     up over the steps; factor 2 for both runs. ``params``: a tensor of the parameters.
     """
