@@ -14,6 +14,24 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to run under an ATEN_CPU_CAPABILITY that torch ignored (`make test-numeric-alt` relies on it)."""
+    wanted = os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower()
+    if wanted:
+        import torch
+
+        got = torch.backends.cpu.get_cpu_capability().lower()
+        if got != wanted:
+            raise pytest.UsageError(f"ATEN_CPU_CAPABILITY={wanted} was not honoured: torch uses {got} kernels "
+                                    "(this CPU lacks that instruction set, or torch was imported before)")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    import torch
+
+    return f"torch CPU kernels: {torch.backends.cpu.get_cpu_capability()}, threads: {torch.get_num_threads()}"
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

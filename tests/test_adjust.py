@@ -3,12 +3,32 @@ rule (book: Method, 'The GLA prior estimator')."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
+from tolerances import U32, U64, f32_sum, gamma, log_prob
 
 from ltlib.adjust import PRIOR_EPS, backdoor_adjust, gla_posthoc
 from ltlib.errors import ConfigError
+
+
+def log_mix_tol(models: list[torch.Tensor]) -> float:
+    """Absolute error bound of a float32 log Σ_m w_m softmax(z_m) against its exact value, either way it is computed.
+
+    Each log-softmax entry is within :func:`tolerances.log_prob` (C classes, logits of size max|z|); the
+    log-sum-exp over the M members adds another such bound at the size of a log-probability plus log w.
+    """
+    num_models, num_classes = len(models), models[0].shape[1]
+    magnitude = max(float(z.abs().max()) for z in models)
+    inner = 2 * magnitude + math.log(num_classes) + math.log(4 * num_models)  # |log softmax| + |log w|
+    return log_prob(num_classes, magnitude) + log_prob(num_models, inner)
+
+
+def sum_tol(*terms: torch.Tensor) -> float:
+    """Two float32 evaluations of Σ_m w_m z_m (any order, weights exact in float32): γ_M·Σ|terms| each."""
+    return 2 * gamma(len(terms) + 1, U32) * float(sum(t.abs() for t in terms).max())
 
 
 @pytest.fixture(scope="module")
@@ -23,26 +43,35 @@ def three_models() -> list[torch.Tensor]:
 def test_single_model_identity(three_models):
     z = three_models[0]
     assert torch.equal(backdoor_adjust([z]), z)
-    assert torch.allclose(backdoor_adjust([z], rule="prob_mean"), torch.log_softmax(z, dim=1), atol=1e-6)
+    tol = 2 * log_mix_tol([z])  # both sides within log_mix_tol of the exact log-softmax
+    assert torch.allclose(backdoor_adjust([z], rule="prob_mean"), torch.log_softmax(z, dim=1), rtol=0, atol=tol)
 
 
 def test_logit_sum_is_the_plain_sum_and_argmax_of_mean(three_models):
     combined = backdoor_adjust(three_models)
     total = three_models[0] + three_models[1] + three_models[2]
-    assert torch.allclose(combined, total, atol=1e-6)
+    assert torch.allclose(combined, total, rtol=0, atol=sum_tol(*three_models))
+    # Division by 3 is monotone up to one rounding: the argmax can only change on a near tie, and
+    # the data have none (smallest top-2 gap far above the rounding of the sum).
+    top2 = total.topk(2, dim=1).values
+    assert float((top2[:, 0] - top2[:, 1]).min()) > 4 * sum_tol(*three_models)
     assert torch.equal(combined.argmax(1), (total / 3).argmax(1))
 
 
 def test_prob_mean_is_log_of_mean_probability(three_models):
     combined = backdoor_adjust(three_models, rule="prob_mean")
     mean_prob = torch.stack([torch.softmax(z, dim=1) for z in three_models]).mean(0)
-    assert torch.allclose(combined, torch.log(mean_prob), atol=1e-6)
-    assert torch.allclose(combined.exp().sum(1), torch.ones(50), atol=1e-6)
+    tol = 2 * log_mix_tol(three_models)
+    assert torch.allclose(combined, torch.log(mean_prob), rtol=0, atol=tol)
+    # exp turns an absolute log error into a relative one; then an 8-term float32 sum.
+    exp_tol = log_mix_tol(three_models) + f32_sum(8)
+    assert torch.allclose(combined.exp().sum(1), torch.ones(50), rtol=0, atol=exp_tol)
 
 
 def test_prob_mean_of_identical_models_is_that_models_log_softmax(three_models):
     z = three_models[1]
-    assert torch.allclose(backdoor_adjust([z, z, z], rule="prob_mean"), torch.log_softmax(z, dim=1), atol=1e-6)
+    tol = 2 * log_mix_tol([z, z, z])
+    assert torch.allclose(backdoor_adjust([z, z, z], rule="prob_mean"), torch.log_softmax(z, dim=1), rtol=0, atol=tol)
 
 
 def test_rules_can_disagree_on_argmax():
@@ -54,11 +83,19 @@ def test_rules_can_disagree_on_argmax():
 
 def test_weights(three_models):
     a, b, c = three_models
-    # logit_sum normalises given weights to sum 1 (argmax unchanged; huge weights cannot overflow).
-    assert torch.allclose(backdoor_adjust(three_models, weights=[2.0, 0.0, 1.0]), (2 * a + c) / 3, atol=1e-6)
+    # logit_sum normalises given weights to sum 1 (argmax unchanged; huge weights cannot overflow). The
+    # normalised weights 2/3 and 1/3 are exp of a float32 log-sum-exp: a few u₃₂ relative each, on top of
+    # the float32 sum of the weighted logits.
+    expected = (2 * a + c) / 3
+    weight_rounding = 8 * U32 * float((2 * a.abs() + c.abs()).max()) / 3
+    assert torch.allclose(backdoor_adjust(three_models, weights=[2.0, 0.0, 1.0]), expected, rtol=0,
+                          atol=sum_tol(2 * a / 3, c / 3) + weight_rounding)
     # prob_mean normalises the weights; a zero weight drops the model.
     expected = torch.log(0.25 * torch.softmax(a, 1) + 0.75 * torch.softmax(c, 1))
-    assert torch.allclose(backdoor_adjust(three_models, "prob_mean", weights=[1.0, 0.0, 3.0]), expected, atol=1e-6)
+    tol = 2 * log_mix_tol(three_models)
+    assert torch.allclose(
+        backdoor_adjust(three_models, "prob_mean", weights=[1.0, 0.0, 3.0]), expected, rtol=0, atol=tol
+    )
 
 
 def test_numpy_inputs_and_dtypes():
@@ -68,15 +105,22 @@ def test_numpy_inputs_and_dtypes():
     assert backdoor_adjust([z.astype(np.float32)]).dtype == torch.float32
 
 
-@pytest.mark.parametrize("logits_list, kwargs, match", [
-    ([], {}, "empty"),
-    ([torch.zeros(4, 3), torch.zeros(4, 3), torch.zeros(4, 5)], {}, r"logits_list\[2\] has shape \(4, 5\).*\(4, 3\)"),
-    ([torch.zeros(4, 3)] * 2, {"weights": [1.0, -0.5]}, r"weights\[1\] = -0.5"),
-    ([torch.zeros(4, 3)] * 2, {"weights": [1.0]}, "1 entries but logits_list has 2"),
-    ([torch.zeros(4, 3)] * 2, {"weights": [0.0, 0.0]}, "all zero"),
-    ([torch.zeros(4, 3)], {"rule": "max"}, "unknown rule 'max'"),
-    ([torch.zeros(4)], {}, r"\[N, C\]"),
-])
+@pytest.mark.parametrize(
+    "logits_list, kwargs, match",
+    [
+        ([], {}, "empty"),
+        (
+            [torch.zeros(4, 3), torch.zeros(4, 3), torch.zeros(4, 5)],
+            {},
+            r"logits_list\[2\] has shape \(4, 5\).*\(4, 3\)",
+        ),
+        ([torch.zeros(4, 3)] * 2, {"weights": [1.0, -0.5]}, r"weights\[1\] = -0.5"),
+        ([torch.zeros(4, 3)] * 2, {"weights": [1.0]}, "1 entries but logits_list has 2"),
+        ([torch.zeros(4, 3)] * 2, {"weights": [0.0, 0.0]}, "all zero"),
+        ([torch.zeros(4, 3)], {"rule": "max"}, "unknown rule 'max'"),
+        ([torch.zeros(4)], {}, r"\[N, C\]"),
+    ],
+)
 def test_backdoor_adjust_validation(logits_list, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         backdoor_adjust(logits_list, **kwargs)
@@ -97,16 +141,28 @@ def posthoc_inputs() -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
 def test_gla_posthoc_formula(posthoc_inputs):
     ft, zs, prior = posthoc_inputs
     out = gla_posthoc(ft, zs, prior, ft_temperature=2.0, zs_temperature=0.5)
-    expected = ft / 2.0 + zs / 0.5 - torch.log(torch.from_numpy(prior) + PRIOR_EPS)
-    assert torch.allclose(out, expected, atol=1e-12)
+    log_prior = torch.log(torch.from_numpy(prior) + PRIOR_EPS)
+    expected = ft / 2.0 + zs / 0.5 - log_prior
+    # float64, four roundings on each side (two divisions, which a kernel may do as ×(1/T), the log, two
+    # additions) at the size of the largest term: γ₄ × the sum of magnitudes, twice.
+    size = float((ft.abs() / 2.0 + zs.abs() / 0.5 + log_prior.abs()).max())
+    assert torch.allclose(out, expected, rtol=0, atol=2 * gamma(4, U64) * size)
     p = np.linspace(1, 2, 20) / np.linspace(1, 2, 20).sum()
     with_p = gla_posthoc(ft, zs, prior, train_prior=p)
-    assert torch.allclose(with_p, gla_posthoc(ft, zs, prior) - torch.log(torch.from_numpy(p)), atol=1e-12)
+    size += float(np.abs(np.log(p)).max())
+    assert torch.allclose(
+        with_p, gla_posthoc(ft, zs, prior) - torch.log(torch.from_numpy(p)), rtol=0, atol=2 * gamma(5, U64) * size
+    )
 
 
 def test_d15_argmax_invariant_to_prior_scale_and_uniform_train_prior(posthoc_inputs):
     ft, zs, prior = posthoc_inputs
-    base = gla_posthoc(ft, zs, prior).argmax(1)
+    scores = gla_posthoc(ft, zs, prior)
+    base = scores.argmax(1)
+    # Rescaling π shifts every score by log s up to float64 rounding; the argmax can only
+    # change on a top-2 gap below twice that rounding, and these data have none.
+    top2 = scores.topk(2, dim=1).values
+    assert float((top2[:, 0] - top2[:, 1]).min()) > 2 * gamma(5, U64) * float(scores.abs().max() + 7)  # |log 1e-3| < 7
     for scale in (0.804057, 1e-3, 50.0):
         assert torch.equal(gla_posthoc(ft, zs, scale * prior).argmax(1), base)
     uniform = np.full(20, 1 / 20)
@@ -124,10 +180,15 @@ def test_gla_posthoc_tolerates_a_zero_prior_entry(posthoc_inputs):
     assert (out.argmax(1) == 3).all()  # −log(1e-12) ≈ 27.6 dominates
 
 
-@pytest.mark.parametrize("kwargs, match", [({"prior": -np.ones(20)}, "prior must be finite and non-negative"),
-                                           ({"prior": np.ones(19)}, r"prior must have shape \[20\]"),
-                                           ({"train_prior": np.zeros(20)}, "train_prior must be finite and positive"),
-                                           ({"ft_temperature": 0.0}, "ft_temperature must be positive")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"prior": -np.ones(20)}, "prior must be finite and non-negative"),
+        ({"prior": np.ones(19)}, r"prior must have shape \[20\]"),
+        ({"train_prior": np.zeros(20)}, "train_prior must be finite and positive"),
+        ({"ft_temperature": 0.0}, "ft_temperature must be positive"),
+    ],
+)
 def test_gla_posthoc_validation(posthoc_inputs, kwargs, match):
     ft, zs, prior = posthoc_inputs
     args = {"prior": prior, **kwargs}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from tolerances import CLOSED_ABS  # float64 closed forms
 
 from ltlib.book import analysis
 from ltlib.cache import SplitOutputs
@@ -49,13 +50,15 @@ def test_per_class_table_trends_and_bins(tmp_path):
     index = _index([("a", "CE", "lift", s, d) for s, d in zip((0, 1), dirs)])
     p_hat = {"a": np.linspace(0.3, 0.05, C)}
     table = analysis.per_class_table(index, p_hat, {"a": np.linspace(0.05, 0.3, C)})
-    assert len(table) == 2 * C and np.allclose(table["accuracy"].iloc[:C], decreasing * 100)
-    assert np.allclose(table["p_s"].iloc[:C], COUNTS / COUNTS.sum())
+    assert len(table) == 2 * C and np.allclose(table["accuracy"].iloc[:C], decreasing * 100, rtol=0, atol=CLOSED_ABS)
+    assert np.allclose(table["p_s"].iloc[:C], COUNTS / COUNTS.sum(), rtol=0, atol=CLOSED_ABS)
     trends = analysis.trend_statistics(table, ("p_s", "p_hat", "pi")).set_index(["seed", "key"])["rho"]
-    assert trends[0, "p_s"] == pytest.approx(1.0) and trends[0, "p_hat"] == pytest.approx(1.0)
-    assert trends[0, "pi"] == pytest.approx(-1.0)
+    assert trends[0, "p_s"] == pytest.approx(1.0, abs=CLOSED_ABS) and trends[0, "p_hat"] == pytest.approx(
+        1.0, abs=CLOSED_ABS
+    )
+    assert trends[0, "pi"] == pytest.approx(-1.0, abs=CLOSED_ABS)
     binned = analysis.binned_accuracy(table, "p_s", bins=3)
-    assert list(binned[binned.seed == 0]["accuracy"].round(6)) == pytest.approx([90.0, 50.0, 10.0])
+    assert list(binned[binned.seed == 0]["accuracy"].round(6)) == pytest.approx([90.0, 50.0, 10.0], abs=CLOSED_ABS)
 
 
 def test_reference_control_removes_shared_difficulty(tmp_path):
@@ -66,7 +69,7 @@ def test_reference_control_removes_shared_difficulty(tmp_path):
     table = analysis.per_class_table(_index([("m", "LA", "lift", 0, model)]), p)
     reference = analysis.per_class_table(_index([("ref", "LA", "lift", 0, ref)]), p)
     out = analysis.with_reference(table, reference)
-    assert np.allclose(out["excess"], 10.0)  # +0.1 on every class, whatever its own difficulty
+    assert np.allclose(out["excess"], 10.0, rtol=0, atol=CLOSED_ABS)  # +0.1 on every class, whatever its own difficulty
 
 
 def test_ensemble_predictions_sum_logits_and_check_targets(tmp_path):
@@ -77,26 +80,38 @@ def test_ensemble_predictions_sum_logits_and_check_targets(tmp_path):
     d = analysis.run_d_groups(a)
     assert d.sizes == {"many": 2, "medium": 2, "few": 2}
     scores = analysis.group_scores(*analysis.ensemble_predictions([a]), d, None)
-    assert scores["overall"] == pytest.approx(100.0) and scores["D-few"] == pytest.approx(100.0)
+    assert scores["overall"] == pytest.approx(100.0, abs=CLOSED_ABS) and scores["D-few"] == pytest.approx(
+        100.0, abs=CLOSED_ABS
+    )
     knn = analysis.knn_group_accuracy(a, k=5)
-    assert knn["overall"] == pytest.approx(100.0)
+    assert knn["overall"] == pytest.approx(100.0, abs=CLOSED_ABS)
 
 
 def test_priors_consensus_and_agreement():
     p, q = np.array([0.5, 0.3, 0.2]), np.array([0.2, 0.3, 0.5])
     mid = consensus_prior([p, q])
-    assert mid.sum() == pytest.approx(1.0) and mid[0] == pytest.approx(mid[2])
+    assert mid.sum() == pytest.approx(1.0, abs=CLOSED_ABS) and mid[0] == pytest.approx(mid[2], abs=CLOSED_ABS)
     assert stage_prior({"b": q, "a": p}).source == "geomean(a+b)" and stage_prior({"a": p}).source == "a"
     assert np.array_equal(stage_prior({"a": p}).prior, p)  # one model: its own P̂_P, unchanged
     agree = prior_agreement(p, p)
-    assert agree["spearman"] == pytest.approx(1.0) and agree["kl"] == pytest.approx(0.0)
+    assert agree["spearman"] == pytest.approx(1.0, abs=CLOSED_ABS) and agree["kl"] == pytest.approx(0.0, abs=CLOSED_ABS)
     assert agree["kl_uniform"] > 0
 
 
 def test_results_table_round_trip_and_summaries(tmp_path):
     table = ResultsTable("nb", "mini", "w", tmp_path)
-    table.add_frame(pd.DataFrame({"method": ["LA", "LA", "CE"], "backbone": ["a", "b", "a"], "seed": [0, 1, 0],
-                                  "group": ["overall"] * 3, "value": [1.0, 3.0, 5.0]}), metric="accuracy")
+    table.add_frame(
+        pd.DataFrame(
+            {
+                "method": ["LA", "LA", "CE"],
+                "backbone": ["a", "b", "a"],
+                "seed": [0, 1, 0],
+                "group": ["overall"] * 3,
+                "value": [1.0, 3.0, 5.0],
+            }
+        ),
+        metric="accuracy",
+    )
     table.add("gflops", np.float32(2.5), method="M=1", backbones=("b", "a"))
     table.save()
     rows = load_tables(tmp_path)
@@ -105,7 +120,7 @@ def test_results_table_round_trip_and_summaries(tmp_path):
     s = summarize(rows[rows.metric == "accuracy"], by=("method",)).set_index("method")
     assert s.loc["LA", "mean"] == 2.0 and s.loc["LA", "n"] == 2 and np.isnan(s.loc["CE", "sd"])
     mean, sd, low, high, n = mean_ci([1.0, 2.0, 3.0])
-    assert (mean, n) == (2.0, 3) and low < 2 < high and high - 2 == pytest.approx(2 - low)
+    assert (mean, n) == (2.0, 3) and low < 2 < high and high - 2 == pytest.approx(2 - low, abs=CLOSED_ABS)
 
 
 def test_results_rows_carry_their_keys_in_columns_and_labels_are_derived(tmp_path):
@@ -123,7 +138,12 @@ def test_results_rows_carry_their_keys_in_columns_and_labels_are_derived(tmp_pat
     assert rows["scenario"].tolist() == ["", "", "reverse", "", ""]
     assert rows["prior_source"].tolist()[0] == "geomean(a+b)" and rows["backbones"].tolist()[0] == "a+b"
     labels = with_labels(rows)["label"].tolist()
-    assert labels == ["backdoor adjustment (logit_sum)", "LIFT (single model)", "backdoor adjustment (logit_sum)",
-                      "from scratch", "generator"]
+    assert labels == [
+        "backdoor adjustment (logit_sum)",
+        "LIFT (single model)",
+        "backdoor adjustment (logit_sum)",
+        "from scratch",
+        "generator",
+    ]
     old = rows.drop(columns=["control", "scenario"])  # rows written before these columns existed
     assert (normalized(old)[["control", "scenario"]] == "").all().all()

@@ -23,6 +23,32 @@ from ltlib.book.runner import load_plan, run_all
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
+# Folders that `make test`, linters, coverage or Jupyter leave in a clone, at the root and below it.
+TOOL_CACHES = (".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis", ".ipynb_checkpoints", "htmlcov",
+               ".tox", ".nox", "__pycache__", "ltlib.egg-info", "book/.ipynb_checkpoints", "book/__pycache__")
+
+
+def plant_tool_caches(root: Path) -> list[Path]:
+    """Create every tool cache under ``root`` with a Markdown file inside, as pytest's own cache has.
+
+    Returns:
+        The planted cache folders and files (``.coverage`` is a file, not a folder).
+    """
+    planted = []
+    for name in TOOL_CACHES:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        (root / name / "README.md").write_text("# A tool cache\n\nNot a page of the book.\n")
+        planted.append(root / name)
+    (root / ".coverage").write_text("coverage data\n")
+    return planted + [root / ".coverage"]
+
+
+def strict_build(root: Path) -> subprocess.CompletedProcess:
+    jb = Path(sys.executable).parent / "jupyter-book"
+    return subprocess.run(
+        [str(jb), "build", str(root), "-W", "-n", "--keep-going"], capture_output=True, text=True, check=False
+    )
+
 
 def toc_files() -> list[str]:
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())
@@ -42,9 +68,8 @@ def smoke_site(tmp_path_factory, pretrained_world) -> Path:
     shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns("executed"))
     jobs = load_plan("smoke", out_dir=str(root / "results"), runs_root=str(root / "runs"))
     run_all(jobs, root / "book" / "executed", force=True)
-    jb = Path(sys.executable).parent / "jupyter-book"
-    build = subprocess.run([str(jb), "build", str(root), "-W", "-n", "--keep-going"], capture_output=True,
-                           text=True)
+    plant_tool_caches(root)  # as `make test` before `make book` leaves them in one clone
+    build = strict_build(root)
     assert build.returncode == 0, f"strict book build failed:\n{build.stdout[-4000:]}\n{build.stderr[-4000:]}"
     return root
 
@@ -95,8 +120,9 @@ def test_the_report_gives_every_claim_of_the_registry_a_verdict(smoke_site):
     for claim in CLAIMS:
         matching = [row for row in rows if claim.statement in row]
         assert len(matching) == 1, f"claim {claim.key!r}: {len(matching)} rows of the report state it"
-        assert len(matching[0]) == len(header) and matching[0][column] in verdicts, \
+        assert len(matching[0]) == len(header) and matching[0][column] in verdicts, (
             f"claim {claim.key!r}: no verdict in its row {matching[0]}"
+        )
 
 
 def test_reproduction_report_screenshot(smoke_site, tmp_path):
@@ -114,3 +140,30 @@ def test_each_result_page_offers_its_table_as_a_csv_download(smoke_site):
         target = (page.parent / links[0]).resolve()
         rows = target.read_text().splitlines()
         assert len(rows) > 1 and "metric" in rows[0] and "git_sha" in rows[0], f"{name}: {target} is not its table"
+
+
+def test_strict_build_ignores_tool_caches(tmp_path):
+    """`make test` then `make html` in one clone: a one-page book under the real _config.yml with every
+    tool cache planted still builds strictly (a stray README.md would be a page outside the toc)."""
+    shutil.copy(REPO / "_config.yml", tmp_path / "_config.yml")
+    (tmp_path / "book").mkdir()
+    shutil.copy(REPO / "book" / "references.bib", tmp_path / "book" / "references.bib")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\n")
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n\nOne page.\n")
+    plant_tool_caches(tmp_path)
+    build = strict_build(tmp_path)
+    assert build.returncode == 0, (
+        f"strict build stopped on a tool cache:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}"
+    )
+    assert (tmp_path / "_build" / "html" / "book" / "intro.html").is_file()
+    assert not list((tmp_path / "_build" / "html").rglob("README.html"))
+
+
+def test_make_clean_removes_every_tool_cache(tmp_path):
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    planted = plant_tool_caches(tmp_path)
+    (tmp_path / "book" / "intro.md").write_text("# kept\n")
+    done = subprocess.run(["make", "-s", "clean"], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert [str(p.relative_to(tmp_path)) for p in planted if p.exists()] == []
+    assert (tmp_path / "book" / "intro.md").is_file() and (tmp_path / "Makefile").is_file()

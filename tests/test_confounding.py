@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from tolerances import CLOSED_ABS  # float64 closed forms
 
 from ltlib.miniworld import confounding as cf
 from ltlib.book import plots
@@ -56,8 +57,8 @@ def test_posthoc_propensity_recovers_the_interventional_posterior():
         do = joint_do[:, c, :] / joint_do[:, c, :].sum(axis=0)
         scores = cf.posthoc_propensity(np.log(obs.T), np.full(xs_per_c, c), propensity)  # [X, K]
         corrected = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
-        assert np.allclose(corrected, do.T)
-        assert not np.allclose(obs, do)  # the correction is not a no-op
+        assert np.allclose(corrected, do.T, rtol=0, atol=CLOSED_ABS)
+        assert not np.allclose(obs, do, rtol=0, atol=CLOSED_ABS)  # the correction is not a no-op
 
 
 def _fake_outputs(probs: dict[str, np.ndarray], visibility: np.ndarray, targets: np.ndarray,
@@ -82,36 +83,59 @@ def test_method_scores_apply_the_adjustments_to_hand_made_probabilities():
     outputs = _fake_outputs({"c0": c0, "c1": c1, "member_head": head, "member_body": body, "confounded": naive},
                             np.array([0, 1]), np.array([0, 1]), propensity)
     scores = cf.method_scores(outputs, 0, "interventional")
-    assert np.allclose(np.exp(scores["backdoor"]), 0.6 * c0 + 0.4 * c1)  # Σ_c P(y|x,c) P(c)
-    assert np.allclose(np.exp(scores["proxy"]), (head + body) / 2)  # equal weights, as the paper's method
+    assert np.allclose(np.exp(scores["backdoor"]), 0.6 * c0 + 0.4 * c1, rtol=0, atol=CLOSED_ABS)  # Σ_c P(y|x,c) P(c)
+    # equal weights, as the paper's method
+    assert np.allclose(np.exp(scores["proxy"]), (head + body) / 2, rtol=0, atol=CLOSED_ABS)
     # image 0 has c = 0: divide by P(c=0|y) = (.8,.2,.8); image 1 has c = 1: by (.2,.8,.2)
-    assert np.allclose(np.exp(scores["posthoc"]), naive / np.array([[0.8, 0.2, 0.8], [0.2, 0.8, 0.2]]))
+    assert np.allclose(
+        np.exp(scores["posthoc"]), naive / np.array([[0.8, 0.2, 0.8], [0.2, 0.8, 0.2]]), rtol=0, atol=CLOSED_ABS
+    )
     assert scores["posthoc"].argmax(axis=1).tolist() == [1, 0]  # the correction can flip decisions
     assert set(scores) == set(cf.METHODS)
 
 
 # ----------------------------------------------------------------------------- contrasts and verdicts
 def _frame(values: dict[tuple[str, str, str], list[float]]) -> pd.DataFrame:
-    return pd.DataFrame([{"method": m, "test_set": t, "group": g, "seed": s, "value": v}
-                         for (m, t, g), vs in values.items() for s, v in enumerate(vs)])
+    return pd.DataFrame(
+        [
+            {"method": m, "test_set": t, "group": g, "seed": s, "value": v}
+            for (m, t, g), vs in values.items()
+            for s, v in enumerate(vs)
+        ]
+    )
 
 
 def test_contrast_values_pair_seeds_and_remix_strata():
-    frame = _frame({("B", "B", "all"): [60, 62, 58], ("B", "A", "all"): [50, 51, 49],
-                    ("B", "A", "head-dominant"): [62, 60, 61], ("B", "A", "body-dominant"): [38, 42, 37]})
+    frame = _frame(
+        {
+            ("B", "B", "all"): [60, 62, 58],
+            ("B", "A", "all"): [50, 51, 49],
+            ("B", "A", "head-dominant"): [62, 60, 61],
+            ("B", "A", "body-dominant"): [38, 42, 37],
+        }
+    )
     plain = cf.Contrast("gap", "gap", "B", "B", "B", "A", +1)
     assert cf.contrast_values(frame, plain).tolist() == [10, 11, 9]
     remix = dataclasses.replace(plain, baseline_head_share=0.9)
-    assert np.allclose(cf.contrast_values(frame, remix), [60 - 59.6, 62 - 58.2, 58 - 58.6])
+    assert np.allclose(cf.contrast_values(frame, remix), [60 - 59.6, 62 - 58.2, 58 - 58.6], rtol=0, atol=CLOSED_ABS)
     table = cf.contrast_table(frame, [plain, dataclasses.replace(remix, expected=0)])
     assert table["verdict"].tolist() == ["supported", "no difference detected"]
-    assert table.loc[0, "mean"] == pytest.approx(10.0) and table.loc[0, "sd"] == pytest.approx(1.0)
+    assert table.loc[0, "mean"] == pytest.approx(10.0, abs=CLOSED_ABS) and table.loc[0, "sd"] == pytest.approx(
+        1.0, abs=CLOSED_ABS
+    )
 
 
-@pytest.mark.parametrize("values, expected, result", [
-    ([3.0, 4.0, 5.0], +1, "supported"), ([3.0, 4.0, 5.0], -1, "contradicted"), ([-1.0, 2.0, 0.5], +1, "inconclusive"),
-    ([-1.0, 1.0, 0.2], 0, "no difference detected"), ([3.0, 4.0, 5.0], 0, "contradicted"), ([9.0], +1, "inconclusive"),
-])
+@pytest.mark.parametrize(
+    "values, expected, result",
+    [
+        ([3.0, 4.0, 5.0], +1, "supported"),
+        ([3.0, 4.0, 5.0], -1, "contradicted"),
+        ([-1.0, 2.0, 0.5], +1, "inconclusive"),
+        ([-1.0, 1.0, 0.2], 0, "no difference detected"),
+        ([3.0, 4.0, 5.0], 0, "contradicted"),
+        ([9.0], +1, "inconclusive"),
+    ],
+)
 def test_verdict_rules(values, expected, result):
     assert cf.verdict(values, expected) == result
 
@@ -142,7 +166,7 @@ def test_configs_reject_bad_values():
 
 def test_design_table_lists_the_cycle(smoke_world):
     table = cf.design_table(smoke_world)
-    assert len(table) == 8 and np.allclose(table["P(head | Y), confounded"], [0.9, 0.1] * 4)
+    assert len(table) == 8 and np.allclose(table["P(head | Y), confounded"], [0.9, 0.1] * 4, rtol=0, atol=CLOSED_ABS)
     assert (table["head type"].value_counts() == 2).all() and (table["body type"].value_counts() == 2).all()
 
 
@@ -164,7 +188,12 @@ def test_study_end_to_end_on_the_smoke_world(smoke_world, smoke_outputs, tmp_pat
     per_c = frame.pivot_table(index=["method", "test_set"], columns="group", values="value")
     head_share = 0.5  # the interventional set: the overall accuracy is the mean of the two strata
     inter = per_c.xs("interventional", level="test_set")
-    assert np.allclose(inter["all"], head_share * inter["head-dominant"] + (1 - head_share) * inter["body-dominant"])
+    assert np.allclose(
+        inter["all"],
+        head_share * inter["head-dominant"] + (1 - head_share) * inter["body-dominant"],
+        rtol=0,
+        atol=CLOSED_ABS,
+    )
     contrasts = cf.contrast_table(frame, cf.default_contrasts(smoke_world.confounder.majority))
     assert (contrasts["verdict"] == "inconclusive").all()  # one seed never decides a claim
     shares = cf.partner_error_share(outputs, smoke_world)
@@ -181,9 +210,14 @@ def test_study_end_to_end_on_the_smoke_world(smoke_world, smoke_outputs, tmp_pat
     assert set(by_propensity["group"]) == {"common (y, c)", "rare (y, c)"}
     glued = cf.glue_values(contrasts, frame, outputs, shares, by_propensity)
     # the interventional set holds as many common as rare (y, c) pairs: overall = mean of the two
-    assert glued["acc_proxy_interventional"] == pytest.approx((glued["common_proxy"] + glued["rare_proxy"]) / 2)
-    assert glued["acc_A_interventional"] == pytest.approx(inter.loc["A", "all"]) and "proxy_verdict" in glued
-    assert glued["best_adjustment_acc"] == pytest.approx(inter.loc[list(cf.ADJUSTMENTS), "all"].max())
+    assert glued["acc_proxy_interventional"] == pytest.approx(
+        (glued["common_proxy"] + glued["rare_proxy"]) / 2, abs=CLOSED_ABS
+    )
+    assert (
+        glued["acc_A_interventional"] == pytest.approx(inter.loc["A", "all"], abs=CLOSED_ABS)
+        and "proxy_verdict" in glued
+    )
+    assert glued["best_adjustment_acc"] == pytest.approx(inter.loc[list(cf.ADJUSTMENTS), "all"].max(), abs=CLOSED_ABS)
 
 
 def test_partner_error_share_finds_the_shortcut(smoke_world, smoke_outputs):
@@ -194,7 +228,8 @@ def test_partner_error_share_finds_the_shortcut(smoke_world, smoke_outputs):
     partners = part_partners(build_layout(4, 2), smoke_world.confounder.classes)
     partner = np.where(visibility == 0, partners["head"][targets], partners["body"][targets])
     shortcut = np.eye(8, dtype=np.float32)[partner]
-    fits = dict(outputs.fits) | {(0, "confounded"): dataclasses.replace(naive, logits={"interventional": shortcut,
-                                                                                      "confounded": shortcut})}
+    fits = dict(outputs.fits) | {
+        (0, "confounded"): dataclasses.replace(naive, logits={"interventional": shortcut, "confounded": shortcut})
+    }
     shares = cf.partner_error_share(dataclasses.replace(outputs, fits=fits), smoke_world).set_index("method")
     assert shares.loc["confounded", "value"] == 100.0

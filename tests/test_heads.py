@@ -7,6 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tolerances import U32, f32_sum, gamma, matmul, network
+
 from ltlib.backbones import Backbone, BackboneSpec, build_backbone, register_arch
 from ltlib.errors import ConfigError
 from ltlib.heads import (CosineClassifier, ZeroShotClassifier, class_text_embeddings, format_prompts,
@@ -18,6 +20,12 @@ TINY_CFG = {"embed_dim": 32,
                            "mlp_ratio": 2.0},
             "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
 NAMES = ["tench", "great_white_shark", "apartment_building-outdoor", "goldfish", "jay"]
+# The tiny towers: patch embedding, 2 blocks of 6 dot-product layers (qkv, scores, weighted sum, out, fc,
+# proj; ≤ 128 terms each), final projection and head: 16 layers of width ≤ 128 (tolerances.network).
+TINY_WIDTH, TINY_LAYERS = 128, 16
+# 25·cos of 768-dim rows in float32: the float64 inputs rounded (2u), two normalisations and the dot of
+# unit vectors (Σ|x̂_i ŵ_i| ≤ 1 by Cauchy–Schwarz), γ₇₇₂ each; the float64 reference rounded once (u).
+COSINE_768 = 25 * (3 * gamma(772, U32) + 3 * U32)
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +54,11 @@ def test_cosine_head_is_25_cos_and_scale_invariant() -> None:
     xt = torch.from_numpy(x).float()
     with torch.no_grad():
         logits = head(xt)
-        torch.testing.assert_close(logits, torch.from_numpy(expected).float(), rtol=0, atol=1e-5)
+        torch.testing.assert_close(logits, torch.from_numpy(expected).float(), rtol=0, atol=COSINE_768)
         assert logits.abs().max() <= 25.0
-        torch.testing.assert_close(head(3 * xt), logits, rtol=0, atol=1e-5)
+        torch.testing.assert_close(head(3 * xt), logits, rtol=0, atol=2 * COSINE_768)  # two float32 evaluations
         head.apply_weight(torch.from_numpy(7 * w).float())
-        torch.testing.assert_close(head(xt), logits, rtol=0, atol=1e-5)
+        torch.testing.assert_close(head(xt), logits, rtol=0, atol=2 * COSINE_768)
 
 
 def test_cosine_head_reaches_its_bounds_and_has_no_bias() -> None:
@@ -58,14 +66,16 @@ def test_cosine_head_reaches_its_bounds_and_has_no_bias() -> None:
     head.apply_weight(torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]))
     with torch.no_grad():
         logits = head(torch.tensor([[2.0, 0, 0, 0], [0, -5.0, 0, 0], [0, 0, 1.0, 0]]))
-    torch.testing.assert_close(logits, torch.tensor([[25.0, 0.0], [0.0, -25.0], [0.0, 0.0]]))
+    # Axis-aligned rows: normalising and the dot products are exact but for the division (≤ u relative).
+    torch.testing.assert_close(logits, torch.tensor([[25.0, 0.0], [0.0, -25.0], [0.0, 0.0]]), rtol=2 * U32, atol=0)
     assert [name for name, _ in head.named_parameters()] == ["weight"]
 
 
 def test_placeholder_init_is_seeded_with_unit_rows() -> None:
     first, again, other = (CosineClassifier(16, 5, seed=1), CosineClassifier(16, 5, seed=1),
                            CosineClassifier(16, 5, seed=2))
-    torch.testing.assert_close(first.weight.norm(dim=1), torch.ones(5))
+    # normalise, then a norm: two float32 reductions over 16 terms
+    torch.testing.assert_close(first.weight.norm(dim=1), torch.ones(5), rtol=0, atol=2 * f32_sum(16))
     assert torch.equal(first.weight, again.weight) and not torch.equal(first.weight, other.weight)
 
 
@@ -94,7 +104,10 @@ def test_text_head_weights_are_normalised_projected_text(tiny: Backbone) -> None
     text = tiny.text_embeddings(format_prompts(NAMES, "a photo of a {}."))
     projection = tiny.visual_projection.detach()
     assert weights.shape == (5, 64)
-    torch.testing.assert_close(weights, F.normalize(text @ projection.t(), dim=-1), rtol=0, atol=1e-6)
+    # Both project and normalise in float32: the projection errs by matmul() before normalising by |t P|.
+    size = float((text @ projection.t()).norm(dim=1).min())
+    tol = 2 * (matmul(text, projection) / size + f32_sum(32))
+    torch.testing.assert_close(weights, F.normalize(text @ projection.t(), dim=-1), rtol=0, atol=tol)
     hidden = torch.randn(200, 64, generator=torch.Generator().manual_seed(1))
     head = init_head_from_text(CosineClassifier(64, 5), tiny, NAMES)
     with torch.no_grad():
@@ -114,16 +127,19 @@ def test_text_init_differs_from_zero_shot_only_by_per_class_norms(tiny: Backbone
     class_norms = (text @ tiny.visual_projection.detach().t()).norm(dim=1)
     lhs = lift * features.norm(dim=1, keepdim=True) * class_norms / 25.0
     rhs = zs * (features @ tiny.visual_projection).norm(dim=1, keepdim=True) / tiny.logit_scale
-    torch.testing.assert_close(lhs, rhs, rtol=1e-4, atol=1e-5)
+    # Both sides pass the tiny tower and a few norms and products in float32.
+    torch.testing.assert_close(lhs, rhs, rtol=0, atol=network(rhs, TINY_WIDTH, TINY_LAYERS + 4))
 
 
 def test_template_ensemble_is_an_unnormalised_mean(tiny: Backbone) -> None:
     templates = ["a photo of a {}.", "a drawing of a {}.", "{}"]
     mean = class_text_embeddings(tiny, NAMES, templates)
     singles = [class_text_embeddings(tiny, NAMES, t) for t in templates]
-    torch.testing.assert_close(mean, sum(singles) / 3, rtol=0, atol=1e-6)
+    # The same text embeddings (the tower may batch the 3 prompts differently), then a 3-term mean.
+    torch.testing.assert_close(mean, sum(singles) / 3, rtol=0, atol=network(mean, TINY_WIDTH, TINY_LAYERS) + f32_sum(3))
+    # A mean of unit vectors is shorter than 1 unless they coincide; 1e-4 is 50× the rounding of a norm (γ₃₆).
     assert (mean.norm(dim=1) < 1 - 1e-4).all()
-    torch.testing.assert_close(singles[0].norm(dim=1), torch.ones(5))
+    torch.testing.assert_close(singles[0].norm(dim=1), torch.ones(5), rtol=0, atol=2 * f32_sum(32))
 
 
 def test_text_init_checks_its_arguments(tiny: Backbone) -> None:
@@ -142,7 +158,7 @@ def test_zero_shot_is_clip_logits(tiny: Backbone) -> None:
         tokens = tiny.tokenizer(format_prompts(NAMES, "a photo of a {}."))
         image = tiny.clip.encode_image(x, normalize=True)
         expected = tiny.clip.logit_scale.exp() * image @ tiny.clip.encode_text(tokens, normalize=True).t()
-    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(logits, expected, rtol=0, atol=network(expected, TINY_WIDTH, TINY_LAYERS))
     assert "text_weights" in dict(zero_shot.named_buffers()) and "text_weights" not in zero_shot.state_dict()
 
 
@@ -162,10 +178,14 @@ def test_zero_shot_averages_crops_and_ignores_adapters(tiny: Backbone) -> None:
     crops = torch.randn(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         per_crop = torch.stack([zero_shot(crops[:, v]) for v in range(4)], dim=1)
-        torch.testing.assert_close(zero_shot(crops), per_crop.mean(dim=1), rtol=0, atol=1e-5)
+        # One batch of 8 crops vs 4 batches of 2: the same tower, other kernel blocking; then a 4-term mean.
+        tol = network(per_crop, TINY_WIDTH, TINY_LAYERS) + f32_sum(4) * float(per_crop.abs().max())
+        torch.testing.assert_close(zero_shot(crops), per_crop.mean(dim=1), rtol=0, atol=tol)
         model = build_lift_model(tiny, NAMES)
         model.adapters[0].up_proj.bias.copy_(torch.linspace(-1, 1, 64))  # not constant: LN would remove it
         before = zero_shot(crops[:, 0])
         model(crops[:, 0])
         assert torch.equal(zero_shot(crops[:, 0]), before)
-        assert not torch.allclose(model.features(crops[:, 0]), tiny.image_features(crops[:, 0]))
+        plain = tiny.image_features(crops[:, 0])
+        bound = network(plain, TINY_WIDTH, TINY_LAYERS)
+        assert not torch.allclose(model.features(crops[:, 0]), plain, rtol=0, atol=bound)

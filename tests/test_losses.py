@@ -6,12 +6,34 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tolerances import U32, U64, cross_entropy, f32_sum, f64_sum
 
 from ltlib.errors import ConfigError
 from ltlib.losses import (LOSS_NAMES, BalancedSoftmaxLoss, CrossEntropy, GLATrainLoss, LogitAdjustedLoss,
                           build_loss, log_frequencies)
 
 D1_EXPECTED = 17.725190227433334  # mean CE of z + log(counts/Σcounts), computed independently in float64 numpy
+
+
+def offset_rounding(offset: np.ndarray) -> float:
+    """How far CE moves because the loss stores its per-class offset as a float32 buffer.
+
+    Each offset entry is rounded by ≤ u₃₂·|entry|; shifting logits by ≤ δ moves a cross-entropy by ≤ 2δ.
+    """
+    return 2 * U32 * float(np.abs(offset).max())
+
+
+def la_tol(z: torch.Tensor, counts: np.ndarray, offset_scale: float = 1.0) -> float:
+    """Absolute tolerance of an LA loss (offset ``offset_scale``·log π) against an exact float64 value.
+
+    float64 logits: only the float32 offset buffer. float32 logits: also each logit's rounding (≤ u₃₂·max|z|,
+    moving CE by ≤ 2·that) and a float32 cross-entropy (tolerances.cross_entropy).
+    """
+    log_pi = offset_scale * np.log(counts / counts.sum())
+    magnitude = float(z.abs().max()) + float(np.abs(log_pi).max())
+    if z.dtype == torch.float64:
+        return offset_rounding(log_pi) + cross_entropy(z.shape[1], z.shape[0], magnitude, U64)
+    return offset_rounding(log_pi) + 2 * U32 * float(z.abs().max()) + cross_entropy(z.shape[1], z.shape[0], magnitude)
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +50,8 @@ def test_d1_la_loss_matches_spec_value(d1_inputs):
     z, y, counts = d1_inputs
     loss = LogitAdjustedLoss(counts)(z, y)
     assert loss.dtype == torch.float64
-    assert float(loss) == pytest.approx(D1_EXPECTED, rel=1e-6)
-    assert float(LogitAdjustedLoss(counts)(z.float(), y)) == pytest.approx(D1_EXPECTED, rel=1e-6)
+    assert float(loss) == pytest.approx(D1_EXPECTED, abs=la_tol(z, counts))
+    assert float(LogitAdjustedLoss(counts)(z.float(), y)) == pytest.approx(D1_EXPECTED, abs=la_tol(z.float(), counts))
 
 
 def test_d1_both_forms_agree(d1_inputs):
@@ -37,14 +59,16 @@ def test_d1_both_forms_agree(d1_inputs):
     log_n = torch.from_numpy(np.log(counts))
     by_frequency = F.cross_entropy(z + log_n - np.log(counts.sum()), y)
     by_count = F.cross_entropy(z + log_n, y)
-    assert float(by_frequency) == pytest.approx(D1_EXPECTED, rel=1e-6)
-    assert float(by_count) == pytest.approx(D1_EXPECTED, rel=1e-6)
+    # Both in float64: one float64 cross-entropy each (the constant log Σn cancels in exact arithmetic).
+    tol = cross_entropy(1000, 128, float(z.abs().max()) + float(np.log(counts.sum())), U64)
+    assert float(by_frequency) == pytest.approx(D1_EXPECTED, abs=tol)
+    assert float(by_count) == pytest.approx(D1_EXPECTED, abs=tol)
 
 
 def test_d1_default_tau_is_one(d1_inputs):
     z, y, counts = d1_inputs
     assert LogitAdjustedLoss(counts).tau == 1.0
-    assert float(LogitAdjustedLoss(counts)(z, y)) == pytest.approx(float(LogitAdjustedLoss(counts, tau=1.0)(z, y)))
+    assert float(LogitAdjustedLoss(counts)(z, y)) == float(LogitAdjustedLoss(counts, tau=1.0)(z, y))  # same computation
 
 
 @pytest.mark.parametrize("tau", [0.0, 0.5, 2.0])
@@ -52,13 +76,16 @@ def test_tau_scales_the_log_prior(d1_inputs, tau):
     z, y, counts = d1_inputs
     log_pi = torch.from_numpy(np.log(counts / counts.sum()))
     expected = F.cross_entropy(z.float() + tau * log_pi.float(), y)
-    assert float(LogitAdjustedLoss(counts, tau=tau)(z, y)) == pytest.approx(float(expected), rel=1e-6)
+    # The reference is all float32, the loss float64 with a float32 offset: each within la_tol of exact.
+    tol = la_tol(z.float(), counts, tau) + la_tol(z, counts, tau)
+    assert float(LogitAdjustedLoss(counts, tau=tau)(z, y)) == pytest.approx(float(expected), abs=tol)
 
 
 def test_tau_zero_is_plain_cross_entropy(d1_inputs):
     z, y, counts = d1_inputs
-    assert float(LogitAdjustedLoss(counts, tau=0.0)(z, y)) == pytest.approx(float(F.cross_entropy(z, y)), rel=1e-6)
-    assert float(CrossEntropy(1000)(z, y)) == pytest.approx(float(F.cross_entropy(z, y)), rel=1e-6)
+    # A zero offset adds exact zeros: the same float64 cross-entropy of the same logits, bit for bit.
+    assert float(LogitAdjustedLoss(counts, tau=0.0)(z, y)) == float(F.cross_entropy(z, y))
+    assert float(CrossEntropy(1000)(z, y)) == float(F.cross_entropy(z, y))
 
 
 def test_no_reweighting_loss_is_unweighted_mean_of_per_sample_terms():
@@ -68,19 +95,30 @@ def test_no_reweighting_loss_is_unweighted_mean_of_per_sample_terms():
     shifted = z + torch.from_numpy(np.log(counts / counts.sum())).float()
     per_sample = -torch.log_softmax(shifted, dim=1)[torch.arange(64), y]
     loss = LogitAdjustedLoss(counts)(z, y)
-    assert float(loss) == pytest.approx(float(per_sample.mean()), rel=1e-6)
-    # A rare-class sample changes the mean by exactly its own term / N, no class weight.
-    assert float(loss) * 64 == pytest.approx(float(per_sample.sum()), rel=1e-6)
+    # Two float32 evaluations of the same mean cross-entropy (the offset is the same float32 buffer).
+    tol = 2 * cross_entropy(4, 64, float(shifted.abs().max()))
+    assert float(loss) == pytest.approx(float(per_sample.mean()), abs=tol)
+    # A rare-class sample changes the mean by exactly its own term / N, no class weight (×64 is exact).
+    assert float(loss) * 64 == pytest.approx(float(per_sample.sum()), abs=64 * tol)
 
 
 def test_balanced_softmax_equals_la_with_tau_one(d1_inputs):
     z, y, counts = d1_inputs
     bs = BalancedSoftmaxLoss(counts)(z, y)
     la = LogitAdjustedLoss(counts, tau=1.0)(z, y)
-    assert float(bs) == pytest.approx(float(la), rel=1e-6)
-    # Its offset is log n, not log π: the two differ by the constant log Σn.
+    # float64 logits; only the float32 offsets (log n and log π) are rounded differently.
+    log_n, log_pi = np.log(counts), np.log(counts / counts.sum())
+    tol = (
+        offset_rounding(log_n)
+        + offset_rounding(log_pi)
+        + 2 * cross_entropy(1000, 128, float(z.abs().max()) + log_n.max(), U64)
+    )
+    assert float(bs) == pytest.approx(float(la), abs=tol)
+    # Its offset is log n, not log π: the two differ by the constant log Σn (each entry rounded to
+    # float32, then their float32 difference rounded once more).
     offset_gap = BalancedSoftmaxLoss(counts).log_adjust - LogitAdjustedLoss(counts).log_adjust
-    assert torch.allclose(offset_gap, torch.full_like(offset_gap, float(np.log(counts.sum()))))
+    gap_tol = U32 * (np.abs(log_n).max() + np.abs(log_pi).max() + np.log(counts.sum()))
+    assert torch.allclose(offset_gap, torch.full_like(offset_gap, float(np.log(counts.sum()))), rtol=0, atol=gap_tol)
 
 
 def test_gla_train_adds_both_log_priors():
@@ -88,17 +126,30 @@ def test_gla_train_adds_both_log_priors():
     counts = np.array([50, 20, 5])
     pretrain = np.array([0.2, 0.5, 0.3])
     z, y = torch.randn(32, 3), torch.randint(0, 3, (32,))
-    expected = F.cross_entropy(z + 0.7 * torch.log(torch.tensor(counts / counts.sum())).float()
-                               + torch.log(torch.tensor(pretrain)).float(), y)
-    assert float(GLATrainLoss(counts, pretrain, tau=0.7)(z, y)) == pytest.approx(float(expected), rel=1e-6)
+    offset = 0.7 * np.log(counts / counts.sum()) + np.log(pretrain)
+    expected = F.cross_entropy(
+        z + 0.7 * torch.log(torch.tensor(counts / counts.sum())).float() + torch.log(torch.tensor(pretrain)).float(), y
+    )
+    # Both float32: offsets rounded (≤ 3 roundings each side) and two float32 cross-entropies.
+    magnitude = float(z.abs().max()) + float(np.abs(offset).max())
+    tol = 3 * offset_rounding(
+        np.abs(0.7 * np.log(counts / counts.sum())) + np.abs(np.log(pretrain))
+    ) + 2 * cross_entropy(3, 32, magnitude)
+    assert float(GLATrainLoss(counts, pretrain, tau=0.7)(z, y)) == pytest.approx(float(expected), abs=tol)
 
 
 def test_gla_train_is_invariant_to_pretrain_prior_scale():
     torch.manual_seed(2)
     counts, prior = np.array([9, 3, 1]), np.array([0.1, 0.3, 0.6])
     z, y = torch.randn(16, 3), torch.randint(0, 3, (16,))
-    assert float(GLATrainLoss(counts, prior)(z, y)) == pytest.approx(float(GLATrainLoss(counts, 5 * prior)(z, y)),
-                                                                      rel=1e-6)
+    # The offsets differ by the constant log 5 in exact arithmetic; each is rounded to float32 once, and
+    # each loss is a float32 cross-entropy.
+    offsets = [np.log(counts / counts.sum()) + np.log(p) for p in (prior, 5 * prior)]
+    magnitude = float(z.abs().max()) + max(float(np.abs(o).max()) for o in offsets)
+    tol = sum(offset_rounding(o) for o in offsets) + 2 * cross_entropy(3, 16, magnitude)
+    assert float(GLATrainLoss(counts, prior)(z, y)) == pytest.approx(
+        float(GLATrainLoss(counts, 5 * prior)(z, y)), abs=tol
+    )
 
 
 def test_buffers_are_non_persistent_and_move_with_the_module():
@@ -111,7 +162,7 @@ def test_buffers_are_non_persistent_and_move_with_the_module():
 def test_sum_is_fp32_under_autocast():
     torch.manual_seed(3)
     counts = np.array([4000, 400, 40, 5])
-    z = (torch.randn(8, 4) * 20)
+    z = torch.randn(8, 4) * 20
     y = torch.randint(0, 4, (8,))
     reference = LogitAdjustedLoss(counts)(z, y)
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
@@ -119,14 +170,18 @@ def test_sum_is_fp32_under_autocast():
     assert low.dtype == torch.float32
     # Only the bf16 rounding of z itself remains (no bf16 sum / softmax).
     expected = F.cross_entropy(z.bfloat16().float() + LogitAdjustedLoss(counts).log_adjust, y)
-    assert float(low) == pytest.approx(float(expected), rel=1e-6)
-    assert float(low) == pytest.approx(float(reference), rel=2e-2)
+    magnitude = float(z.abs().max()) + float(LogitAdjustedLoss(counts).log_adjust.abs().max())
+    assert float(low) == pytest.approx(float(expected), abs=2 * cross_entropy(4, 8, magnitude))
+    # Rounding z to bf16 moves each logit by ≤ δ = max|z − bf16(z)|, hence CE by ≤ 2δ (a bf16 sum would not).
+    delta = float((z - z.bfloat16().float()).abs().max())
+    assert float(low) == pytest.approx(float(reference), abs=2 * delta + 2 * cross_entropy(4, 8, magnitude))
 
 
 def test_gradients_flow_to_logits():
     z = torch.randn(4, 3, requires_grad=True)
     LogitAdjustedLoss([5, 3, 1])(z, torch.tensor([0, 1, 2, 2])).backward()
-    assert z.grad is not None and torch.allclose(z.grad.sum(dim=1), torch.zeros(4), atol=1e-6)
+    # ∂CE/∂z = (softmax − onehot)/N: a softmax row sums to 1 within γ_{C+4}, divided by N = 4.
+    assert z.grad is not None and torch.allclose(z.grad.sum(dim=1), torch.zeros(4), rtol=0, atol=f32_sum(3) / 4 + U32)
 
 
 @pytest.mark.parametrize("bad, index", [([5, 0, 3], 1), ([5, 3, -2], 2), ([np.nan, 1, 1], 0)])
@@ -142,8 +197,9 @@ def test_logits_width_mismatch_names_both_sizes():
 
 def test_build_loss_covers_every_key():
     counts, prior = [10, 5, 1], [0.5, 0.3, 0.2]
-    built = {name: build_loss(name, counts, pretrain_prior=prior if name == "GLA-Train" else None)
-             for name in LOSS_NAMES}
+    built = {
+        name: build_loss(name, counts, pretrain_prior=prior if name == "GLA-Train" else None) for name in LOSS_NAMES
+    }
     assert isinstance(built["CE"], CrossEntropy)
     assert isinstance(built["LA"], LogitAdjustedLoss)
     assert isinstance(built["GLA-Train"], GLATrainLoss)
@@ -156,8 +212,10 @@ def test_build_loss_unknown_key_lists_the_keys():
         build_loss("focal", [1, 2])
 
 
-@pytest.mark.parametrize("name, kwargs", [("GLA-Train", {}), ("LA", {"pretrain_prior": [0.5, 0.5]}),
-                                          ("CE", {"tau": 2.0}), ("BS", {"tau": 0.5})])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [("GLA-Train", {}), ("LA", {"pretrain_prior": [0.5, 0.5]}), ("CE", {"tau": 2.0}), ("BS", {"tau": 0.5})],
+)
 def test_build_loss_rejects_inconsistent_arguments(name, kwargs):
     with pytest.raises(ConfigError, match=name):
         build_loss(name, [3, 1], **kwargs)
@@ -165,5 +223,7 @@ def test_build_loss_rejects_inconsistent_arguments(name, kwargs):
 
 def test_log_frequencies_sum_to_one():
     log_pi = log_frequencies([4980, 5, 100])
-    assert float(log_pi.exp().sum()) == pytest.approx(1.0, abs=1e-12)
+    # float64: log π = log n − log Σn is rounded at the size of log Σn (a few u each), which exp turns
+    # into a relative error of each term; then a 3-term sum.
+    assert float(log_pi.exp().sum()) == pytest.approx(1.0, abs=f64_sum(3) + 4 * U64 * np.log(5085))
     assert log_pi.dtype == torch.float64

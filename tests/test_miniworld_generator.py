@@ -117,7 +117,7 @@ def test_render_validates_inputs():
 
 @pytest.mark.parametrize("part", ["head", "body"])
 def test_structure_property_one_part_narrows_to_its_group(part, tmp_path):
-    """MINIWORLD property 1: from one part, classes of different type separate, classes sharing it do not."""
+    """Book: Mini world, item 1: from one part, classes of different type separate, classes sharing it do not."""
     world = load_world("smoke", cache_root=tmp_path)  # K = 8, groups of G = 2
     result = structure_probe(world, part, features=pixel_features, per_class=60)
     assert result.type_accuracy > 80  # chance 1/T = 25%

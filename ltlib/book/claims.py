@@ -91,7 +91,7 @@ def _dp_worst(rows: pd.DataFrame) -> np.ndarray:
 
 
 CLAIMS: list[Claim] = [
-    Claim("prior_estimate", "GLA, §C (premise of Fig. 2/3)", "GLA's P̂_P tracks the pre-training label prior",
+    Claim("prior_estimate", "GLA (premise of Fig. 2/3)", "GLA's P̂_P tracks the pre-training label prior",
           "not reported (assumed)", "Spearman ρ(P̂_P, true π_m) per model, exact solver",
           _values(NB01, metric="spearman", method="gla-exact", group="prior"), unit="Spearman ρ"),
     Claim("zeroshot_imbalance", "Fig. 3 (zero-shot)", "Zero-shot accuracy follows the pre-training prior",
