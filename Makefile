@@ -35,7 +35,7 @@ notebooks: setup ## execute every notebook at SCALE (default|smoke); FORCE=1 re-
 	$(PY) -m ltlib run-notebooks --setting $(SCALE) $(if $(FORCE),--force)
 
 html: setup ## build the HTML book from the executed notebooks (strict)
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	$(PY) -m ltlib.phases "HTML build" -- $(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 book: notebooks html ## run every notebook at the default scale and build the book into _build/html
 	@echo "book: file://$(CURDIR)/_build/html/index.html"

@@ -24,6 +24,7 @@ from .adjust import RULES, backdoor_adjust
 from .cache import split_path
 from .errors import ConfigError
 from .metrics import Groups, d_groups, dp_matrix, group_accuracy, p_groups
+from .phases import phase
 from .priors import PriorFit, fit_prior
 from .provenance import config_hash, git_sha, library_versions, run_record
 from .results import backbone_key
@@ -298,6 +299,7 @@ def find_prior_run(run_dir: str | Path) -> Path | None:
     return Path(found["run_dir"].iloc[0]) if len(found) == 1 else None
 
 
+@phase("stage 2")
 def run_stage2(run_dirs: Sequence[str | Path], prior_run: str | Path | None = None,
                options: Stage2Options = Stage2Options(), *, prior_fit: PriorFit | None = None) -> Stage2Result:
     """Combine M stage-1 runs and score every combination (PAPER.md item 6; Fig. 2; Tab. 5–8).

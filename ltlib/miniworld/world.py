@@ -17,6 +17,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from ..backbones import Backbone, BackboneSpec, build_backbone, register_arch, register_backbone
 from ..errors import ConfigError
 from ..metrics import d_groups
+from ..phases import phase
 from ..provenance import config_hash, run_record, to_plain
 from ..tasks import Task
 from .config import WorldConfig, load_world_config
@@ -189,10 +190,12 @@ class World:
     def _pretrain(self, name: str) -> tuple[Any, dict[str, Any], dict[str, Any], dict[str, Any]]:
         """Render the corpus and pre-train; returns what ``model_cache.save_entry`` writes."""
         start = time.perf_counter()
-        corpus = self.corpus(name)
+        with phase("pre-training: image generation"):
+            corpus = self.corpus(name)
         generation = time.perf_counter() - start
         model_config = open_clip_config(self.config.architecture, self.config.render.image_size)
-        model, log = pretrain(corpus, model_config, self.config.pretrain, progress=self.progress)
+        with phase("pre-training: training steps"):
+            model, log = pretrain(corpus, model_config, self.config.pretrain, progress=self.progress)
         record = run_record(self.model_key(name), seed=self.config.pretrain.seed, world=self.config.name,
                             model=name, generation_seconds=generation, **to_plain(log))
         return model, model_config, self._truth(name, corpus), record
