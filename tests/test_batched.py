@@ -97,3 +97,15 @@ def test_models_on_different_backbones_are_refused(setup):
     models = batched.lift_models(setup[0], NUM_CLASSES, (0,), CFG) + batched.lift_models(other, NUM_CLASSES, (0,), CFG)
     with pytest.raises(ConfigError, match="same backbone"):
         batched.stack_trainable(models)
+
+
+def test_benchmarks_of_other_modules_come_in_as_runners(tmp_path):
+    from ltlib.bench.rates import RUNNERS
+    from ltlib.bench.suite import BenchOptions, row, run_benchmarks
+
+    assert set(RUNNERS) == {"rates", "batched"}
+    fake = {"batched": lambda options: [row("batched", "K=1", "speedup_batched_vs_sequential", 2.0, "x")]}
+    table = run_benchmarks(tmp_path, BenchOptions(only=("batched", "rates")), fake).set_index("benchmark")
+    assert table.loc["batched", "value"] == 2.0
+    assert table.loc["rates", "metric"] == "not_run" and table.loc["rates", "value"] != table.loc["rates", "value"]
+    assert (tmp_path / "bench.csv").is_file()

@@ -173,10 +173,12 @@ def lift_models(backbone, num_classes: int, seeds: Sequence[int], cfg: TrainConf
 
 @dataclass(frozen=True)
 class Throughput:
-    """Images per second of K runs, sequential and batched, and the step's GFLOPs per image."""
+    """Images per second of K runs: one after another (as ``ltlib.engine`` trains; and with the batched
+    path's attention kernel, to tell batching from the kernel choice) and batched; a step's GFLOPs per image."""
 
     num_models: int
     sequential: float
+    sequential_math: float
     batched: float
     gflops_per_image: float
 
@@ -208,11 +210,15 @@ def measure_throughput(num_models: int, steps: int, batch_size: int, world: str 
         for k, model in enumerate(models):
             sequential_train_step(model, optimizers[k], loss_fn, images[t, k], targets[t, k], cfg, 0)
 
+    def sequential_math(t: int) -> None:
+        with _no_attention_fastpath():
+            sequential(t)
+
     state = stack_trainable(models)
     gflops = count_gflops(lambda: sequential_train_step(models[0], optimizers[0], loss_fn, images[0, 0],
                                                         targets[0, 0], cfg, 0)) / batch_size
     seconds = {}
-    for name, step in (("sequential", sequential),
+    for name, step in (("sequential", sequential), ("sequential_math", sequential_math),
                        ("batched", lambda t: batched_train_step(models[0], state, loss_fn, images[t], targets[t],
                                                                 cfg, 0))):
         step(0)  # warm-up
@@ -221,4 +227,5 @@ def measure_throughput(num_models: int, steps: int, batch_size: int, world: str 
             step(t)
         seconds[name] = time.perf_counter() - start
     rate = steps * num_models * batch_size
-    return Throughput(num_models, rate / seconds["sequential"], rate / seconds["batched"], gflops)
+    return Throughput(num_models, rate / seconds["sequential"], rate / seconds["sequential_math"],
+                      rate / seconds["batched"], gflops)
