@@ -124,3 +124,14 @@ def test_run_command_times_a_subprocess(record_file):
     status = phases.run_command("HTML build", [sys.executable, "-c", "import sys; sys.exit(3)"])
     (record,) = read_records(record_file)
     assert status == 3 and record["phase"] == "HTML build" and record["wall"] > 0
+
+
+def test_the_performance_page_reads_a_committed_profile(tmp_path):
+    from ltlib.bench.profile import profile_table
+    from ltlib.book.perf import build_profile
+
+    assert "note" in build_profile(tmp_path).columns
+    profile_table(BUILD).to_csv(tmp_path / "profile.csv", index=False)
+    shown = build_profile(tmp_path).set_index("phase")
+    assert shown["share_percent"].sum() == pytest.approx(100, abs=0.5)  # rounded to 0.1 per row
+    assert shown.loc["HTML build", "cores_busy"] == 0.9
