@@ -109,3 +109,44 @@ def test_benchmarks_of_other_modules_come_in_as_runners(tmp_path):
     assert table.loc["batched", "value"] == 2.0
     assert table.loc["rates", "metric"] == "not_run" and table.loc["rates", "value"] != table.loc["rates", "value"]
     assert (tmp_path / "bench.csv").is_file()
+
+
+class _FlippedImages:
+    """A BatchDataset with seeded augmentation (a horizontal flip per sample, from ltlib.seeding)."""
+
+    def __init__(self, num_samples: int) -> None:
+        g = torch.Generator().manual_seed(3)
+        self.images = torch.randn(num_samples, 3, 32, 32, generator=g)
+        self.targets = torch.randint(0, NUM_CLASSES, (num_samples,), generator=g)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def get_batch(self, indices, key):
+        from ltlib.seeding import sample_uniforms
+
+        images = self.images[torch.as_tensor(indices)]
+        if key is not None:
+            flip = torch.as_tensor(sample_uniforms(key, indices, 1)[:, 0] < 0.5)
+            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+        return images, self.targets[torch.as_tensor(indices)]
+
+
+def test_batched_training_equals_the_engine_runs_it_replaces(setup, tmp_path):
+    from ltlib.engine import train
+
+    backbone, loss_fn = setup[:2]
+    dataset = _FlippedImages(2 * BATCH - 3)  # two steps per epoch, the second one short (drop_last=False)
+    cfg = TrainConfig(batch_size=BATCH, micro_batch_size=BATCH, epochs=2, adapter="adaptformer",
+                      num_workers=0, checkpoint_every=0)
+    reference = batched.lift_models(backbone, NUM_CLASSES, SEEDS, cfg)
+    for seed, model in zip(SEEDS, reference):
+        train(model, dataset, loss_fn, TrainConfig(**{**cfg.__dict__, "seed": seed}), tmp_path / f"run{seed}",
+              progress=False)
+    models = batched.lift_models(backbone, NUM_CLASSES, SEEDS, cfg)
+    batched.train_batched(models, dataset, loss_fn, cfg, SEEDS)
+    for model, ref in zip(models, reference):
+        for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+            scale = max(float(q.detach().abs().max()), 1.0)
+            bound = ULPS_PER_STEP * STEPS * scale * EPS  # 4 steps, as above
+            assert float((p - q).detach().abs().max()) <= bound, name

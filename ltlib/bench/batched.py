@@ -19,11 +19,12 @@ from dataclasses import dataclass
 import torch
 from torch.func import functional_call, stack_module_state
 
-from ..engine import lr_at_epoch
+from ..engine import BatchDataset, epoch_batches, lr_at_epoch, total_steps
 from ..errors import ConfigError
 from ..losses import build_loss
 from ..model import LTClassifier, build_lift_model
 from ..recipes import TrainConfig
+from ..seeding import mix_seed
 
 
 @dataclass
@@ -150,6 +151,37 @@ def sequential_train_step(model: LTClassifier, optimizer: torch.optim.Optimizer,
     loss.backward()
     optimizer.step()
     return float(loss.detach())
+
+
+def seeded_batches(dataset: BatchDataset, seeds: Sequence[int], cfg: TrainConfig,
+                   epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches ``ltlib.engine.train`` gives the run of seed ``seeds[k]`` in ``epoch`` (one process), stacked.
+
+    Yields:
+        (images [K, B, 3, H, W], targets [K, B]) per step: run k's order and augmentation (its seed's).
+    """
+    plans = [epoch_batches(len(dataset), cfg.batch_size, seed, epoch) for seed in seeds]
+    for step in zip(*plans):
+        pairs = [dataset.get_batch(indices, mix_seed(seed, epoch)) for indices, seed in zip(step, seeds)]
+        yield torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+
+def train_batched(models: Sequence[LTClassifier], dataset: BatchDataset, loss_fn: torch.nn.Module,
+                  cfg: TrainConfig, seeds: Sequence[int]) -> StackedState:
+    """Train ``models[k]`` as ``ltlib.engine.train`` would with ``cfg`` and seed ``seeds[k]``, all at once.
+
+    The schedule is the recipe's (``cfg.epochs``, capped by ``cfg.max_steps``); the trained parameters are
+    copied back into ``models``. No checkpoints or logs: a benchmark and test path, not a run.
+    """
+    state, steps, done = stack_trainable(models), total_steps(len(dataset), cfg), 0
+    for epoch in range(cfg.epochs):
+        for images, targets in seeded_batches(dataset, seeds, cfg, epoch):
+            if done == steps:
+                break
+            batched_train_step(models[0], state, loss_fn, images, targets, cfg, epoch)
+            done += 1
+    unstack_into(state, models)
+    return state
 
 
 # --------------------------------------------------------------------------- the benchmark
