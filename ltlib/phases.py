@@ -8,9 +8,11 @@ from its parent's (``ltlib.bench.profile``). ``with phase_part("data"):`` inside
 per-phase total instead of writing a line: for the steps of an inner loop, where one line per step would
 cost more than the step.
 
-A process that imports this module with a parent phase from another process also writes one
-``start-up`` record: from the process's creation to this import (for a notebook kernel: its start-up
-and the first cell's imports up to the first ltlib module that times a phase).
+A process that imports this module with a parent phase from another process also writes one start-up
+record: from the process's creation to this import. It is a ``kernel start-up`` when the process is a
+direct child of the one that opened the parent phase (the runner's ``notebook`` phase starts a kernel:
+its start-up and the first cell's imports up to the first ltlib module that times a phase), else a
+``worker start-up`` (e.g. a process pool's workers, started by a kernel).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from contextlib import contextmanager
 
 FILE_VARIABLE = "LTLIB_PHASES"
 PARENT_VARIABLE = "LTLIB_PHASE_PARENT"
-STARTUP_PHASE = "start-up"
+KERNEL_STARTUP = "kernel start-up"  # a direct child of the process whose phase encloses it (a notebook kernel)
+WORKER_STARTUP = "worker start-up"  # started further down (e.g. a process pool inside a kernel)
 _counter = itertools.count()
 _open_parts: list[dict[str, list[float]]] = []  # the parts totals of this process's open phases, innermost last
 
@@ -115,7 +118,8 @@ def _record_startup() -> None:
     if not enabled() or born is None or not parent or parent.split(":")[0] == str(os.getpid()):
         return
     now = time.time()
-    _write({"id": f"{os.getpid()}:start", "parent": parent, "phase": STARTUP_PHASE, "start": born,
+    name = KERNEL_STARTUP if parent.split(":")[0] == str(os.getppid()) else WORKER_STARTUP
+    _write({"id": f"{os.getpid()}:start", "parent": parent, "phase": name, "start": born,
             "wall": max(now - born, 0.0), "cpu": time.process_time(), "pid": os.getpid(), "parts": {}, "detail": ""})
 
 

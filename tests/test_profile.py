@@ -57,10 +57,19 @@ def test_child_process_links_to_the_parent_phase_and_records_start_up(record_fil
     with phases.phase("notebook"):
         subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
     records = {r["phase"]: r for r in read_records(record_file)}
-    assert set(records) == {"notebook", "child", phases.STARTUP_PHASE}
-    assert records["child"]["parent"] == records[phases.STARTUP_PHASE]["parent"] == records["notebook"]["id"]
+    assert set(records) == {"notebook", "child", phases.KERNEL_STARTUP}  # a direct child of this process
+    assert records["child"]["parent"] == records[phases.KERNEL_STARTUP]["parent"] == records["notebook"]["id"]
     assert records["child"]["pid"] != records["notebook"]["pid"]
-    assert records["notebook"]["start"] - 1 <= records[phases.STARTUP_PHASE]["start"] <= records["child"]["start"]
+    # /proc gives the creation time to a clock tick (10 ms), through uptime read a moment apart from time.time()
+    assert records["notebook"]["start"] - 1 <= records[phases.KERNEL_STARTUP]["start"] <= records["child"]["start"]
+
+
+def test_a_grandchild_records_a_worker_start_up(record_file):
+    inner = "from ltlib import phases"
+    code = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {inner!r}], check=True)"
+    with phases.phase("notebook"):
+        subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert [r["phase"] for r in read_records(record_file)] == [phases.WORKER_STARTUP, "notebook"]
 
 
 def _record(id_, phase, start, wall, cpu, pid=1, parent=None, parts=None):

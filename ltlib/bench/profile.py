@@ -12,6 +12,11 @@ their CPU seconds make "cores busy" (CPU s / wall s) about 2. A phase's ``parts`
 ``ltlib.phases.phase_part``) split the phase's attributed wall time in proportion to their share of its
 wall time. CPU seconds are exclusive: a record's process CPU time less that of its children in the same
 process and of its parts.
+
+A row is a phase's exclusive time: the runner's ``notebook`` row is what no phase inside the notebook
+covers (papermill, and notebook code outside the timed phases: tables, display, figure rendering);
+``kernel start-up`` runs from a kernel's creation to its first ltlib import that times a phase;
+``worker start-up`` the same for processes started inside a notebook (process pools).
 """
 
 from __future__ import annotations
