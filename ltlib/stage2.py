@@ -179,6 +179,7 @@ def check_compatible(runs: Sequence[CachedRun]) -> None:
 
 
 # --------------------------------------------------------------------------- combining and scoring
+@phase("stage 2")
 def combined_predictions(logits_list: Sequence[np.ndarray], rule: str = "logit_sum",
                          weights: Sequence[float] | None = None, block_elements: int = _BLOCK_ELEMENTS) -> np.ndarray:
     """Predicted labels of the backdoor adjustment (``ltlib.adjust.backdoor_adjust``) of all M models.
@@ -228,6 +229,7 @@ def _block_argmax(blocks: list[torch.Tensor], rule: str, weights: Sequence[float
     return scores.argmax(dim=1).numpy()
 
 
+@phase("stage 2")
 def score_rows(preds: np.ndarray, targets: np.ndarray, d: Groups, p: Groups | None) -> list[dict[str, Any]]:
     """Accuracy overall, per D-group, per P-group and per D×P cell as tidy rows (spec A.11, Fig. 2).
 
