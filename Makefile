@@ -13,7 +13,7 @@ export PYTHONHASHSEED ?= 0
 # One cache per clone (mini models, pinned list checksums): a fresh clone starts from a clean cache.
 export LTLIB_CACHE ?= $(CURDIR)/.cache/ltlib
 
-.PHONY: help setup test book notebooks html bench profile reproduce clean distclean
+.PHONY: help setup lint browser test book notebooks html bench profile reproduce clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,7 +28,16 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ltlib)" >/dev/null
 	touch $@
 
-test: setup ## run the test suite (unit, end to end, smoke notebooks, strict book build)
+lint: setup ## ruff on the library and the tests (rules in pyproject.toml)
+	$(VENV)/bin/ruff check ltlib tests
+
+browser: ## headless Chromium for the book tests (apt-get, only when none is on PATH)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null || { \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium; }
+
+test: setup lint browser ## lint, then the test suite (unit, end to end, smoke notebooks, strict book build)
 	$(PY) -m pytest
 
 notebooks: setup ## execute every notebook at SCALE (default|smoke); FORCE=1 re-runs up-to-date ones

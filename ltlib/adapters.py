@@ -1,4 +1,5 @@
-"""AdaptFormer as LIFT implements it (spec A.4): a bottleneck adapter parallel to each ViT block's MLP.
+"""AdaptFormer as LIFT implements it (book: Method, 'AdaptFormer'): a bottleneck adapter parallel to each ViT
+block's MLP.
 
 :func:`adapters_attached` also runs the blocks with deep visual prompts (:mod:`ltlib.prompts`), the
 paper's other parameter-efficient method (§4.1)."""
@@ -19,7 +20,7 @@ from .prompts import VPT, prompted_forwards
 
 
 def adaptformer_dim(num_classes: int, num_layers: int = 12) -> int:
-    """LIFT's automatic bottleneck width ``r = 2 ** max(0, floor(log2(C / (2 L))))`` (spec A.4).
+    """LIFT's automatic bottleneck width ``r = 2 ** max(0, floor(log2(C / (2 L))))`` (book: Method, 'AdaptFormer').
 
     Computed in integers, so powers of two on the boundary are exact.
 
@@ -38,7 +39,7 @@ def adaptformer_dim(num_classes: int, num_layers: int = 12) -> int:
 
 
 class AdaptFormer(nn.Module):
-    """``AF(h) = s · Up(ReLU(Down(LN(h))))`` with LIFT's initialisation (spec A.4).
+    """``AF(h) = s · Up(ReLU(Down(LN(h))))`` with LIFT's initialisation (book: Method, 'AdaptFormer').
 
     ``Down`` gets ``kaiming_normal_(a=√5)`` (std ``1/(√3·√dim)``, 1/48 at dim 768) and a zero bias;
     ``Up`` is all zeros, so ``AF ≡ 0`` at initialisation and the adapted network equals the frozen one.
@@ -78,7 +79,7 @@ class AdaptFormer(nn.Module):
 
 
 def build_adaptformers(num_layers: int, dim: int, bottleneck: int, seed: int = 0) -> nn.ModuleList:
-    """One :class:`AdaptFormer` per transformer block (LIFT: every block, ``partial=None``; spec A.4).
+    """One :class:`AdaptFormer` per transformer block (LIFT: every block; book: Method, 'AdaptFormer').
 
     Args:
         num_layers: number of blocks L.
@@ -94,7 +95,7 @@ def build_adaptformers(num_layers: int, dim: int, bottleneck: int, seed: int = 0
 
 def adapted_block_forward(block: ResidualAttentionBlock, x: torch.Tensor, adapter: nn.Module,
                           attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """One ViT block with the adapter parallel to its MLP, on the post-attention stream (spec A.4).
+    """One ViT block with the adapter parallel to its MLP, on the post-attention stream (book: Method, 'AdaptFormer').
 
     ``h = x + Attn(LN1(x))``; ``out = h + MLP(LN2(h)) + AF(h)``. The block's own submodules are used
     (and their hooks fire); open_clip's layer-scale modules are kept (identity for CLIP).

@@ -1,4 +1,5 @@
-"""Test-time logit combination: the backdoor adjustment (PAPER.md item 6) and GLA's post-hoc rule (spec §C.6)."""
+"""Test-time logit combination: the backdoor adjustment (the paper's Eq. 7) and GLA's post-hoc rule
+(book: Method, 'The GLA prior estimator')."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from .errors import ConfigError
 
 RULES = ("logit_sum", "prob_mean")
-# GLA adds this inside the log so a zero prior entry stays finite (§C.6).
+# GLA adds this inside the log so a zero prior entry stays finite (book: Method, 'The GLA prior estimator').
 PRIOR_EPS = 1e-12
 
 
@@ -19,7 +20,8 @@ def backdoor_adjust(logits_list: Sequence[Any], rule: str = "logit_sum", weights
     """Combine the logits of M foundation models fine-tuned separately (one per value of c).
 
     ``"logit_sum"``: Σ_m w_m z_m with w_m = 1 by default, the official code's plain sum of raw
-    logits (§F). Its argmax equals the argmax of the mean, so accuracy is the same either way.
+    logits (book: Method, 'Stage 2: the backdoor adjustment in practice'). Its argmax equals the
+    argmax of the mean, so accuracy is the same either way.
     ``"prob_mean"``: log Σ_m w_m softmax(z_m), the paper's P(Y|do(X)) = Σ_c P(Y|X,c) P(c) with
     P(c) = w (default 1/M; given weights are normalised to sum 1), returned as log-probabilities
     so that argmax and accuracy code apply unchanged.
@@ -46,7 +48,8 @@ def backdoor_adjust(logits_list: Sequence[Any], rule: str = "logit_sum", weights
 
 def gla_posthoc(ft_logits: Any, zs_logits: Any, prior: Any, ft_temperature: float = 1.0, zs_temperature: float = 1.0,
                 train_prior: Any = None) -> torch.Tensor:
-    """GLA's post-hoc combination ft/T_ft + zs/T_zs − log(π + 1e-12) [− log p] (§C.6).
+    """GLA's post-hoc combination ft/T_ft + zs/T_zs − log(π + 1e-12) [− log p]
+    (book: Method, 'The GLA prior estimator').
 
     Args:
         ft_logits: fine-tuned model logits, [N, C].

@@ -1,4 +1,4 @@
-"""Foundation-model backbones (spec A.3, F; PAPER.md item 7): frozen open_clip CLIPs behind one interface."""
+"""Foundation-model backbones (book: Method, 'Backbones'): frozen open_clip CLIPs behind one interface."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ _PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """A registry entry: which open_clip architecture, which weights, which prompt (spec F).
+    """A registry entry: which open_clip architecture, which weights, which prompt (book: Method, 'Backbones').
 
     Attributes:
         name: registry key (``clip``, ``openclip``, ``metaclip``, or e.g. ``mini-clip``).
@@ -41,7 +41,7 @@ class BackboneSpec:
             part of it: ``ViT-B-16-quickgelu`` for QuickGELU checkpoints, ``ViT-B-16`` for native GELU.
         pretrained: open_clip pre-trained tag (e.g. ``openai``), or None for models whose weights only
             exist as a local file (``build_backbone(..., weights=path)``).
-        template: the single zero-shot / head-init prompt (spec A.7).
+        template: the single zero-shot / head-init prompt (book: Method, 'Cosine head').
         description: one line for tables and the book.
     """
 
@@ -59,7 +59,7 @@ class BackboneSpec:
                               "for the class name")
 
 
-# --------------------------------------------------------------------------- crops (spec A.10)
+# --------------------------------------------------------------------------- crops (book: Method, 'Test-time crops')
 def flatten_crops(images: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Fold a crop axis into the batch so a backbone sees ordinary image batches.
 
@@ -76,7 +76,7 @@ def flatten_crops(images: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 
 def mean_over_crops(values: torch.Tensor, num_crops: int) -> torch.Tensor:
-    """Average per-crop outputs back to one row per image (spec A.10: mean of raw logits).
+    """Average per-crop outputs back to one row per image (book: Method, 'Test-time crops': mean of raw logits).
 
     Args:
         values: [B·V, K] outputs in :func:`flatten_crops` order.
@@ -91,7 +91,7 @@ def mean_over_crops(values: torch.Tensor, num_crops: int) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- the frozen backbone
 class Backbone(nn.Module):
-    """A frozen open_clip CLIP exposing LIFT's feature interface (spec A.3, A.5, A.7).
+    """A frozen open_clip CLIP exposing LIFT's feature interface (book: Method, 'Backbones', 'Cosine head').
 
     ``image_features`` is the classifier input: ``ln_post`` of the CLS token, *without* the visual
     projection (768-d for ViT-B/16). Every weight is fp32 and frozen; ``train()`` keeps it in eval mode.
@@ -149,7 +149,7 @@ class Backbone(nn.Module):
 
     @property
     def visual_projection(self) -> nn.Parameter:
-        """P [feature_dim, embed_dim]: ``image_embedding = normalize(feature @ P)`` (spec A.7)."""
+        """P [feature_dim, embed_dim]: ``image_embedding = normalize(feature @ P)`` (book: Method, 'Cosine head')."""
         return self.clip.visual.proj
 
     @property
@@ -172,17 +172,17 @@ class Backbone(nn.Module):
         return self.clip.visual.proj.device
 
     def train(self, mode: bool = True) -> Backbone:
-        """Stay in eval mode whatever ``mode`` is: nothing in a frozen backbone trains (spec A.5)."""
+        """Stay in eval mode whatever ``mode`` is: nothing in a frozen backbone trains (book: Method, 'AdaptFormer')."""
         return super().train(False)
 
     def image_features(self, images: torch.Tensor, adapters: Sequence[nn.Module] | None = None) -> torch.Tensor:
-        """Classifier-input features: ``ln_post`` of the CLS token, no projection (spec A.3).
+        """Classifier-input features: ``ln_post`` of the CLS token, no projection (book: Method, 'Backbones').
 
         Args:
             images: normalised images [B, 3, H, W].
-            adapters: one module per block (AdaptFormer, spec A.4, or deep VPT prompts, the paper's
-                §4.1), applied for this call only; None gives the pre-trained network. VPT prompts sit
-                after the CLS token and are removed again before ``ln_post`` and the CLS read-out.
+            adapters: one module per block (AdaptFormer, book: Method, 'AdaptFormer', or deep VPT prompts,
+                the paper's §4.1), applied for this call only; None gives the pre-trained network. VPT
+                prompts sit after the CLS token and are removed again before ``ln_post`` and the CLS read-out.
         Returns:
             features [B, feature_dim].
         """
@@ -207,7 +207,7 @@ class Backbone(nn.Module):
 
     @torch.no_grad()
     def text_embeddings(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        """Text-tower embeddings in fp32 without autocast (spec A.7), L2-normalised.
+        """Text-tower embeddings in fp32 without autocast (book: Method, 'Cosine head'), L2-normalised.
 
         Args:
             texts: T prompts, already formatted (e.g. ``"a photo of a tench."``).
@@ -243,7 +243,7 @@ def _check_supported(clip: nn.Module, spec: BackboneSpec) -> None:
                           f"got {type(visual).__name__}")
     if visual.attn_pool is not None or visual.pool_type != "tok" or visual.proj is None:
         raise ConfigError(f"backbone {spec.name!r}: LIFT needs class-token pooling and a linear visual "
-                          "projection (spec A.3)")
+                          "projection")
     height, width = visual.image_size
     if height != width:
         raise ConfigError(f"backbone {spec.name!r}: square inputs expected, got image_size {visual.image_size}")
@@ -425,7 +425,8 @@ def _clip_from_hub(spec: BackboneSpec, tag_cfg: Mapping[str, Any], cache_dir: st
 
 def _tag_config(spec: BackboneSpec) -> dict[str, Any]:
     """open_clip's record of the tag ({} without one); refuses a tag trained with another activation
-    than the arch's (the official release forced QuickGELU on a GELU model: PAPER.md, known defects)."""
+    than the arch's (the official release forced QuickGELU on a GELU model; book: Method,
+    'What we changed from the official release')."""
     if spec.pretrained is None:
         return {}
     tag_cfg = open_clip.get_pretrained_cfg(spec.arch, spec.pretrained)

@@ -19,7 +19,7 @@ class SplitOutputs:
     """One model's outputs on one split.
 
     Attributes:
-        logits: [N, C] float32, raw (for five-crop TTE: the mean over crops, spec A.10).
+        logits: [N, C] float32, raw (for five-crop TTE: the mean over crops, book: Method, 'Test-time crops').
         targets: [N] int64.
         features: [N, D] float32 classifier-input features, or None.
     """

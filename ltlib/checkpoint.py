@@ -25,7 +25,7 @@ class Position:
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The tensors a checkpoint must hold: the model's own ``trainable_state_dict`` when it has one
-    (adapters + head, spec A.5), else the whole state dict (a from-scratch CNN)."""
+    (adapters + head, book: Method, 'AdaptFormer'), else the whole state dict (a from-scratch CNN)."""
     getter = getattr(model, "trainable_state_dict", None)
     return getter() if callable(getter) else model.state_dict()
 

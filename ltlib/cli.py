@@ -10,7 +10,7 @@ import os
 import sys
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from .config import parse_overrides
 from .errors import ConfigError, LtlibError
@@ -132,7 +132,7 @@ def _backbone_loader(args: argparse.Namespace, device) -> tuple[str, Callable]:
 
 
 def _pretrain_prior(args: argparse.Namespace, spec):
-    """P̂_P for GLA-Train from ``--prior-run`` or this backbone's zero-shot run (spec C.4, F)."""
+    """P̂_P for GLA-Train from ``--prior-run`` or this backbone's zero-shot run (book: Method, 'Losses')."""
     from .runs import RunSpec, estimate_run_prior, is_complete
 
     run_dir = args.prior_run or RunSpec(spec.task, spec.backbone, "zeroshot", 0, spec.recipe).directory(args.runs_root)
@@ -148,8 +148,9 @@ def _configure_adjust(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rule", nargs="+", default=None, metavar="RULE",
                    help="logit_sum (the official code's) and/or prob_mean (the paper's); default both")
     p.add_argument("--weights", nargs="+", type=float, default=None, help="one weight per run (default equal)")
-    p.add_argument("--prior", type=Path, default=None,
-                   help="zero-shot run for P̂_P and the P-groups (default: the first run's backbone's, if unique)")
+    p.add_argument("--prior", nargs="+", type=Path, default=None, metavar="DIR",
+                   help="zero-shot runs, one per backbone, for the P-groups (the geometric mean of their P̂_P; "
+                        "default: each run's backbone's zero-shot run beside it, if unique)")
     p.add_argument("--no-prior", action="store_true", help="skip the P-groups")
     p.add_argument("--split", default="test", help="cached split to score (default test)")
     p.add_argument("--subsets", action="store_true", help="score every subset of the runs (M = 1 … M)")
@@ -160,13 +161,14 @@ def _configure_adjust(p: argparse.ArgumentParser) -> None:
          _configure_adjust)
 def _adjust(args: argparse.Namespace) -> int:
     from .adjust import RULES
-    from .stage2 import Stage2Options, find_prior_run, run_stage2, summary_table, write_stage2
+    from .stage2 import Stage2Options, find_prior_runs, run_stage2, summary_table, write_stage2
 
     if not _main_rank():
         return 0  # stage 2 is cheap and single-process; under torchrun only rank 0 works
-    prior = None if args.no_prior else (args.prior or find_prior_run(args.runs[0]))
+    prior = None if args.no_prior else (args.prior or find_prior_runs(args.runs))
     if prior is None and not args.no_prior:
-        print("[adjust] no unique zero-shot run found beside the runs: P-groups skipped (pass --prior DIR)")
+        print("[adjust] no unique zero-shot run per backbone found beside the runs: P-groups skipped "
+              "(pass --prior DIR …)")
     weights = None if args.weights is None else tuple(args.weights)
     options = Stage2Options(tuple(args.rule or RULES), weights, args.split, subsets=args.subsets)
     result = run_stage2(args.runs, prior, options)

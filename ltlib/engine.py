@@ -1,4 +1,4 @@
-"""Train and evaluate loops (LIFT recipe, spec A.9): SGD with a per-epoch cosine learning rate,
+"""Train and evaluate loops (LIFT recipe, book: Method, 'Optimisation'): SGD with a per-epoch cosine learning rate,
 gradient accumulation, mixed precision on CUDA, data-parallel training, atomic resumable checkpoints.
 
 Determinism: the order of samples is a pure function of (seed, epoch) and each sample's augmentation a
@@ -37,7 +37,7 @@ from .storage import append_jsonl
 # --------------------------------------------------------------------------- schedule and seeding
 def lr_at_epoch(epoch: int, epochs: int, base_lr: float) -> float:
     """Learning rate used during 0-based ``epoch``: CosineAnnealingLR(T_max=epochs) stepped once per
-    epoch, no warm-up, eta_min 0 (spec A.9): ``0.5 · base_lr · (1 + cos(π · epoch / epochs))``."""
+    epoch, no warm-up, eta_min 0 (book: Method, 'Optimisation'): ``0.5 · base_lr · (1 + cos(π · epoch / epochs))``."""
     return 0.5 * base_lr * (1.0 + math.cos(math.pi * epoch / epochs))
 
 
@@ -163,7 +163,7 @@ class TrainResult:
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
-    """SGD over every parameter that requires grad (adapters + head for LIFT, spec A.5, A.9);
+    """SGD over every parameter that requires grad (adapters + head for LIFT; book: Method, 'Optimisation');
     weight decay applies to all of them, as in LIFT."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -342,8 +342,9 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, ctx: DistContext = DistCo
              precision: str = "fp32", progress: bool = True) -> SplitOutputs:
     """Run ``model`` over ``dataset`` (sharded over processes) and return logits and targets.
 
-    Evaluation runs in fp32 without autocast by default, as LIFT does (spec A.9). Items may carry a crop
-    axis ([V,3,H,W], five-crop TTE); the model averages raw logits over it (spec A.10).
+    Evaluation runs in fp32 without autocast by default, as LIFT does (book: Method, 'Optimisation'). Items may
+    carry a crop axis ([V,3,H,W], five-crop TTE); the model averages raw logits over it
+    (book: Method, 'Test-time crops').
 
     Args:
         model: maps images to logits; with ``with_features`` it must offer

@@ -1,4 +1,5 @@
-"""Classifier heads (spec A.6, A.7, F): LIFT's cosine classifier, its text initialisation, CLIP zero-shot."""
+"""Classifier heads (book: Method, 'Cosine head', 'Backbones'): LIFT's cosine classifier, its text
+initialisation, CLIP zero-shot."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ Templates = str | Sequence[str]
 
 
 class CosineClassifier(nn.Module):
-    """``logits = scale · normalize(x) · normalize(W)ᵀ``, no bias (spec A.6); logits lie in [−scale, scale].
+    """``logits = scale · normalize(x) · normalize(W)ᵀ``, no bias; logits lie in
+    [−scale, scale] (book: Method, 'Cosine head').
 
     Args:
         feature_dim: D, width of the features (768 for ViT-B/16 ``ln_post``).
         num_classes: C.
-        scale: cosine scale; 25 is LIFT's config value (the class default there is 30; spec A.12).
+        scale: cosine scale; 25 is LIFT's config value (the class default there is 30; book: Method, 'Cosine head').
         seed: seeds the placeholder init, uniform(−1, 1) with unit rows, which the text init overwrites.
     """
 
@@ -64,13 +66,14 @@ class CosineClassifier(nn.Module):
 
 
 def format_prompts(classnames: Sequence[str], template: str) -> list[str]:
-    """Fill ``template`` with each class name, underscores read as spaces (spec A.7; hyphens stay)."""
+    """Fill ``template`` with each class name, underscores read as spaces (hyphens stay)."""
     return [template.format(name.replace("_", " ")) for name in classnames]
 
 
 def class_text_embeddings(backbone: Backbone, classnames: Sequence[str],
                           template: Templates | None = None) -> torch.Tensor:
-    """Per-class text embeddings t_j: the mean over templates of the *normalised* embeddings (spec A.7).
+    """Per-class text embeddings t_j: the mean over templates of the *normalised*
+    embeddings (book: Method, 'Cosine head').
 
     With one template this is the unit embedding itself; with several the mean is not renormalised.
 
@@ -89,7 +92,7 @@ def class_text_embeddings(backbone: Backbone, classnames: Sequence[str],
 @torch.no_grad()
 def text_head_weights(backbone: Backbone, classnames: Sequence[str],
                       template: Templates | None = None) -> torch.Tensor:
-    """LIFT's text-initialised head rows ``w_j = normalize(P · t_j)`` (spec A.7).
+    """LIFT's text-initialised head rows ``w_j = normalize(P · t_j)`` (book: Method, 'Cosine head').
 
     Args:
         backbone: P = ``backbone.visual_projection`` [D, E] maps text back to the feature space.
@@ -103,7 +106,7 @@ def text_head_weights(backbone: Backbone, classnames: Sequence[str],
 
 def init_head_from_text(head: CosineClassifier, backbone: Backbone, classnames: Sequence[str],
                         template: Templates | None = None) -> CosineClassifier:
-    """Overwrite ``head`` with :func:`text_head_weights` in place (spec A.7); returns ``head``."""
+    """Overwrite ``head`` with :func:`text_head_weights` in place (book: Method, 'Cosine head'); returns ``head``."""
     if len(classnames) != head.num_classes:
         raise ConfigError(f"classnames: {len(classnames)} names for a head of {head.num_classes} classes")
     head.apply_weight(text_head_weights(backbone, classnames, template).to(head.weight))
@@ -111,7 +114,7 @@ def init_head_from_text(head: CosineClassifier, backbone: Backbone, classnames: 
 
 
 class ZeroShotClassifier(nn.Module):
-    """CLIP zero-shot: ``logit_scale · cos(image embedding, text embedding)`` (spec F).
+    """CLIP zero-shot: ``logit_scale · cos(image embedding, text embedding)`` (book: Method, 'Backbones').
 
     The text side is computed once and kept as a (non-persistent) buffer. The image side always runs
     the pre-trained backbone without adapters, even when fine-tuned models share this backbone.
@@ -136,7 +139,7 @@ class ZeroShotClassifier(nn.Module):
         """Zero-shot logits.
 
         Args:
-            images: [B, 3, H, W] or crops [B, V, 3, H, W] (raw logits averaged over V, spec A.10).
+            images: [B, 3, H, W] or crops [B, V, 3, H, W] (raw logits averaged over V, book: Method, 'Test-time crops').
         Returns:
             logits [B, C].
         """

@@ -1,4 +1,4 @@
-"""Training losses: CE, logit adjustment (LIFT_GLA_SPEC §A.8), GLA-Train (§F) and Balanced Softmax."""
+"""Training losses: CE, logit adjustment, GLA-Train (book: Method, 'Losses') and Balanced Softmax."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class _AdjustedCrossEntropy(nn.Module):
             (fp64 for fp64 logits).
         """
         _check_logits_width(logits, self.num_classes)
-        # §A.8 precision note: the sum and the softmax run in fp32 even under autocast.
+        # book: Method, 'Losses' precision note: the sum and the softmax run in fp32 even under autocast.
         with torch.autocast(device_type=logits.device.type, enabled=False):
             wide = logits if logits.dtype == torch.float64 else logits.float()
             return F.cross_entropy(wide + self.log_adjust.to(wide.dtype), targets)
@@ -62,7 +62,7 @@ class CrossEntropy(_AdjustedCrossEntropy):
 
 
 class LogitAdjustedLoss(_AdjustedCrossEntropy):
-    """Logit-adjusted CE (Menon et al. 2021; LIFT's "LA"): mean_i CE(z_i + τ·log π, y_i) (§A.8).
+    """Logit-adjusted CE (Menon et al. 2021; LIFT's "LA"): mean_i CE(z_i + τ·log π, y_i) (book: Method, 'Losses').
 
     π_j = n_j / Σn are the training label frequencies; since CE ignores a common shift of the
     logits this equals CE(z + τ·log n). At test time the raw logits are used.
@@ -81,7 +81,7 @@ class LogitAdjustedLoss(_AdjustedCrossEntropy):
 
 
 class GLATrainLoss(_AdjustedCrossEntropy):
-    """The paper's "GLA-Train": mean_i CE(z_i + τ·log P_S + log P̂_P, y_i) (§F).
+    """The paper's "GLA-Train": mean_i CE(z_i + τ·log P_S + log P̂_P, y_i) (book: Method, 'Losses').
 
     Args:
         class_counts: n, [C] downstream training counts (P_S = n / Σn).

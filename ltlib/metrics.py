@@ -1,4 +1,5 @@
-"""Accuracy by class group: D-groups (spec §A.11), P-groups (PAPER.md item 3), the D×P matrix, the kNN probe (§F)."""
+"""Accuracy by class group: D-groups and P-groups (book: Method, 'Groups', 'Evaluation'), the D×P matrix,
+the kNN probe."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ class Groups:
 
 
 def d_groups(class_counts: Any, many: int = 100, few: int = 20) -> Groups:
-    """D-groups from downstream training counts (OLTR convention, §A.11).
+    """D-groups from downstream training counts (OLTR convention, book: Method, 'Evaluation').
 
     many = {j : n_j > many}, medium = {j : few ≤ n_j ≤ many}, few = {j : n_j < few}.
 
@@ -85,7 +86,7 @@ def d_groups(class_counts: Any, many: int = 100, few: int = 20) -> Groups:
 
 
 def p_groups(prior: Any, fractions: tuple[float, float] = (0.3, 0.3)) -> Groups:
-    """P-groups from an estimated pre-training prior P̂_P (PAPER.md item 3).
+    """P-groups from an estimated pre-training prior P̂_P (book: Method, 'Groups').
 
     Classes are ranked by prior, descending; ties keep class-index order (stable sort). The first
     round(f₁·C) ranks are "many", ranks up to round((f₁+f₂)·C) are "medium", the rest "few".
@@ -102,7 +103,8 @@ def p_groups(prior: Any, fractions: tuple[float, float] = (0.3, 0.3)) -> Groups:
     """
     values = _as_1d(prior, "prior")
     if not np.isfinite(values).all():
-        raise ConfigError(f"p_groups: prior must be finite; class {int(np.flatnonzero(~np.isfinite(values))[0])} is not")
+        bad = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise ConfigError(f"p_groups: prior must be finite; class {bad} is not")
     shares = [Fraction(str(f)) for f in fractions]
     if len(shares) != 2 or min(shares) < 0 or sum(shares) > 1:
         raise ConfigError(f"p_groups: fractions must be two non-negative shares summing to at most 1, got {fractions}")
@@ -118,13 +120,13 @@ def _round_half_up(value: Fraction) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# Accuracies (§A.11)
+# Accuracies (book: Method, 'Evaluation')
 # --------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class GroupAccuracy:
-    """LIFT's evaluator numbers (§A.11), all in %.
+    """LIFT's evaluator numbers (book: Method, 'Evaluation'), all in %.
 
     Attributes:
         overall: sample-level accuracy 100·#correct/#total.
@@ -155,7 +157,7 @@ def predictions(logits_or_preds: Any) -> np.ndarray:
 
 
 def per_class_accuracy(preds: Any, targets: Any, num_classes: int) -> np.ndarray:
-    """Per-class top-1 accuracy in %, 100·correct_c/total_c (§A.11).
+    """Per-class top-1 accuracy in %, 100·correct_c/total_c (book: Method, 'Evaluation').
 
     Args:
         preds: predicted labels [N] (or logits [N, C]).
@@ -181,7 +183,7 @@ def per_class_accuracy(preds: Any, targets: Any, num_classes: int) -> np.ndarray
 
 
 def group_accuracy(logits_or_preds: Any, targets: Any, groups: Groups) -> GroupAccuracy:
-    """Overall, mean per-class and per-group accuracy, as LIFT's ``Evaluator`` (§A.11).
+    """Overall, mean per-class and per-group accuracy, as LIFT's ``Evaluator`` (book: Method, 'Evaluation').
 
     Args:
         logits_or_preds: logits [N, C] (argmax is taken) or predicted labels [N].
@@ -215,7 +217,7 @@ class DPMatrix:
 
 
 def dp_matrix(logits_or_preds: Any, targets: Any, d_groups: Groups, p_groups: Groups) -> DPMatrix:
-    """The D×P accuracy matrix of Fig. 2 (PAPER.md item 3).
+    """The D×P accuracy matrix of Fig. 2 (book: Method, 'Groups').
 
     Args:
         logits_or_preds: logits [N, C] or predicted labels [N].
@@ -241,13 +243,14 @@ def dp_matrix(logits_or_preds: Any, targets: Any, d_groups: Groups, p_groups: Gr
 
 
 # --------------------------------------------------------------------------------------------
-# kNN probe (§F, the paper's Tab. 4)
+# kNN probe (the paper's Tab. 4; book: Method, 'The kNN probe')
 # --------------------------------------------------------------------------------------------
 
 
 def knn_predict(bank_features: Any, bank_targets: Any, query_features: Any, num_classes: int, k: int = 200,
                 temperature: float = 0.1, batch_size: int = 1024) -> torch.Tensor:
-    """Weighted kNN classification on L2-normalised features (§F; k = 200, T = 0.1 in the paper).
+    """Weighted kNN classification on L2-normalised features (k = 200, T = 0.1 in the paper;
+    book: Method, 'The kNN probe').
 
     Each query takes its k most cosine-similar bank entries; neighbour i votes for its label with
     weight exp(cos_i / T); the prediction is the class with the largest total vote (ties: lowest

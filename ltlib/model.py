@@ -1,4 +1,5 @@
-"""The LIFT classifier (spec A.3–A.7): frozen backbone + AdaptFormer (or deep VPT) in every block + cosine head."""
+"""The LIFT classifier (book: Method, 'Implementation details'): frozen backbone + AdaptFormer (or deep VPT)
+in every block + cosine head."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ HEAD_INITS = ("text", "random")
 
 
 class LTClassifier(nn.Module):
-    """Images → logits through a frozen backbone, optional adapters and a trainable head (spec A.5).
+    """Images → logits through a frozen backbone, optional adapters and a trainable head (book: Method, 'AdaptFormer').
 
     Only ``adapters`` and ``head`` train; the backbone (image and text towers, ``ln_post``, ``proj``,
     ``logit_scale``) is frozen. The adapters are submodules of this classifier (``parameters()``,
@@ -46,7 +47,7 @@ class LTClassifier(nn.Module):
         return int(self.head.num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits; with crops, the mean of the per-crop raw logits (LIFT's TTE rule, spec A.10).
+        """Logits; with crops, the mean of the per-crop raw logits (LIFT's TTE rule, book: Method, 'Test-time crops').
 
         Args:
             images: [B, 3, H, W] or crops [B, V, 3, H, W].
@@ -56,7 +57,7 @@ class LTClassifier(nn.Module):
         return self.logits_and_features(images)[0]
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Adapted ``ln_post`` CLS features (the head's input, spec A.3); crops are averaged.
+        """Adapted ``ln_post`` CLS features (the head's input, book: Method, 'Backbones'); crops are averaged.
 
         Note that ``head(features(crops))`` is not ``forward(crops)``: the head normalises each crop's
         feature, so the mean of logits differs from the logits of the mean feature.
@@ -76,7 +77,7 @@ class LTClassifier(nn.Module):
         return mean_over_crops(self.head(features), num_crops), mean_over_crops(features, num_crops)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        """The adapters' and the head's parameters (spec A.5), in registration order."""
+        """The adapters' and the head's parameters (book: Method, 'AdaptFormer'), in registration order."""
         return [p for name, p in self.named_parameters() if name.startswith(self.trainable_prefixes)]
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
@@ -96,20 +97,21 @@ def build_lift_model(backbone: Backbone, classnames: Sequence[str], adapter: str
                      bottleneck: int | None = None, head_init: str = "text", scale: float = 25.0,
                      template: Templates | None = None, seed: int = 0,
                      prompt_length: int | None = None) -> LTClassifier:
-    """LIFT's model (spec A.3–A.7): AdaptFormer in every block, cosine head initialised from text.
+    """LIFT's model: AdaptFormer in every block, cosine head initialised from text
+    (book: Method, 'Implementation details').
 
     With ``adapter="vpt"`` the blocks get deep visual prompts instead (VPT, Jia et al., ECCV 2022, as
     LIFT implements it): the paper's §4.1 states its imbalance analysis for both methods.
 
     Args:
-        backbone: frozen backbone; its text tower initialises the head (spec F: each its own).
+        backbone: frozen backbone; its text tower initialises the head (each backbone its own).
         classnames: C names in label order.
         adapter: ``"adaptformer"``, ``"vpt"`` or None (head only).
         bottleneck: AdaptFormer width r; None: :func:`~ltlib.adapters.adaptformer_dim` with
-            L = the backbone's number of blocks (12 for ViT-B/16, spec A.4).
+            L = the backbone's number of blocks (12 for ViT-B/16, book: Method, 'AdaptFormer').
         prompt_length: VPT tokens per block; None: LIFT's constant 10 (:data:`~ltlib.prompts.VPT_LENGTH`).
-        head_init: ``"text"`` (spec A.7) or ``"random"`` (the seeded placeholder, spec A.6).
-        scale: cosine scale (25, spec A.6).
+        head_init: ``"text"`` or ``"random"`` (the seeded placeholder; book: Method, 'Cosine head').
+        scale: cosine scale (25, book: Method, 'Cosine head').
         template: prompt(s) for the text init; None: ``backbone.spec.template``.
         seed: seeds the adapters' (or prompts') and the placeholder head's initialisation.
     Returns:

@@ -10,13 +10,35 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from typing import Any, Callable, Iterable, TypeVar
 
 import torch
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+@contextmanager
+def torch_threads(num_threads: int) -> Iterator[None]:
+    """Run the block with ``num_threads`` intra-op threads, then restore the previous setting.
+
+    Why: the mini world's renderer and tiny CLIPs issue many small tensor ops. On a 2-core machine whose
+    other core is busy, every parallel op waits for a descheduled worker thread: measured here, rendering
+    ran at ~10,000 images/s on one thread and ~500 on two. One thread also makes pre-trained weights
+    independent of the machine's core count.
+
+    Args:
+        num_threads: threads to use inside the block (≥ 1).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def default_workers() -> int:
@@ -37,12 +59,8 @@ def run_parallel(fn: Callable[[T], R], items: Iterable[T], workers: int | None =
     items = list(items)
     workers = default_workers() if workers is None else workers
     if workers <= 1 or len(items) <= 1:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             return [fn(item) for item in items]
-        finally:
-            torch.set_num_threads(previous)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(workers, len(items)), mp_context=context, initializer=_init_worker) as pool:
         return list(pool.map(fn, items))

@@ -1,10 +1,11 @@
-"""GLA label-prior estimation and temperature calibration (Zhu et al. 2023; LIFT_GLA_SPEC §C.3–C.9).
+"""GLA label-prior estimation and temperature calibration (Zhu et al., NeurIPS 2023).
 
 The pre-training prior P̂_P(Y) is the π that minimises L(π) = mean_i CE(z_i − log π, y_i) on a
-class-balanced labelled set (§C.4). With θ = log π the problem is convex and unconstrained (§C.8),
+class-balanced labelled set. With θ = log π the problem is convex and unconstrained,
 so the default solver is L-BFGS on θ in float64; ``"fixed_point"`` (generalised iterative scaling)
 is a second exact solver for cross-checks, and ``"reference"`` replays GLA's truncated float32
-Lagrangian descent step by step for bit-level comparison with the released code.
+Lagrangian descent step by step for bit-level comparison with the released code. The book states the
+objective, the solvers and how to compare them (book: Method, 'The GLA prior estimator').
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import optimize
+from scipy import optimize, stats
 
 from .errors import ConfigError, ConvergenceError
 from .phases import phase
@@ -33,7 +34,7 @@ _RESIDUAL_WARNING = 1e-8
 _DEFAULT_MAX_ITER = {"exact": 1000, "fixed_point": 20_000, "reference": 1000}
 # Fixed-point steps allowed after L-BFGS to finish the last digits (usually 0–3 are used).
 _MAX_POLISH_STEPS = 50
-# GLA's Calibrater starts from these bounds and widens them by this factor (§C.3).
+# GLA's Calibrater starts from these bounds and widens them by this factor.
 _REFERENCE_BOUNDS = (0.1, 10.0)
 _REFERENCE_WIDEN = 1.1
 _MAX_CALIBRATION_ROUNDS = 10_000
@@ -46,14 +47,14 @@ class PriorFit:
     Attributes:
         prior: estimated prior π̂, float64 [C], normalised to sum 1.
         log_prior: centred log prior log π̂ − mean(log π̂), float64 [C] (the gauge-free
-            quantity to compare across solvers, §C.9).
-        temperature: the temperature T the logits were divided by before solving (§C.3).
+            quantity to compare across solvers).
+        temperature: the temperature T the logits were divided by before solving.
         objective: L(π̂) on the temperature-scaled logits, float64.
         iterations: solver iterations (L-BFGS / fixed-point steps, or reference descent steps).
         evaluations: passes over the N×C logits spent by the solver.
-        moment_residual: max_j |n_j/N − mean_i softmax(z_i − log π̂)_j|, the optimality gap (§C.8).
+        moment_residual: max_j |n_j/N − mean_i softmax(z_i − log π̂)_j|, the optimality gap.
         raw_sum: Σπ before normalisation; 1 for the exact solvers, the drifted sum for
-            ``"reference"`` (§C.5).
+            ``"reference"``.
         solver: the solver key that produced the fit.
     """
 
@@ -83,14 +84,14 @@ class _Problem:
 
 
 # --------------------------------------------------------------------------------------------
-# Objective (§C.4, §C.8)
+# Objective
 # --------------------------------------------------------------------------------------------
 
 
 def gla_objective(logits: Any, targets: Any, prior: Any) -> float:
-    """GLA's objective L(π) = (1/N) Σ_i CE(z_i − log π, y_i), computed in float64 (§C.4).
+    """GLA's objective L(π) = (1/N) Σ_i CE(z_i − log π, y_i), computed in float64.
 
-    L is invariant to π ↦ c·π for any c > 0 (§C.5), so ``prior`` need not sum to 1.
+    L is invariant to π ↦ c·π for any c > 0, so ``prior`` need not sum to 1.
 
     Args:
         logits: z, [N, C] numpy array or torch tensor (already divided by any temperature).
@@ -108,7 +109,7 @@ def gla_objective(logits: Any, targets: Any, prior: Any) -> float:
 
 
 def _objective_and_mean_posterior(problem: _Problem, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
-    """F(θ) and s̄(θ) in one chunked float64 pass over the logits (§C.8).
+    """F(θ) and s̄(θ) in one chunked float64 pass over the logits.
 
     Args:
         problem: validated logits/targets.
@@ -147,17 +148,17 @@ def _row_blocks(*tensors: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
 
 def estimate_prior(logits: Any, targets: Any, solver: str = "exact",
                    temperature: str | float | None = "calibrate", **options: Any) -> np.ndarray:
-    """Estimate the pre-training label prior P̂_P(Y) with GLA (§C.4, "Then" steps 1–3).
+    """Estimate the pre-training label prior P̂_P(Y) with GLA (calibrate, then solve).
 
-    By default the logits are first calibrated (confidence = accuracy, §C.3), as GLA's
-    ``pp_estimate`` does, then the objective is minimised exactly (§C.8).
+    By default the logits are first calibrated (confidence = accuracy), as GLA's
+    ``pp_estimate`` does, then the objective is minimised exactly.
 
     Args:
         logits: zero-shot logits z, [N, C] numpy array or torch tensor, on a labelled
             (ideally class-balanced) held-out set; every class must occur in ``targets``.
         targets: y, [N] integer labels in [0, C).
         solver: ``"exact"`` (L-BFGS on θ = log π), ``"fixed_point"`` (GIS) or ``"reference"``
-            (GLA's truncated float32 descent, §C.4).
+            (GLA's truncated float32 descent).
         temperature: ``"calibrate"``, a positive float T, or None (T = 1).
         **options: keyword options of :func:`fit_prior` (``calibration``, ``tol``, ``max_iter``, ``lr``).
 
@@ -175,7 +176,7 @@ def fit_prior(logits: Any, targets: Any, solver: str = "exact", temperature: str
 
     Args:
         logits: z, [N, C] numpy array or torch tensor; computation runs on its device.
-        targets: y, [N] integer labels; every class needs at least one sample (§C.8: otherwise
+        targets: y, [N] integer labels; every class needs at least one sample (otherwise
             no minimiser exists).
         solver: one of ``SOLVERS`` (see :func:`estimate_prior`).
         temperature: ``"calibrate"``, a positive float, or None (= 1).
@@ -184,7 +185,7 @@ def fit_prior(logits: Any, targets: Any, solver: str = "exact", temperature: str
         tol: stop the exact solvers once the moment residual max_j |n_j/N − s̄_j| ≤ tol.
         max_iter: iteration cap; defaults 1000 (exact), 20,000 (fixed_point) and GLA's 1000
             descent steps (reference, always run in full).
-        lr: step size of the reference descent; default GLA's 1e-5·(N/C)/50 (§C.4).
+        lr: step size of the reference descent; default GLA's 1e-5·(N/C)/50.
 
     Returns:
         A :class:`PriorFit`.
@@ -229,7 +230,7 @@ def _warn_if_unconverged(fit: PriorFit, tol: float) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Exact solvers (§C.8)
+# Exact solvers
 # --------------------------------------------------------------------------------------------
 
 
@@ -247,7 +248,7 @@ def _initial_theta(problem: _Problem) -> tuple[torch.Tensor, int]:
 
 
 def _solve_lbfgs(problem: _Problem, tol: float, max_iter: int) -> tuple[torch.Tensor, int, int]:
-    """Minimise F(θ) with scipy's L-BFGS-B on the analytic gradient ∇F = n/N − s̄ (§C.8 item 1).
+    """Minimise F(θ) with scipy's L-BFGS-B on the analytic gradient ∇F = n/N − s̄ (exact solver 1).
 
     F is strictly convex on 1^⊥ and every L-BFGS direction is a combination of gradients, which
     sum to zero, so the iterates stay in the gauge of the start. L-BFGS stops when F stalls at
@@ -278,7 +279,7 @@ def _numpy_objective(problem: _Problem) -> Callable[[np.ndarray], tuple[float, n
 
 def _solve_fixed_point(problem: _Problem, tol: float, max_iter: int, theta: torch.Tensor | None = None
                        ) -> tuple[torch.Tensor, int, int]:
-    """Generalised iterative scaling θ ← θ + log s̄(θ) − log(n/N) (§C.8 item 3).
+    """Generalised iterative scaling θ ← θ + log s̄(θ) − log(n/N) (exact solver 2).
 
     Monotone in F (Darroch–Ratcliff) and linearly convergent; used to cross-check L-BFGS and to
     polish its result.
@@ -300,23 +301,23 @@ def _solve_fixed_point(problem: _Problem, tol: float, max_iter: int, theta: torc
 
 
 # --------------------------------------------------------------------------------------------
-# Reference solver: GLA's cooper loop, replayed (§C.4, §C.5)
+# Reference solver: GLA's constrained descent, replayed
 # --------------------------------------------------------------------------------------------
 
 
 def reference_lr(num_samples: int, num_classes: int) -> float:
-    """GLA's step size lr = 1e-5 · (N/C) / 50 (§C.4); e.g. 4e-6 for 20 samples per class."""
+    """GLA's step size lr = 1e-5 · (N/C) / 50; e.g. 4e-6 for 20 samples per class."""
     return 1e-5 * (num_samples / num_classes) / 50
 
 
 def _solve_reference(problem: _Problem, lr: float | None, iterations: int) -> torch.Tensor:
-    """Replay GLA's simultaneous Lagrangian descent in float32 (§C.4) and return the raw π.
+    """Replay GLA's simultaneous Lagrangian descent in float32 and return the raw π.
 
     π⁰ = 1/C, λ = 0, μ = 0; each step uses the gradients at the current iterate:
     π ← π − lr·(∇L(π) − μ − λ), λ ← λ + lr·(1 − Σπ_old), μ ← max(0, μ − lr·π_old).
 
     Returns:
-        Raw π, float64 [C] (not renormalised: its sum drifts, §C.5).
+        Raw π, float64 [C] (not renormalised: its sum drifts).
 
     Raises:
         ConfigError: π_j ≤ 0 at some step (log π would be NaN): the descent diverged.
@@ -345,11 +346,11 @@ def _check_reference_step(prior: torch.Tensor, iteration: int) -> None:
         raise ConvergenceError(
             f"solver='reference' diverged at iteration {iteration}: the prior became non-positive (or NaN) "
             f"for {len(bad)} class(es), first {bad[:5]}, so log π is undefined. GLA's truncated Lagrangian "
-            "descent is unstable on these logits (§C.5); use solver='exact', which always converges.")
+            "descent is unstable on these logits; use solver='exact', which always converges.")
 
 
 # --------------------------------------------------------------------------------------------
-# Temperature calibration (§C.3)
+# Temperature calibration
 # --------------------------------------------------------------------------------------------
 
 
@@ -363,7 +364,7 @@ def _accuracy(problem: _Problem) -> float:
 
 
 def confidence(logits: Any, temperature: float) -> float:
-    """c(T) = mean_i max_j softmax(z_i / T)_j in %, float64 and chunked (§C.3).
+    """c(T) = mean_i max_j softmax(z_i / T)_j in %, float64 and chunked.
 
     Monotonically non-increasing in T: from 100 (T → 0, no ties) down to 100/C (T → ∞).
 
@@ -394,7 +395,7 @@ def _confidence_fn(logits: torch.Tensor) -> Callable[[float], float]:
 
 
 def calibrate_temperature(logits: Any, targets: Any, method: str = "brent", tol: float = 0.1) -> float:
-    """Find T with confidence c(T) = top-1 accuracy (both in %), GLA's calibration (§C.3).
+    """Find T with confidence c(T) = top-1 accuracy (both in %), GLA's calibration.
 
     Args:
         logits: z, [N, C] numpy array or torch tensor (raw, T = 1).
@@ -434,7 +435,7 @@ def _brent_temperature(conf: Callable[[float], float], acc: float, tol: float) -
 
 
 def _reference_temperature(conf: Callable[[float], float], acc: float, tol: float) -> float:
-    """GLA's ``Calibrater.search_T``, written as a loop with a round cap (§C.3)."""
+    """GLA's ``Calibrater.search_T``, written as a loop with a round cap."""
     low, high = _REFERENCE_BOUNDS
     for _ in range(_MAX_CALIBRATION_ROUNDS):
         conf_low, conf_high = conf(low), conf(high)
@@ -505,7 +506,7 @@ def _check_all_classes_present(problem: _Problem) -> None:
     missing = torch.nonzero(problem.class_freq == 0).flatten().tolist()
     if missing:
         raise ConfigError(f"targets: {len(missing)} class(es) have no sample, e.g. {missing[:10]}; the GLA "
-                          "objective then has no minimiser (π_j → ∞ relative to the rest, §C.8). "
+                          "objective then has no minimiser (π_j → ∞ relative to the rest). "
                           "Estimate on a set that covers every class.")
 
 
@@ -532,3 +533,26 @@ def _check_temperature(temperature: Any) -> float:
 def _check_choice(value: str, allowed: tuple[str, ...], name: str) -> None:
     if value not in allowed:
         raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+
+
+# --------------------------------------------------------------------------- agreement with a known prior
+def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    """KL(p ‖ q) = Σ p log(p/q) in nats, for strictly positive q; terms with p = 0 count 0."""
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    mask = p > 0
+    return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
+
+
+def prior_agreement(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """How well an estimated prior (GLA's P̂_P) tracks a known one (the mini world's π_m).
+
+    Args:
+        estimate, truth: [C] priors (truth strictly positive).
+    Returns:
+        ``spearman`` ρ and its p-value ``spearman_p``, ``kl`` = KL(truth ‖ estimate) and ``kl_uniform``, the
+        KL of a uniform guess: the baseline to beat.
+    """
+    rho, p = stats.spearmanr(estimate, truth)
+    uniform = np.full(len(truth), 1.0 / len(truth))
+    return {"spearman": float(rho), "spearman_p": float(p), "kl": kl_divergence(truth, estimate),
+            "kl_uniform": kl_divergence(truth, uniform)}

@@ -1,4 +1,4 @@
-"""Training recipes (LIFT, spec A.2 and A.9) as frozen dataclasses loaded from ``configs/methods``."""
+"""Training recipes (LIFT; book: Method, 'Optimisation') as frozen dataclasses loaded from ``configs/methods``."""
 
 from __future__ import annotations
 
@@ -16,29 +16,29 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One fine-tuning recipe. Defaults are LIFT's ViT-B/16 recipe (spec A.2, A.9)."""
+    """One fine-tuning recipe. Defaults are LIFT's ViT-B/16 recipe (book: Method, 'Optimisation')."""
 
-    epochs: int = 10                  # cosine schedule length; iNat2018 uses 20 (spec A.2)
+    epochs: int = 10                  # cosine schedule length; iNat2018 uses 20 (book: Method, 'Optimisation')
     batch_size: int = 128             # global batch (all processes together) per optimizer step
     micro_batch_size: int = 128       # per-process forward/backward chunk; accumulation when smaller
-    lr: float = 0.01                  # SGD, both param groups (spec A.9)
+    lr: float = 0.01                  # SGD, both param groups (book: Method, 'Optimisation')
     momentum: float = 0.9
     weight_decay: float = 5e-4        # applied to every trainable tensor, as LIFT does
     loss: str = "LA"                  # CE | LA | GLA-Train | BS (ltlib.losses.build_loss)
     tau: float = 1.0                  # logit-adjustment strength; LIFT's constructor default
     adapter: str | None = "adaptformer"  # "adaptformer" | "vpt" (deep, 10 prompts per block); None: head only
-    bottleneck: int | None = None     # AdaptFormer only; None: LIFT's rule from the number of classes (spec A.4)
-    head_init: str = "text"           # "text": the backbone's own text tower (spec A.7); or "random"
-    cosine_scale: float = 25.0        # spec A.6: the config default 25 overrides the class default 30
+    bottleneck: int | None = None     # AdaptFormer only; None: LIFT's rule from the number of classes
+    head_init: str = "text"           # "text": the backbone's own text tower (book: Method, 'Cosine head'); or "random"
+    cosine_scale: float = 25.0        # LIFT's config value 25 overrides its class default 30
     template: str | None = None       # None: the backbone's template ("a photo of a {}.")
     precision: str = "auto"           # auto: bf16 autocast on CUDA where supported, else fp16; fp32 on CPU
     resolution: int = 224             # training crop; the mini world uses its own image size
-    tte: bool = True                  # five-crop test-time ensembling at evaluation (spec A.10)
-    tte_expand: int = 24              # Resize(resolution + expand) before FiveCrop (spec A.2)
+    tte: bool = True                  # five-crop test-time ensembling at evaluation (book: Method, 'Test-time crops')
+    tte_expand: int = 24              # Resize(resolution + expand) before FiveCrop (book: Method, 'Optimisation')
     num_workers: int = 8              # data-loading processes per training process
     eval_batch_size: int = 64
     seed: int = 0
-    deterministic: bool = True        # cudnn.deterministic and deterministic algorithms (spec A.1)
+    deterministic: bool = True        # cudnn.deterministic and deterministic algorithms (book: Method, 'Optimisation')
     max_steps: int | None = None      # cap on optimizer steps (smoke runs and tests); None = full schedule
     checkpoint_every: int = 200       # also checkpoint every N steps inside an epoch (0: per epoch only)
     log_every: int = 10               # JSON-lines record every N steps

@@ -1,4 +1,4 @@
-"""``make reproduce`` (PAPER.md items 6-7; spec A, F): stage 1 for each backbone, stage 2, then the notebooks.
+"""``make reproduce`` (book: Method, 'Stage 1', 'Stage 2'): stage 1 for each backbone, stage 2, then the notebooks.
 
 Weights are found in ``WEIGHTS_DIR`` by backbone key (see :func:`weight_candidates`): ``clip.safetensors``,
 ``openclip.safetensors``, ``metaclip.safetensors`` (or ``.bin`` / ``.pt`` / ``.pth``), or a folder per key
@@ -25,7 +25,7 @@ from .runs import RunSpec, is_complete
 from .stage2 import Stage2Options, run_stage2, summary_table, write_stage2
 from .tasks import task_key
 
-DEFAULT_BACKBONES = ("clip", "openclip", "metaclip")  # PAPER.md item 7; the first one's zero-shot prior gives P-groups
+DEFAULT_BACKBONES = ("clip", "openclip", "metaclip")  # the paper's three; their zero-shot priors give P-groups
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 HUB_FILE_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # as open_clip's hub repos name them
 
@@ -202,16 +202,17 @@ def run_command(command: list[str], stage: str, log: Callable[[str], None] = pri
 def run_stage2_all(plan: ReproducePlan, log: Callable[[str], None] = print) -> list[Path]:
     """Stage 2 for every (method, seed): all backbones combined, every subset scored (Tab. 8).
 
-    P-groups come from the first backbone's zero-shot prior (OpenAI CLIP by default).
+    P-groups come from one prior for every row (``ltlib.stage2.PRIOR_POLICY``): the geometric mean of the
+    backbones' zero-shot P̂_P, as in the book.
     Returns:
         The folders written (``stage2.json`` + ``stage2.csv`` each).
     """
-    prior_run = plan.run_dir(plan.backbones[0], "zeroshot", 0)
+    prior_runs = [plan.run_dir(b, "zeroshot", 0) for b in plan.backbones]
     written = []
     for method in plan.methods:
         for seed in plan.seeds:
             runs = [plan.run_dir(b, method, seed) for b in plan.backbones]
-            result = run_stage2(runs, prior_run, Stage2Options(subsets=True))
+            result = run_stage2(runs, prior_runs, Stage2Options(subsets=True))
             out = plan.out_dir / plan.task / f"stage2-{method}-seed{seed}"
             write_stage2(result, out)
             log(f"[reproduce] stage 2 ({method}, seed {seed}) -> {out}\n{summary_table(result.table).to_string()}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -118,11 +118,7 @@ def run_stage1(spec: RunSpec, task: Task, backbone_loader: Callable[[str], torch
     accuracies = {split: _evaluate_split(spec, model, ds, run_dir, split, ctx, progress, workers)
                   for split, ds in task.eval_sets.items()}
     if ctx.is_main:
-        write_json(run_dir / RUN_FILE, {**run_record(spec, seed=spec.seed), "status": "complete",
-                                        "task": task.key, "backbone": spec.backbone, "method": spec.method, "model": spec.model,
-                                        "classnames": list(task.classnames),
-                                        "class_counts": np.asarray(task.class_counts).tolist(),
-                                        "accuracy": accuracies, "task_info": dict(task.info)})
+        _write_run_record(run_dir, spec, task.classnames, task.class_counts, accuracies, task.info)
     barrier(ctx)
     return run_dir
 
@@ -191,12 +187,19 @@ def write_cached_run(root: str | Path, spec: RunSpec, outputs: dict[str, SplitOu
     accuracies = {split: float((out.logits.argmax(1) == out.targets).mean() * 100) for split, out in outputs.items()}
     for split, out in outputs.items():
         save_split(run_dir, split, out)
+    _write_run_record(run_dir, spec, names, counts, accuracies, info or {})
+    return run_dir
+
+
+def _write_run_record(run_dir: Path, spec: RunSpec, classnames: Sequence[str], class_counts: Any,
+                      accuracies: dict[str, float], info: Mapping[str, Any]) -> None:
+    """Write ``run.json``, the mark of a complete run: provenance (``ltlib.provenance.run_record``), the
+    run's identity, class names and counts, accuracies per split and the task's description."""
     write_json(run_dir / RUN_FILE, {**run_record(spec, seed=spec.seed), "status": "complete", "task": spec.task,
                                     "backbone": spec.backbone, "method": spec.method, "model": spec.model,
-                                    "classnames": names,
-                                    "class_counts": counts.tolist(), "accuracy": accuracies,
-                                    "task_info": dict(info or {})})
-    return run_dir
+                                    "classnames": list(classnames),
+                                    "class_counts": np.asarray(class_counts).tolist(), "accuracy": accuracies,
+                                    "task_info": dict(info)})
 
 
 def load_run(run_dir: str | Path) -> dict:
@@ -205,7 +208,8 @@ def load_run(run_dir: str | Path) -> dict:
 
 
 def estimate_run_prior(run_dir: str | Path, split: str = "val", solver: str = "exact") -> np.ndarray:
-    """GLA's P̂_P from a zero-shot run's cached logits on a class-balanced split (spec C.4)."""
+    """GLA's P̂_P from a zero-shot run's cached logits on a class-balanced split
+    (book: Method, 'The GLA prior estimator')."""
     from .priors import estimate_prior
 
     out = load_split(run_dir, split)

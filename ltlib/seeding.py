@@ -15,7 +15,7 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed python, numpy and torch (all devices); with ``deterministic`` also pin cuDNN (spec A.1)."""
+    """Seed python, numpy and torch (all devices); with ``deterministic`` also pin cuDNN."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

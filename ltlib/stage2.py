@@ -1,11 +1,12 @@
-"""Stage 2 (PAPER.md item 6): the backdoor adjustment over M cached stage-1 runs, scored by D- and P-group.
+"""Stage 2 (the paper's Eq. 7): the backdoor adjustment over M cached stage-1 runs, scored by D- and P-group.
 
-Every combination is scored overall, by D-group (spec A.11), by P-group and by D×P cell (PAPER.md item 3,
+Every combination is scored overall, by D-group, by P-group and by D×P cell (book: Method, 'Groups';
 Fig. 2) and written as JSON and a tidy CSV. Only cached logits are read: no backbone runs here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import struct
@@ -14,7 +15,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,8 +32,12 @@ from .results import backbone_key
 from .runs import RUN_FILE, find_runs, load_run
 from .storage import write_json, write_text
 
-RESULT_COLUMNS = ("task", "split", "combination", "num_models", "rule", "metric", "d_group", "p_group", "value",
-                  "num_classes", "git_sha", "config_hash", "versions")
+RESULT_COLUMNS = ("task", "split", "combination", "method", "seed", "num_models", "rule", "prior_source", "metric",
+                  "d_group", "p_group", "value", "num_classes", "git_sha", "config_hash", "versions")
+# The one policy for the prior that defines P-groups (the paper's §3, Fig. 2): one prior for every row of a stage-2
+# call, the renormalised geometric mean of the P̂_P of every backbone given (a single model: its own P̂_P).
+# Rows record it in ``prior_source``: the backbone's name, or ``geomean(<backbones joined by +>)``.
+PRIOR_POLICY = "geomean"
 JSON_NAME, CSV_NAME = "stage2.json", "stage2.csv"
 ALL = "all"
 # Logits per model per block when combining (4 MiB of float32): blocks stay in cache, memory stays bounded
@@ -47,13 +52,13 @@ class Stage2Options:
 
     Attributes:
         rules: combination rules (``ltlib.adjust.RULES``); the official code's ``logit_sum`` comes first,
-            the paper's ``prob_mean`` second (PAPER.md item 6: implement both, report both).
+            the paper's ``prob_mean`` second (the paper's Eq. 7 vs its code: both are reported).
         weights: one weight per run (P(c) of the backdoor adjustment); None: equal weights.
         split: the cached split that is scored (``test``).
-        prior_split: the zero-shot run's split P̂_P is estimated on (class-balanced ``val``, spec C.7).
+        prior_split: the zero-shot run's split P̂_P is estimated on (class-balanced ``val``).
         subsets: score every non-empty subset of the runs (Tab. 8: M = 1, 2, 3); otherwise each run alone
             and all runs together.
-        p_fractions: shares of P-Many and P-Medium (PAPER.md item 3: top 30 %, next 30 %).
+        p_fractions: shares of P-Many and P-Medium (book: Method, 'Groups': top 30 %, next 30 %).
     """
 
     rules: tuple[str, ...] = RULES
@@ -77,6 +82,7 @@ class CachedRun:
         run_dir: the run directory.
         task, backbone, method, seed: from its ``run.json``.
         class_counts: [C] downstream training counts n_y (D-groups).
+        thresholds: the D-group thresholds (many, few) its task records (OLTR 100 / 20 when it records none).
         logits: [N, C] float32 raw logits (five-crop mean under TTE); read-only, possibly memory-mapped.
         targets: [N] int64.
     """
@@ -89,6 +95,21 @@ class CachedRun:
     class_counts: np.ndarray
     logits: np.ndarray
     targets: np.ndarray
+    thresholds: tuple[int, int] = (100, 20)
+
+
+@dataclass(frozen=True, eq=False)
+class StagePrior:
+    """The prior that defines the P-groups of a stage-2 call (:data:`PRIOR_POLICY`).
+
+    Attributes:
+        prior: [C] the consensus P̂_P; source: the ``prior_source`` of every row;
+        fits: backbone → the fit behind it, where stage 2 estimated it (None when the priors were given).
+    """
+
+    prior: np.ndarray
+    source: str
+    fits: dict[str, PriorFit] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,7 +176,19 @@ def load_cached_run(run_dir: str | Path, split: str = "test") -> CachedRun:
     record = load_run(run_dir)
     logits, targets = read_logits(run_dir, split)
     return CachedRun(run_dir, record["task"], record["backbone"], record["method"], int(record.get("seed", 0)),
-                     np.asarray(record["class_counts"], dtype=np.int64), logits, targets)
+                     np.asarray(record["class_counts"], dtype=np.int64), logits, targets, task_thresholds(record))
+
+
+def task_thresholds(record: dict[str, Any]) -> tuple[int, int]:
+    """The D-group thresholds (many, few) a run's task records in ``task_info`` (book: Method, 'Evaluation';
+    OLTR 100 / 20 when it records none, as the real datasets do)."""
+    info = record.get("task_info") or {}
+    return int(info.get("many_threshold", 100)), int(info.get("few_threshold", 20))
+
+
+def run_d_groups(run: CachedRun) -> Groups:
+    """D-groups of a run's task with the thresholds its task records."""
+    return d_groups(run.class_counts, *run.thresholds)
 
 
 def check_compatible(runs: Sequence[CachedRun]) -> None:
@@ -172,6 +205,7 @@ def check_compatible(runs: Sequence[CachedRun]) -> None:
             (f"task {run.task!r} vs {first.task!r}", run.task == first.task),
             (f"logits shape {run.logits.shape} vs {first.logits.shape}", run.logits.shape == first.logits.shape),
             ("training class counts", np.array_equal(run.class_counts, first.class_counts)),
+            (f"D-group thresholds {run.thresholds} vs {first.thresholds}", run.thresholds == first.thresholds),
             ("targets (sample order)", np.array_equal(run.targets, first.targets))) if not same]
         if problems:
             raise ConfigError(f"run {run.run_dir} cannot be combined with {first.run_dir}: "
@@ -179,7 +213,6 @@ def check_compatible(runs: Sequence[CachedRun]) -> None:
 
 
 # --------------------------------------------------------------------------- combining and scoring
-@phase("stage 2")
 def combined_predictions(logits_list: Sequence[np.ndarray], rule: str = "logit_sum",
                          weights: Sequence[float] | None = None, block_elements: int = _BLOCK_ELEMENTS) -> np.ndarray:
     """Predicted labels of the backdoor adjustment (``ltlib.adjust.backdoor_adjust``) of all M models.
@@ -229,9 +262,8 @@ def _block_argmax(blocks: list[torch.Tensor], rule: str, weights: Sequence[float
     return scores.argmax(dim=1).numpy()
 
 
-@phase("stage 2")
 def score_rows(preds: np.ndarray, targets: np.ndarray, d: Groups, p: Groups | None) -> list[dict[str, Any]]:
-    """Accuracy overall, per D-group, per P-group and per D×P cell as tidy rows (spec A.11, Fig. 2).
+    """Accuracy overall, per D-group, per P-group and per D×P cell as tidy rows (book: Method, 'Evaluation'; Fig. 2).
 
     Args:
         preds, targets: [N] predicted and true labels.
@@ -276,9 +308,9 @@ def member_labels(runs: Sequence[CachedRun]) -> list[str]:
     return [f"{r.backbone}/{r.method}/seed{r.seed}" for r in runs]
 
 
-# --------------------------------------------------------------------------- the stage
+# --------------------------------------------------------------------------- the prior that defines P-groups
 def estimate_stage2_prior(prior_run: str | Path, split: str = "val") -> PriorFit:
-    """P̂_P from a zero-shot run's cached ``split`` logits (GLA, spec C.4; calibrated, exact solver).
+    """P̂_P from a zero-shot run's cached ``split`` logits (GLA; calibrated, exact solver).
 
     Raises:
         ConfigError: the run is not a zero-shot run, or the split is not cached.
@@ -301,17 +333,72 @@ def find_prior_run(run_dir: str | Path) -> Path | None:
     return Path(found["run_dir"].iloc[0]) if len(found) == 1 else None
 
 
+def find_prior_runs(run_dirs: Sequence[str | Path]) -> list[Path] | None:
+    """One zero-shot run per distinct backbone of ``run_dirs`` (:func:`find_prior_run`), or None when any
+    backbone has no unique one (then the P-groups of :data:`PRIOR_POLICY` cannot be formed)."""
+    found: dict[str, Path | None] = {}
+    for run_dir in map(Path, run_dirs):
+        if not (run_dir / RUN_FILE).is_file():
+            return None
+        found.setdefault(str(load_run(run_dir)["backbone"]), find_prior_run(run_dir))
+    return None if any(p is None for p in found.values()) else [found[b] for b in sorted(found)]
+
+
+def consensus_prior(priors: Sequence[np.ndarray]) -> np.ndarray:
+    """The renormalised geometric mean of several priors (:data:`PRIOR_POLICY`); one prior is returned as is."""
+    if len(priors) == 1:
+        return np.asarray(priors[0], dtype=np.float64)
+    log = np.mean([np.log(np.asarray(p, dtype=np.float64)) for p in priors], axis=0)
+    return np.exp(log - np.logaddexp.reduce(log))
+
+
+def stage_prior(priors: Mapping[str, np.ndarray], fits: dict[str, PriorFit] | None = None) -> StagePrior:
+    """The P-group prior of :data:`PRIOR_POLICY` from backbone → P̂_P (P-groups: the paper's §3, Fig. 2).
+
+    Returns:
+        :class:`StagePrior` whose ``source`` is the backbone's name, or ``geomean(a+b+…)`` (sorted names).
+    """
+    names = sorted(priors)
+    source = names[0] if len(names) == 1 else f"{PRIOR_POLICY}({backbone_key(names)})"
+    return StagePrior(consensus_prior([priors[b] for b in names]), source, fits)
+
+
+def estimate_stage_prior(prior_runs: Sequence[str | Path], split: str = "val") -> StagePrior:
+    """:func:`stage_prior` of the P̂_P estimated from zero-shot runs, one per backbone.
+
+    Raises:
+        ConfigError: two prior runs of the same backbone, or a run that is not zero-shot.
+    """
+    fits = {}
+    for run in prior_runs:
+        backbone = str(load_run(run)["backbone"])
+        if backbone in fits:
+            raise ConfigError(f"prior runs: two zero-shot runs of backbone {backbone!r} (one per backbone), "
+                              f"e.g. {run}")
+        fits[backbone] = estimate_stage2_prior(run, split)
+    return stage_prior({b: f.prior for b, f in fits.items()}, fits)
+
+
+# --------------------------------------------------------------------------- the stage
 @phase("stage 2")
-def run_stage2(run_dirs: Sequence[str | Path], prior_run: str | Path | None = None,
-               options: Stage2Options = Stage2Options(), *, prior_fit: PriorFit | None = None) -> Stage2Result:
-    """Combine M stage-1 runs and score every combination (PAPER.md item 6; Fig. 2; Tab. 5–8).
+def run_stage2(run_dirs: Sequence[str | Path], prior_run: str | Path | Sequence[str | Path] | None = None,
+               options: Stage2Options = Stage2Options(), *, priors: Mapping[str, np.ndarray] | None = None
+               ) -> Stage2Result:
+    """Combine M stage-1 runs and score every combination (the backdoor adjustment, §4; Fig. 2; Tab. 5–8, 11).
+
+    The one stage 2 of the project: ``python -m ltlib adjust``, ``make reproduce`` and the book's notebooks
+    all score combinations here. Each run's logits are read once (memory-mapped, streamed by blocks) for
+    every combination × rule; D-groups use the thresholds the task records; P-groups follow
+    :data:`PRIOR_POLICY`, recorded in every row's ``prior_source``.
 
     Args:
-        run_dirs: M complete stage-1 runs of one task (typically LA runs of the three backbones).
-        prior_run: the zero-shot run P̂_P is estimated from (P-groups); None skips P-groups.
+        run_dirs: M complete stage-1 runs of one task (typically LA runs of the three backbones), in any order
+            (they are scored sorted by backbone, method and seed).
+        prior_run: the zero-shot run(s) P̂_P is estimated from, one per backbone; None skips P-groups
+            (unless ``priors`` is given).
         options: rules, weights, splits, which combinations.
-        prior_fit: ``estimate_stage2_prior(prior_run)`` computed before, to score several sets of runs
-            (LA, CE, GLA-Train) against the same P-groups without solving again.
+        priors: backbone → P̂_P computed before (the book estimates them once per study), instead of
+            ``prior_run``.
     Returns:
         :class:`Stage2Result` with a tidy table and a JSON record (inputs, prior fit, provenance, timings).
     Raises:
@@ -321,31 +408,47 @@ def run_stage2(run_dirs: Sequence[str | Path], prior_run: str | Path | None = No
     runs = [load_cached_run(d, options.split) for d in run_dirs]
     check_compatible(runs)
     _check_weights(options.weights, len(runs))
-    d = d_groups(runs[0].class_counts)
+    runs, options = _canonical_order(runs, options)
+    d = run_d_groups(runs[0])
     clock.append(time.perf_counter())
-    prior = prior_fit if prior_fit is not None or prior_run is None else \
-        estimate_stage2_prior(prior_run, options.prior_split)
+    prior_runs = [] if prior_run is None else [prior_run] if isinstance(prior_run, (str, Path)) else list(prior_run)
+    prior = stage_prior(priors) if priors is not None else \
+        estimate_stage_prior(prior_runs, options.prior_split) if prior_runs else None
     p = None if prior is None else p_groups(prior.prior, options.p_fractions)
     if p is not None and p.num_classes != d.num_classes:
-        raise ConfigError(f"prior run {prior_run} has {p.num_classes} classes, the runs have {d.num_classes}")
+        raise ConfigError(f"prior {prior.source} has {p.num_classes} classes, the runs have {d.num_classes}")
     clock.append(time.perf_counter())
-    inputs = {"runs": [str(r.run_dir) for r in runs], "prior_run": None if prior_run is None else str(prior_run),
-              "options": options}
-    table = _with_provenance(pd.DataFrame(_score_all(runs, d, p, options)), inputs)
+    inputs = {"runs": [str(r.run_dir) for r in runs], "prior_source": "" if prior is None else prior.source,
+              "prior": None if prior is None else prior.prior.tolist(), "options": options}
+    table = _with_provenance(pd.DataFrame(_score_all(runs, d, p, inputs["prior_source"], options)), inputs)
     clock.append(time.perf_counter())
     seconds = dict(zip(("load", "prior", "adjust_and_score"), np.diff(clock).tolist()))
-    return Stage2Result(table, _record(runs, inputs, prior, table, seconds))
+    return Stage2Result(table, _record(runs, inputs, [str(r) for r in prior_runs], prior, table, seconds))
 
 
-def _score_all(runs: Sequence[CachedRun], d: Groups, p: Groups | None, options: Stage2Options) -> list[dict]:
+def _score_all(runs: Sequence[CachedRun], d: Groups, p: Groups | None, prior_source: str,
+               options: Stage2Options) -> list[dict]:
     labels, targets, rows = member_labels(runs), np.asarray(runs[0].targets), []
     plan = [(members, rule) for members in combinations(len(runs), options.subsets) for rule in options.rules]
     all_preds = predictions_for([r.logits for r in runs], plan, options.weights)
     for (members, rule), preds in zip(plan, all_preds):
+        chosen = [runs[i] for i in members]
+        seeds = {r.seed for r in chosen}
         keys = {"task": runs[0].task, "split": options.split, "num_models": len(members), "rule": rule,
-                "combination": backbone_key([labels[i] for i in members])}
+                "combination": backbone_key([labels[i] for i in members]),
+                "method": backbone_key(sorted({r.method for r in chosen})),
+                "seed": seeds.pop() if len(seeds) == 1 else -1, "prior_source": prior_source}
         rows += [{**keys, **row} for row in score_rows(preds, targets, d, p)]
     return rows
+
+
+def _canonical_order(runs: list[CachedRun], options: Stage2Options) -> tuple[list[CachedRun], Stage2Options]:
+    """The runs sorted by (backbone, method, seed, directory), weights along: the same runs give the same
+    rows in the same order, however they were listed."""
+    order = sorted(range(len(runs)), key=lambda i: (runs[i].backbone, runs[i].method, runs[i].seed,
+                                                    str(runs[i].run_dir)))
+    weights = None if options.weights is None else tuple(options.weights[i] for i in order)
+    return [runs[i] for i in order], dataclasses.replace(options, weights=weights)
 
 
 def _check_weights(weights: Sequence[float] | None, count: int) -> None:
@@ -361,20 +464,23 @@ def _with_provenance(table: pd.DataFrame, inputs: dict[str, Any]) -> pd.DataFram
     return table[list(RESULT_COLUMNS)]
 
 
-def _record(runs: Sequence[CachedRun], inputs: dict[str, Any], prior: PriorFit | None, table: pd.DataFrame,
-            seconds: dict[str, float]) -> dict[str, Any]:
-    """The JSON record: provenance, the runs, the prior fit, timings and every number of ``table``."""
+def _record(runs: Sequence[CachedRun], inputs: dict[str, Any], prior_runs: list[str], prior: StagePrior | None,
+            table: pd.DataFrame, seconds: dict[str, float]) -> dict[str, Any]:
+    """The JSON record: provenance, the runs, the prior (and its fits), timings and every number of ``table``."""
     options: Stage2Options = inputs["options"]
     members = [{"run_dir": str(r.run_dir), "backbone": r.backbone, "method": r.method, "seed": r.seed}
                for r in runs]
+    fits = {b: {"solver": f.solver, "temperature": f.temperature, "objective": f.objective,
+                "moment_residual": f.moment_residual} for b, f in ((prior and prior.fits) or {}).items()}
     prior_info = None if prior is None else {
-        "run_dir": inputs["prior_run"], "split": options.prior_split, "solver": prior.solver,
-        "temperature": prior.temperature, "objective": prior.objective, "moment_residual": prior.moment_residual,
-        "prior": prior.prior}
-    results = table[["combination", "num_models", "rule", "metric", "d_group", "p_group", "value", "num_classes"]]
+        "source": prior.source, "policy": PRIOR_POLICY, "runs": prior_runs, "split": options.prior_split,
+        "prior": prior.prior, "fits": fits}
+    results = table[["combination", "method", "seed", "num_models", "rule", "prior_source", "metric", "d_group",
+                     "p_group", "value", "num_classes"]]
     results = results.astype(object).where(results.notna(), None)  # empty cells: JSON null, not NaN
     return {**run_record(inputs), "task": runs[0].task, "split": options.split, "runs": members,
-            "prior": prior_info, "seconds": seconds, "results": results.to_dict(orient="records")}
+            "d_thresholds": list(runs[0].thresholds), "prior": prior_info, "seconds": seconds,
+            "results": results.to_dict(orient="records")}
 
 
 def write_stage2(result: Stage2Result, out_dir: str | Path) -> dict[str, Path]:

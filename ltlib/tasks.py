@@ -28,7 +28,7 @@ class Task:
     Attributes:
         key: a stable identifier used in run directories (e.g. ``"places_lt"``, ``"mini-default/independent"``).
         classnames: label-ordered names, used for the text-initialised head and zero-shot prompts.
-        class_counts: [C] training counts n_y (P_S = n / Σn; D-groups, spec A.11).
+        class_counts: [C] training counts n_y (P_S = n / Σn; D-groups, book: Method, 'Evaluation').
         train: yields ``(image, label)`` with training augmentation.
         eval_sets: name → dataset yielding ``(image or crops, label)`` with the test transform.
         info: free-form facts recorded with every run (e.g. the world's true priors' provenance).
@@ -52,14 +52,14 @@ class Task:
         return counts / counts.sum()
 
 
-# --------------------------------------------------------------------------- real datasets (spec A.10, B)
-# Where each dataset's class-balanced ``val`` split comes from (PAPER.md item 2; spec B.4, C.7):
+# --------------------------------------------------------------------------- real datasets (book: Method, 'Data lists')
+# Where each dataset's class-balanced ``val`` split comes from (book: Method, 'The GLA prior estimator', which data):
 #   "val"          the shipped val list (ImageNet-LT and Places-LT: 20 images per class);
 #   "train_subset" a seeded class-balanced subset of the training list, as many images per class as
 #                  the rarest class has (iNat2018: 2 per class, 16,284 images). These images are also
 #                  trained on: harmless for the zero-shot prior estimate (the zero-shot model never sees
 #                  them), optimistic for fine-tuned accuracies on ``val``;
-#   "test"         the test list, as GLA's analysis trainer ``PpSolver`` does (spec C.4): uses test labels.
+#   "test"         the test list, as GLA's analysis trainer ``PpSolver`` does: uses test labels.
 VAL_SOURCES = ("auto", "val", "train_subset", "test")
 DatasetLike = str | os.PathLike | DatasetConfig
 
@@ -88,9 +88,10 @@ def build_task(dataset: DatasetLike, data_root: str | os.PathLike, *, train_list
                mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD) -> Task:
     """A :class:`Task` over a real dataset on disk (ImageNet-LT, Places-LT, iNat2018) or a fixture YAML.
 
-    Transforms are LIFT's (spec A.10): ``train`` RandomResizedCrop + flip; ``test`` five-crop TTE when
+    Transforms are LIFT's (book: Method, 'Test-time crops'): ``train`` RandomResizedCrop + flip; ``test``
+    five-crop TTE when
     ``recipe.tte`` (else Resize + CenterCrop); ``val`` always a single centre crop, because GLA's prior
-    estimator and the kNN bank use un-augmented single views (spec C.2, F).
+    estimator and the kNN bank use un-augmented single views (book: Method, 'The GLA prior estimator', 'The kNN probe').
 
     Args:
         dataset: registry key (``imagenet_lt`` | ``places_lt`` | ``inat2018``) or a dataset YAML path

@@ -17,31 +17,23 @@
 # foundation model attends to) as a measurement against known part masks rather than a few heat-maps.
 
 # %% tags=["parameters"]
-scale = "mini"
-world = "default"
-dataset = ""
-seeds = [0, 1, 2]
-out_dir = "results/default"
-runs_root = "runs"
+setting = "default"
+overrides = {}
 
 # %%
 import time
 
-import numpy as np
-import pandas as pd
-import torch
 import yaml
 from IPython.display import Markdown
-from ltlib.book.glue import glue
-
 from ltlib.book import plots
-from ltlib.miniworld import diagnostics, load_world
+from ltlib.book.glue import glue
+from ltlib.book.page import open_page
+from ltlib.miniworld import diagnostics
 from ltlib.provenance import config_hash, to_plain
-from ltlib.results import ResultsTable, summarize
+from ltlib.results import summarize
 
-torch.set_num_threads(1)  # tiny models: one thread is faster than two on a shared 2-core machine
-mini = load_world(world)
-table = ResultsTable(notebook="00_miniworld", scale=scale, world=world or dataset, out_dir=f"{out_dir}/tables")
+page = open_page("00_miniworld", setting, overrides)
+mini, table, seeds = page.world, page.table, page.seeds
 print(f"{mini!r}, config hash {config_hash(mini.config)}, seeds {seeds}\n")
 print(yaml.safe_dump(to_plain(mini.config), sort_keys=False, width=110))
 
@@ -166,11 +158,9 @@ rows = diagnostics.tidy(zero_shot, "zero-shot")
 table.add_frame(rows, config=mini.config)
 accuracy = rows.pivot(index="backbones", columns="group", values="value")
 glue("chance", 100 / mini.num_classes, display=False)
-biased = [name for name in mini.model_names if mini.part_bias(name) != 0.5]
-follows = [np.sign(accuracy.loc[n, "head"] - accuracy.loc[n, "body"]) == np.sign(mini.part_bias(n) - 0.5)
-           for n in biased]
-glue("zs_follows", int(sum(follows)), display=False)
-glue("zs_biased", len(biased), display=False)
+follows, biased = diagnostics.zero_shot_follows_bias(mini, accuracy)
+glue("zs_follows", follows, display=False)
+glue("zs_biased", biased, display=False)
 for name in models:
     glue(f"zs_{name}_all", float(accuracy.loc[name, "all"]), display=False)
     glue(f"zs_{name}_head", float(accuracy.loc[name, "head"]), display=False)
@@ -327,15 +317,7 @@ for name in models:
     glue(f"rel_{name}", float(occlusion[name]), display=False)
     glue(f"sal_{name}", float(density[name]), display=False)
     glue(f"bias_{name}", 100 * mini.part_bias(name), display=False)
-foundation = list(mini.model_names)
-order_matches = bool((np.argsort(occlusion[foundation].to_numpy()) ==
-                      np.argsort([mini.part_bias(n) for n in foundation])).all())
-glue("reliance_verdict", Markdown(
-    "The ordering of the foundation models by head reliance **is** the ordering of their corpora's part"
-    " bias: the part a model relies on follows what its pre-training data showed, the paper's incomplete"
-    " semantic factor made measurable." if order_matches else
-    "The ordering of the foundation models by head reliance is **not** the ordering of their corpora's part"
-    " bias: in this world the corpus does not set the part a model relies on."), display=False)
+glue("reliance_verdict", Markdown(diagnostics.reliance_verdict(mini, occlusion)), display=False)
 
 # %% [markdown]
 # On images with both parts visible, the share of the evidence that sits in the head is

@@ -16,25 +16,18 @@
 # the truth.
 
 # %% tags=["parameters"]
-scale = "mini"
-world = "default"
-dataset = ""
-seeds = [0, 1, 2]
-out_dir = "results/default"
-runs_root = "runs"
+setting = "default"
+overrides = {}
 
 # %%
 import pandas as pd
-import torch
-from ltlib.book.glue import glue
-
 from ltlib.book import analysis, plots
-from ltlib.miniworld.experiments import imbalance_jobs, open_study
-from ltlib.results import ResultsTable, summarize
+from ltlib.book.glue import glue
+from ltlib.book.page import open_page
+from ltlib.results import summarize
 
-torch.set_num_threads(1)
-study = open_study(scale, world, dataset, seeds, runs_root, jobs_for=imbalance_jobs)
-table = ResultsTable(notebook="01_imbalance", scale=scale, world=study.label, out_dir=f"{out_dir}/tables")
+page = open_page("01_imbalance", setting, overrides)
+study, table = page.study, page.table
 study.world.config if study.world is not None else study.label
 
 # %% [markdown]
@@ -126,8 +119,8 @@ if study.reference is not None:
 
 # %%
 matrices = analysis.dp_matrices(study, p_hat)
-table.add_frame(analysis.dp_rows(matrices, study.backbones), metric="dp_accuracy")
-plots.fig2_dp_matrix(matrices)
+table.add_frame(analysis.dp_rows(matrices), metric="dp_accuracy")
+plots.fig2_dp_matrix(analysis.dp_figure(matrices))
 
 # %% [markdown]
 # ## Tab. 3: where should the pre-training prior go?
@@ -166,7 +159,7 @@ scratch = study.runs(model="scratch")
 scratch_acc = scratch_sd = chance = float("nan")  # stay NaN where there are no from-scratch runs
 if len(scratch):
     scratch_table = analysis.per_class_table(scratch, p_hat, study.true_priors)
-    scratch_trends = analysis.trend_rows(analysis.trend_statistics(scratch_table, keys), "-scratch")
+    scratch_trends = analysis.trend_rows(analysis.trend_statistics(scratch_table, keys), control="from scratch")
     table.add_frame(scratch_trends, metric="trend_rho")
     scratch_acc, scratch_sd = analysis.mean_class_accuracy(scratch_table)
     chance = 100 / scratch_table["class"].nunique()

@@ -9,7 +9,7 @@
 # # The synthetic confounder study
 #
 # This page reproduces the paper's synthetic confounder study (Fig. 12) and then does it the way the
-# mini world allows (MINIWORLD.md item 7): with a training set that is actually confounded, a test set
+# mini world allows (book: Mini world, item 7): with a training set that is actually confounded, a test set
 # sampled under an intervention on the semantic factor C, and estimators that use the true C.
 #
 # **The paper's study.** Six classes, each with two semantic factors (C = "head" or "tail" views). A
@@ -20,31 +20,22 @@
 # and Y are independent and B differs from A only in the marginal P(C).
 
 # %% tags=["parameters"]
-scale = "mini"
-world = "default"
-dataset = ""
-seeds = [0, 1, 2]
-out_dir = "results/default"
-runs_root = "runs"
+setting = "default"
+overrides = {}
 
 # %%
-import torch
 from IPython.display import Markdown
-from ltlib.book.glue import glue
-
-from ltlib.miniworld import confounding
-
 from ltlib.book import plots
-from ltlib.miniworld import load_world_config
+from ltlib.book.glue import glue
+from ltlib.book.page import open_page
+from ltlib.miniworld import confounding
 from ltlib.provenance import config_hash
 from ltlib.recipes import load_recipe
-from ltlib.results import ResultsTable
 
-torch.set_num_threads(1)
-world_config = load_world_config(world or "default")
+page = open_page("02_confounder", setting, overrides)
+world_config, table, seeds = page.world_config, page.table, page.seeds
 study = confounding.StudyConfig()
 recipe = load_recipe(study.recipe)
-table = ResultsTable(notebook="02_confounder", scale=scale, world=world_config.name, out_dir=f"{out_dir}/tables")
 for key, value in confounding.design_values(world_config).items():
     glue(key, value, display=False)
 {"world": world_config.name, "world hash": config_hash(world_config, 8), "confounder": world_config.confounder,

@@ -16,26 +16,16 @@
 # and the measured inference cost against $M$.
 
 # %% tags=["parameters"]
-scale = "mini"
-world = "default"
-dataset = ""
-seeds = [0, 1, 2]
-out_dir = "results/default"
-runs_root = "runs"
+setting = "default"
+overrides = {}
 
 # %%
-import pandas as pd
-import torch
-from ltlib.book.glue import glue
-
 from ltlib.book import analysis, plots
-from ltlib.bench.suite import PAPER_GFLOPS
-from ltlib.miniworld.experiments import main_table_jobs, open_study
-from ltlib.results import ResultsTable, summarize
+from ltlib.book.glue import glue
+from ltlib.book.page import open_page
 
-torch.set_num_threads(1)
-study = open_study(scale, world, dataset, seeds, runs_root, jobs_for=main_table_jobs)
-table = ResultsTable(notebook="03_main_tables", scale=scale, world=study.label, out_dir=f"{out_dir}/tables")
+page = open_page("03_main_tables", setting, overrides)
+study, table = page.study, page.table
 p_hat, _ = analysis.prior_fits(study, solvers=("exact",))
 study.index.groupby(["order", "method", "model"]).size().rename("runs").to_frame()
 
@@ -48,10 +38,9 @@ study.index.groupby(["order", "method", "model"]).size().rename("runs").to_frame
 # backbones for single models).
 
 # %%
-subsets = analysis.subset_scores(study, p_hat)
+subsets = analysis.stage2_rows(analysis.subset_scores(study, p_hat))
 table.add_frame(subsets, metric="accuracy")
-main = subsets[subsets.M.isin([1, len(study.backbones)])]
-analysis.summary_cells(main)
+analysis.summary_cells(subsets[subsets.n_models.isin([1, len(study.backbones)])], index="label")
 
 # %% [markdown]
 # GLA post-hoc (each LA model combined with its own zero-shot model, $-\log \hat P_P$), for reference:
@@ -63,12 +52,8 @@ table.add_frame(gla, metric="accuracy")
 analysis.summary_cells(gla)
 
 # %%
-means = summarize(subsets.assign(world=study.label), by=("method", "M", "group")).set_index(["method", "M", "group"])["mean"]
-M = len(study.backbones)
-gain = means["backdoor adjustment (logit_sum)", M, "overall"] - means["LIFT (single model)", 1, "overall"]
-glue("gain_overall", gain, display=False)
-glue("acc_method", means["backdoor adjustment (logit_sum)", M, "overall"], display=False)
-glue("acc_lift", means["LIFT (single model)", 1, "overall"], display=False)
+for key, value in analysis.headline_gain(subsets).items():
+    glue(key, value, display=False)
 
 # %% [markdown]
 # The backdoor adjustment reaches {glue:text}`acc_method:.2f` % against {glue:text}`acc_lift:.2f` % for
@@ -83,7 +68,7 @@ glue("acc_lift", means["LIFT (single model)", 1, "overall"], display=False)
 plots.tab8_subsets(subsets)
 
 # %%
-analysis.summary_cells(subsets[subsets.method != "backdoor adjustment (prob_mean)"], index="M")
+analysis.summary_cells(subsets[subsets.rule == "logit_sum"], index="n_models").rename_axis(index="M")
 
 # %% [markdown]
 # ## Different semantic factors, or plain ensembling?
@@ -95,8 +80,8 @@ analysis.summary_cells(subsets[subsets.method != "backdoor adjustment (prob_mean
 # %%
 control = analysis.same_backbone_control(study)
 table.add_frame(control, metric="accuracy")
-display(analysis.summary_cells(control))
-plots.grouped_bars(control, x="group", hue="method", title="ensembles of three fine-tuned models")
+display(analysis.summary_cells(control, index="control"))
+plots.grouped_bars(control, x="group", hue="control", title="ensembles of three fine-tuned models")
 
 # %% [markdown]
 # ## Tab. 13: consistency, reverse and balance
@@ -107,9 +92,10 @@ plots.grouped_bars(control, x="group", hue="method", title="ensembles of three f
 
 # %%
 scenarios = analysis.scenario_scores(study)
-table.add_frame(scenarios.rename(columns={"order": "backbones"}), metric="scenario_accuracy")
-display(analysis.summary_cells(scenarios[scenarios.group == "overall"], index="order", columns="method"))
-plots.grouped_bars(scenarios[scenarios.group == "overall"], x="order", hue="method", title="overall accuracy by scenario")
+table.add_frame(scenarios, metric="scenario_accuracy")
+overall = analysis.with_labels(scenarios[scenarios.group == "overall"])
+display(analysis.summary_cells(overall, index="scenario", columns="label"))
+plots.grouped_bars(overall, x="scenario", hue="label", title="overall accuracy by scenario")
 
 # %% [markdown]
 # ## Jointly trained versus post-hoc
@@ -120,21 +106,20 @@ plots.grouped_bars(scenarios[scenarios.group == "overall"], x="order", hue="meth
 # %%
 joint = analysis.joint_vs_posthoc(study)
 table.add_frame(joint, metric="accuracy")
-analysis.summary_cells(joint)
+analysis.summary_cells(joint, index="control")
 
 # %% [markdown]
 # ## Inference cost against $M$
 #
 # Measured floating-point operations per image and throughput of the image towers of $M$ models, in this
-# process on this machine; the paper's ViT-B/16 figures are shown for scale (the ViT-B/16 measurements
-# are on the [performance page](05_performance.ipynb)).
+# process on this machine, beside the GFLOPs the paper reports for $M$ ViT-B/16 models (`paper_gflops`, the
+# dashed line; our ViT-B/16 measurements are on the [performance page](05_performance.ipynb)).
 
 # %%
 backbones = [study.world.backbone(b) for b in study.backbones] if study.world is not None else []
 if backbones:
     cost = analysis.inference_cost(backbones, backbones[0].image_size)
-    cost_rows = cost.melt(id_vars="M", var_name="metric")
-    table.add_frame(cost_rows.assign(method="M=" + cost_rows.M.astype(str), group="inference"))
+    table.add_frame(analysis.cost_rows(cost, study.backbones))
     display(cost.round(4))
     display(plots.cost_vs_m(cost))
 

@@ -26,23 +26,20 @@
 # interval, not only the colour.
 
 # %% tags=["parameters"]
-scale = "mini"
-world = "default"
-dataset = ""
-seeds = [0, 1, 2]
-out_dir = "results/default"
-runs_root = "runs"
+setting = "default"
+overrides = {}
 
 # %%
-import pandas as pd
-from ltlib.book.glue import glue
-
 from ltlib.book import plots
 from ltlib.book.claims import CLAIMS
+from ltlib.book.glue import glue
+from ltlib.book.page import open_page
 from ltlib.book.report import evaluate_claims, provenance_table
 from ltlib.results import load_tables
 
-rows = load_tables(f"{out_dir}/tables")
+page = open_page("04_report", setting, overrides)
+scale = page.scale
+rows = load_tables(page.out_dir / "tables")
 report = evaluate_claims(CLAIMS, rows, scale)
 verdict_column = "verdict" if scale == "full" else "verdict (mini world)"
 counts = report[verdict_column].value_counts()

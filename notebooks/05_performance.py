@@ -13,21 +13,16 @@
 # tests: nothing fails on a time.
 
 # %% tags=["parameters"]
-scale = "mini"
-world = "default"
-dataset = ""
-seeds = [0, 1, 2]
-out_dir = "results/default"
-runs_root = "runs"
+setting = "default"
+overrides = {}
 
 # %%
-from pathlib import Path
-
 import pandas as pd
-from ltlib.book.glue import glue
-
 from ltlib.book import perf, plots
+from ltlib.book.glue import glue
+from ltlib.book.page import open_page
 
+page = open_page("05_performance", setting, overrides)
 pd.set_option("display.max_rows", 500)  # show every benchmark row, and whole case names
 pd.set_option("display.max_colwidth", None)
 timings = perf.notebook_timings()
@@ -55,7 +50,7 @@ plots.notebook_times(timings)
 # pre-trained two at a time on two cores).
 
 # %%
-perf.pretraining_times(world) if scale == "mini" else "not applicable at full scale"
+perf.pretraining_times(page.parameters["world"]) if page.scale == "mini" else "not applicable at full scale"
 
 # %% [markdown]
 # ## Benchmarks

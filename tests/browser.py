@@ -1,8 +1,8 @@
-"""Headless Chromium for the book tests: installed by the test run itself when missing (apt-get)."""
+"""Headless Chromium for the book tests. The tests never install it: `make browser` does (run by
+`make test` before pytest; it installs Debian's ``chromium`` package only when no Chromium is on PATH)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -11,26 +11,21 @@ from pathlib import Path
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--virtual-time-budget=8000"]
+NAMES = ("chromium", "chromium-browser", "google-chrome")
 
 
-def ensure_chromium() -> str:
-    """Path of a Chromium binary, installing Debian's ``chromium`` package if none is present."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if found:
-        return found
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env, capture_output=True)
-    found = shutil.which("chromium")
-    if not found:
-        raise RuntimeError("apt-get install chromium finished but no chromium binary is on PATH")
-    return found
+def find_chromium() -> str:
+    """Path of a Chromium binary on PATH; a clear error naming the make target when there is none."""
+    for name in NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise RuntimeError(f"no Chromium on PATH (looked for {', '.join(NAMES)}); `make browser` installs one")
 
 
 def _run(args: list[str], timeout: int = 120) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run([ensure_chromium(), *FLAGS, f"--user-data-dir={profile}", *args],
+        return subprocess.run([find_chromium(), *FLAGS, f"--user-data-dir={profile}", *args],
                               capture_output=True, text=True, timeout=timeout)
 
 

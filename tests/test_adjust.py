@@ -1,4 +1,5 @@
-"""Tests of ltlib.adjust: backdoor adjustment rules (PAPER.md item 6) and GLA's post-hoc rule (spec C.6, D15)."""
+"""Tests of ltlib.adjust: backdoor adjustment rules (the paper's Eq. 7) and GLA's post-hoc
+rule (book: Method, 'The GLA prior estimator')."""
 
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ def test_backdoor_adjust_validation(logits_list, kwargs, match):
         backdoor_adjust(logits_list, **kwargs)
 
 
-# ---------------------------------------------------------------- gla_posthoc (D15)
+# ---------------------------------------------------------------- gla_posthoc
 
 
 @pytest.fixture(scope="module")

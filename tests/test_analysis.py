@@ -8,9 +8,11 @@ import pytest
 
 from ltlib.book import analysis
 from ltlib.cache import SplitOutputs
+from ltlib.priors import prior_agreement
 from ltlib.recipes import TrainConfig
-from ltlib.results import ResultsTable, load_tables, mean_ci, summarize
+from ltlib.results import ResultsTable, load_tables, mean_ci, normalized, summarize, with_labels
 from ltlib.runs import RunSpec, write_cached_run
+from ltlib.stage2 import consensus_prior, stage_prior
 
 C, PER_CLASS = 6, 20
 COUNTS = np.array([300, 150, 60, 30, 10, 4])
@@ -82,9 +84,11 @@ def test_ensemble_predictions_sum_logits_and_check_targets(tmp_path):
 
 def test_priors_consensus_and_agreement():
     p, q = np.array([0.5, 0.3, 0.2]), np.array([0.2, 0.3, 0.5])
-    mid = analysis.consensus_prior([p, q])
+    mid = consensus_prior([p, q])
     assert mid.sum() == pytest.approx(1.0) and mid[0] == pytest.approx(mid[2])
-    agree = analysis.prior_agreement(p, p)
+    assert stage_prior({"b": q, "a": p}).source == "geomean(a+b)" and stage_prior({"a": p}).source == "a"
+    assert np.array_equal(stage_prior({"a": p}).prior, p)  # one model: its own P̂_P, unchanged
+    agree = prior_agreement(p, p)
     assert agree["spearman"] == pytest.approx(1.0) and agree["kl"] == pytest.approx(0.0)
     assert agree["kl_uniform"] > 0
 
@@ -102,3 +106,24 @@ def test_results_table_round_trip_and_summaries(tmp_path):
     assert s.loc["LA", "mean"] == 2.0 and s.loc["LA", "n"] == 2 and np.isnan(s.loc["CE", "sd"])
     mean, sd, low, high, n = mean_ci([1.0, 2.0, 3.0])
     assert (mean, n) == (2.0, 3) and low < 2 < high and high - 2 == pytest.approx(2 - low)
+
+
+def test_results_rows_carry_their_keys_in_columns_and_labels_are_derived(tmp_path):
+    table = ResultsTable("nb", "mini", "w", tmp_path, world_seed=7)
+    table.add("accuracy", 50.0, method="LA", backbones=("b", "a"), rule="logit_sum", prior_source="geomean(a+b)")
+    table.add("accuracy", 40.0, method="LA", backbones="a", rule="logit_sum")
+    table.add("accuracy", 45.0, method="LA", backbones="a+b", n_models=2, rule="logit_sum", scenario="reverse")
+    table.add("trend_rho", 0.1, method="LA", backbones="a", control="from scratch")
+    table.add("images", 3.0, method="generator")
+    with pytest.raises(TypeError, match="unknown columns"):
+        table.add("accuracy", 1.0, method="LA", order="reverse")
+    table.save()
+    rows = load_tables(tmp_path)
+    assert rows["n_models"].tolist() == [2, 1, 2, 1, 0] and set(rows["world_seed"]) == {7}
+    assert rows["scenario"].tolist() == ["", "", "reverse", "", ""]
+    assert rows["prior_source"].tolist()[0] == "geomean(a+b)" and rows["backbones"].tolist()[0] == "a+b"
+    labels = with_labels(rows)["label"].tolist()
+    assert labels == ["backdoor adjustment (logit_sum)", "LIFT (single model)", "backdoor adjustment (logit_sum)",
+                      "from scratch", "generator"]
+    old = rows.drop(columns=["control", "scenario"])  # rows written before these columns existed
+    assert (normalized(old)[["control", "scenario"]] == "").all().all()

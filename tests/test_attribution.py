@@ -1,4 +1,4 @@
-"""Part attribution (PAPER.md Fig. 4/10): closed forms on hand-built models, invariants, the mini-world wrappers."""
+"""Part attribution (the paper's Fig. 4/10): closed forms on hand-built models, invariants, the mini-world wrappers."""
 
 from __future__ import annotations
 
@@ -205,10 +205,8 @@ def world():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    world = load_world("smoke", cache_root=tmp_path_factory.mktemp("cache"))
-    world.prepare(workers=1)
-    return world
+def trained(pretrained_world):
+    return pretrained_world
 
 
 def test_latin_square_holds_every_class_once_with_g_per_row_and_column(world):

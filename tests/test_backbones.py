@@ -1,4 +1,5 @@
-"""Backbones (spec A.3, F): registry, activations, offline weights, local checkpoints, feature interface."""
+"""Backbones (book: Method, 'Backbones'): registry, activations, offline weights, local checkpoints,
+feature interface."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def test_registry_entry_builds_with_its_training_activation(name: str, activatio
 
 
 def test_tag_trained_with_another_activation_is_refused() -> None:
-    # The official release forced QuickGELU on a GELU model (PAPER.md, known defects); the reverse is as wrong.
+    # The official release forced QuickGELU on a GELU model (book: Method, 'What we changed from the
+    # official release'); the reverse is as wrong.
     with pytest.raises(ConfigError, match="QuickGELU"):
         build_backbone(BackboneSpec("wrong-act", arch="ViT-B-16", pretrained="openai"), random_init=True)
     with pytest.raises(ConfigError, match="no pre-trained tag"):

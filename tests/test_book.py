@@ -15,6 +15,9 @@ import yaml
 from PIL import Image
 
 from browser import rendered_dom, screenshot
+from html_pages import code_cells, table_rows
+from ltlib.book.claims import CLAIMS
+from ltlib.book.report import MISSING, NOT_REPRODUCED, PARTIAL, PENDING, REPRODUCED
 from ltlib.book.runner import load_plan, run_all
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,8 +33,9 @@ def toc_files() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def smoke_site(tmp_path_factory) -> Path:
-    """A copy of the book sources with the smoke notebooks executed into it, built strictly."""
+def smoke_site(tmp_path_factory, pretrained_world) -> Path:
+    """A copy of the book sources with the smoke notebooks executed into it, built strictly. The notebooks
+    find the smoke world's models in the session's cache (``pretrained_world``): pre-trained once per run."""
     root = tmp_path_factory.mktemp("site")
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(REPO / name, root / name)
@@ -66,9 +70,12 @@ def test_each_notebook_page_shows_its_figures(smoke_site):
         assert "Traceback (most recent call last)" not in html, f"{f}: a cell raised"
 
 
-def test_no_injected_parameters_input_is_shown(smoke_site):
-    html = html_of(smoke_site, "book/executed/01_imbalance").read_text()
-    assert "injected-parameters" in html and "hide-input" in html
+def test_the_injected_parameters_are_folded_and_the_overridden_defaults_absent(smoke_site):
+    cells = code_cells(html_of(smoke_site, "book/executed/01_imbalance").read_text())
+    [injected] = [c for c in cells if "injected-parameters" in c.tags]
+    assert injected.folded and 'world = "smoke"' in injected.source
+    assert not [c for c in cells if "parameters" in c.tags], "the notebook's defaults cell is on the page"
+    assert not any('world = "default"' in c.source for c in cells)
 
 
 def test_math_is_rendered_by_the_local_mathjax(smoke_site):
@@ -80,9 +87,20 @@ def test_math_is_rendered_by_the_local_mathjax(smoke_site):
     assert dom.count("<mjx-container") >= 5, "MathJax did not typeset the method page"
 
 
+def test_the_report_gives_every_claim_of_the_registry_a_verdict(smoke_site):
+    rows = table_rows(html_of(smoke_site, "book/executed/04_report").read_text())
+    [header] = [row for row in rows if "verdict (mini world)" in row]  # the smoke book is at mini scale
+    column = header.index("verdict (mini world)")
+    verdicts = {REPRODUCED, PARTIAL, NOT_REPRODUCED, PENDING, MISSING}
+    for claim in CLAIMS:
+        matching = [row for row in rows if claim.statement in row]
+        assert len(matching) == 1, f"claim {claim.key!r}: {len(matching)} rows of the report state it"
+        assert len(matching[0]) == len(header) and matching[0][column] in verdicts, \
+            f"claim {claim.key!r}: no verdict in its row {matching[0]}"
+
+
 def test_reproduction_report_screenshot(smoke_site, tmp_path):
     page = html_of(smoke_site, "book/executed/04_report")
-    assert "verdict" in page.read_text().lower()
-    png = screenshot(page, REPO / "results" / "screenshots" / "report_smoke.png")
+    png = screenshot(page, tmp_path / "report_smoke.png")
     pixels = np.asarray(Image.open(png).convert("L"), dtype=float)
     assert pixels.shape[0] > 500 and pixels.std() > 10, "the screenshot of the report is blank"

@@ -77,13 +77,18 @@ def test_train_records_random_backbones_under_their_own_names(stage1):
 
 def test_adjust_combines_the_runs_and_finds_the_zero_shot_prior(stage1, workdir, capsys):
     la = [str(p) for p in stage1[stage1["method"] == "LA"]["run_dir"]]
-    assert main(["adjust", "--runs", *la, "--out", str(workdir / "stage2")]) == 0
+    # P-groups need a zero-shot run of every backbone (their P̂_P's geometric mean); openclip has none here.
+    assert main(["adjust", "--runs", *la, "--out", str(workdir / "no-prior")]) == 0
+    assert "P-groups skipped" in capsys.readouterr().out
+    assert set(pd.read_csv(workdir / "no-prior" / "stage2.csv")["p_group"]) == {"all"}
+    zeroshot = stage1[stage1["method"] == "zeroshot"]["run_dir"].iloc[0]
+    assert main(["adjust", "--runs", *la, "--prior", str(zeroshot), "--out", str(workdir / "stage2")]) == 0
     out = capsys.readouterr().out
     assert "clip-random+openclip-random" in out and "P-few" in out
     record = json.loads((workdir / "stage2" / "stage2.json").read_text())
-    zeroshot = stage1[stage1["method"] == "zeroshot"]["run_dir"].iloc[0]
-    assert record["prior"]["run_dir"] == str(zeroshot)
+    assert record["prior"]["runs"] == [str(zeroshot)] and record["prior"]["source"] == "clip-random"
     table = pd.read_csv(workdir / "stage2" / "stage2.csv")
+    assert set(table["prior_source"]) == {"clip-random"}
     assert set(table["rule"]) == {"logit_sum", "prob_mean"}
     assert set(table["combination"]) == {"clip-random", "openclip-random", "clip-random+openclip-random"}
     z = [load_split(d, "test") for d in la]
@@ -158,8 +163,8 @@ def test_adjust_refuses_what_it_cannot_combine(stage1, workdir, capsys):
 # --------------------------------------------------------------------------- validate-manifest
 @pytest.fixture(scope="module")
 def imagenet_train_list() -> list[str]:
-    """A stand-in for ImageNet_LT_train.txt with the published shape (spec B.4, A.11): 115,846 lines, 5 to
-    1,280 per class, 385 / 479 / 136 many / medium / few classes, labels in the wnid order of the folders."""
+    """A stand-in for ImageNet_LT_train.txt with the published shape: 115,846 lines, 5 to 1,280 per
+    class, 385 / 479 / 136 many / medium / few classes, labels in the wnid order of the folders."""
     wnids = read_classnames(MANIFEST_ROOT / "ImageNet_LT" / "class_folders.txt")
     counts = [1280] + [167] * 352 + [166] * 32 + [100] * 479 + [5] + [19] * 135
     assert sum(counts) == 115_846

@@ -1,4 +1,4 @@
-"""Dataset registry, the shipped split files (spec B.2-B.4, A.8, A.11, D8), image datasets and the fixture."""
+"""Dataset registry, the shipped split files (book: Method, 'Data lists'), image datasets and the fixture."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def test_places_counts_groups_and_log_prior_match_the_spec():
     counts = class_counts(load_split(config, "train").labels, 365)
     assert counts.tolist() == read_class_counts(config.path(config.class_counts), 365).tolist()
     assert (counts.sum(), counts.max(), counts.min()) == (62_500, 4_980, 5)
-    assert group_sizes(counts) == (131, 163, 71)  # spec D8
+    assert group_sizes(counts) == (131, 163, 71)  # computed from the shipped list
     log_prior = np.log(counts / counts.sum())
     assert log_prior.max() == pytest.approx(-2.530, abs=5e-4) and log_prior.min() == pytest.approx(-9.433, abs=5e-4)
     assert load_classnames(config)[:2] == ("airfield", "airplane_cabin")
@@ -163,7 +163,7 @@ def test_inat_known_lines_get_the_expected_lift_label(inat):
 def test_inat_label_is_a_permutation_with_four_fixed_points():
     label_map = load_label_map("inat2018")
     assert sorted(label_map.tolist()) == list(range(8142))
-    assert int((label_map == np.arange(8142)).sum()) == 4  # spec B.3
+    assert int((label_map == np.arange(8142)).sum()) == 4  # book: Method, 'Data lists'
 
 
 def test_identity_label_map_elsewhere():

@@ -76,7 +76,7 @@ def test_cached_test_logits_are_the_five_crop_mean_of_the_fine_tuned_model(chain
     load_trainable_state(model, state)
     assert any(float(a.up_proj.weight.detach().abs().max()) > 0 for a in model.adapters)  # trained: up_proj starts at 0
     crops, label = task.eval_sets["test"][2]
-    assert crops.shape == (5, 3, 224, 224) and label == 2  # five-crop TTE (spec A.10)
+    assert crops.shape == (5, 3, 224, 224) and label == 2  # five-crop TTE (book: Method, 'Test-time crops')
     with torch.no_grad():
         per_crop = model(crops)  # [5, C]: each crop is an image of its own
     cached = load_split(run_dir, "test").logits[2]
@@ -125,7 +125,7 @@ def test_backdoor_adjustment_over_the_two_backbones(chain, tmp_path):
     cells = table[(table["d_group"] == "few") & (table["p_group"] != ALL)]
     assert set(cells["num_classes"]) == {1}
     paths = write_stage2(result, tmp_path)
-    assert json.loads(paths["json"].read_text())["prior"]["run_dir"] == str(chain["runs"]["clip", "zeroshot"])
+    assert json.loads(paths["json"].read_text())["prior"]["runs"] == [str(chain["runs"]["clip", "zeroshot"])]
 
 
 # --------------------------------------------------------------------------- the task builder

@@ -1,4 +1,5 @@
-"""Engine: LIFT schedule (spec D7), batch plan, accumulation, resume equality, data parallel, checkpoints."""
+"""Engine: LIFT schedule (book: Method, 'Optimisation'), batch plan, accumulation, resume equality, data
+parallel, checkpoints."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def test_lr_schedule_matches_lift_per_epoch_cosine():
 def test_lr_is_constant_within_an_epoch_and_logged(tmp_path):
     train(tiny_model(), NoisyBlobs(), nn.CrossEntropyLoss(), cfg(), tmp_path, progress=False)
     import json
-    steps = [json.loads(l) for l in (tmp_path / "log.jsonl").read_text().splitlines()]
+    steps = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     by_epoch = {}
     for rec in steps:
         if rec["kind"] == "step":

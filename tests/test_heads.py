@@ -1,4 +1,4 @@
-"""Heads (spec A.6, A.7, D2, D6, F): cosine classifier, text initialisation, CLIP zero-shot."""
+"""Heads (book: Method, 'Cosine head', 'Backbones'): cosine classifier, text initialisation, CLIP zero-shot."""
 
 from __future__ import annotations
 
@@ -31,13 +31,13 @@ def images(n: int, seed: int = 0) -> torch.Tensor:
 
 
 def spec_g_inputs() -> tuple[np.ndarray, np.ndarray]:
-    """x [128, 768] and W [1000, 768] of check D2, drawn as LIFT_GLA_SPEC section G prescribes."""
+    """x [128, 768] and W [1000, 768] from default_rng(0) after the draws of tests/test_losses.py."""
     rng = np.random.default_rng(0)
     rng.normal(0, 5, (128, 1000)), rng.integers(0, 1000, 128)  # check 1's draws come first
     return rng.normal(0, 1, (128, 768)), rng.normal(0, 1, (1000, 768))
 
 
-# --------------------------------------------------------------------------- cosine head (A.6, D2)
+# --------------------------------------------------------------------------- cosine head
 def test_cosine_head_is_25_cos_and_scale_invariant() -> None:
     x, w = spec_g_inputs()
     expected = 25 * (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T
@@ -63,7 +63,8 @@ def test_cosine_head_reaches_its_bounds_and_has_no_bias() -> None:
 
 
 def test_placeholder_init_is_seeded_with_unit_rows() -> None:
-    first, again, other = CosineClassifier(16, 5, seed=1), CosineClassifier(16, 5, seed=1), CosineClassifier(16, 5, seed=2)
+    first, again, other = (CosineClassifier(16, 5, seed=1), CosineClassifier(16, 5, seed=1),
+                           CosineClassifier(16, 5, seed=2))
     torch.testing.assert_close(first.weight.norm(dim=1), torch.ones(5))
     assert torch.equal(first.weight, again.weight) and not torch.equal(first.weight, other.weight)
 
@@ -82,7 +83,7 @@ def test_apply_weight_keeps_the_parameter_an_optimizer_already_holds() -> None:
         head.apply_weight(torch.zeros(3, 9))
 
 
-# --------------------------------------------------------------------------- text init (A.7, D6)
+# --------------------------------------------------------------------------- text init
 def test_prompts_read_underscores_as_spaces() -> None:
     assert format_prompts(NAMES[1:3], "a photo of a {}.") == [
         "a photo of a great white shark.", "a photo of a apartment building-outdoor."]
@@ -99,11 +100,11 @@ def test_text_head_weights_are_normalised_projected_text(tiny: Backbone) -> None
     with torch.no_grad():
         lift = head(hidden).argmax(dim=1)
     reference = ((hidden @ projection) @ text.t() / (text @ projection.t()).norm(dim=1)).argmax(dim=1)
-    assert torch.equal(lift, reference)  # D6: exact argmax agreement
+    assert torch.equal(lift, reference)  # exact argmax agreement
 
 
 def test_text_init_differs_from_zero_shot_only_by_per_class_norms(tiny: Backbone) -> None:
-    # spec A.7: LIFT logit_j ∝ h·P t_j / (|h| |P t_j|), zero-shot ∝ hP·t_j / |hP|.
+    # book: Method, 'Cosine head': LIFT logit_j ∝ h·P t_j / (|h| |P t_j|), zero-shot ∝ hP·t_j / |hP|.
     model, zero_shot = build_lift_model(tiny, NAMES), ZeroShotClassifier(tiny, NAMES)
     x = images(6)
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""Manifests: the LIFT format (spec B.1), errors naming file and line, counts, checksums, user train lists."""
+"""Manifests: the LIFT format (book: Method, 'Data lists'), errors naming file and line, counts, checksums, user
+train lists."""
 
 from __future__ import annotations
 
@@ -130,7 +131,7 @@ def test_missing_images_name_first_line_and_count(tmp_path):
         check_images_exist(manifest, tmp_path / "nowhere")
 
 
-# --------------------------------------------------------------------------- iNat labels (spec B.3)
+# --------------------------------------------------------------------------- iNat labels (book: Method, 'Data lists')
 def test_inat_labels_are_code_point_ranks():
     categories = [{"id": 0, "name": "Salix ×fragilis"}, {"id": 1, "name": "Salix alba"},
                   {"id": 2, "name": "Abies alba"}, {"id": 3, "name": "abies lowercase"}]

@@ -1,4 +1,4 @@
-"""Tests of ltlib.metrics: D/P-groups (spec D8), evaluator values (spec D9), D×P matrix, kNN probe."""
+"""Tests of ltlib.metrics: D/P-groups, evaluator values on the Places-LT test labels, D×P matrix, kNN probe."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from ltlib.miniworld.cnn import ResNet32
 from ltlib.miniworld.config import ConfounderConfig
 from ltlib.miniworld.confounder import TEST_SETS, TRAIN_SETS, check_part_cycle, part_partners, propensities
 from ltlib.miniworld.generator import build_layout
-from ltlib.miniworld.threads import torch_threads
+from ltlib.parallel import torch_threads
 
 
 @pytest.fixture(scope="module")

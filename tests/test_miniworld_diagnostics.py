@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from ltlib.miniworld.diagnostics import (kl_divergence, parameter_imbalance, prior_recovery, zero_shot_accuracy,
-                                         zero_shot_logits)
-from ltlib.priors import fit_prior
+from ltlib.miniworld.diagnostics import parameter_imbalance, prior_recovery, zero_shot_accuracy, zero_shot_logits
+from ltlib.priors import fit_prior, kl_divergence
 
 
 def test_kl_divergence_closed_form():
@@ -22,7 +21,8 @@ def test_parameter_imbalance_is_the_difference_to_the_reference(pretrained_world
     model = zero_shot_accuracy(pretrained_world, "mini-clip").per_class
     reference = zero_shot_accuracy(pretrained_world, pretrained_world.reference_name).per_class
     assert np.allclose(result.difference, model - reference)
-    assert result.rho == pytest.approx(spearmanr(model - reference, pretrained_world.true_prior("mini-clip"))[0], nan_ok=True)
+    expected = spearmanr(model - reference, pretrained_world.true_prior("mini-clip"))[0]
+    assert result.rho == pytest.approx(expected, nan_ok=True)
     head, _, tail = np.array_split(np.argsort(-pretrained_world.true_prior("mini-clip"), kind="stable"), 3)
     assert result.tercile_difference[0] == pytest.approx((model - reference)[head].mean())
     assert result.tercile_difference[2] == pytest.approx((model - reference)[tail].mean())
@@ -31,7 +31,8 @@ def test_parameter_imbalance_is_the_difference_to_the_reference(pretrained_world
 @pytest.mark.parametrize("solver", ["exact", "reference"])
 def test_prior_recovery_uses_gla_on_the_balanced_val_split(pretrained_world, solver):
     recovery = prior_recovery(pretrained_world, "mini-openclip", solver=solver)
-    fit = fit_prior(zero_shot_logits(pretrained_world, "mini-openclip", "val"), pretrained_world.split("val").labels.numpy(), solver=solver)
+    fit = fit_prior(zero_shot_logits(pretrained_world, "mini-openclip", "val"),
+                    pretrained_world.split("val").labels.numpy(), solver=solver)
     assert np.allclose(recovery.estimate, fit.prior) and recovery.temperature == fit.temperature
     assert np.allclose(recovery.truth, pretrained_world.true_prior("mini-openclip"))
     assert recovery.kl == pytest.approx(kl_divergence(recovery.truth, recovery.estimate))

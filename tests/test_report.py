@@ -67,7 +67,8 @@ def test_confounder_claims_read_the_contrasts_the_confounder_notebook_writes():
 
 
 def test_provenance_table_counts_rows_runs_and_seeds_per_notebook_and_short_revision():
-    table = pd.DataFrame({"notebook": ["a", "a", "a", "b"], "git_sha": ["0123456789abcdef"] * 3 + ["fedcba9876543210-dirty"],
+    table = pd.DataFrame({"notebook": ["a", "a", "a", "b"],
+                          "git_sha": ["0123456789abcdef"] * 3 + ["fedcba9876543210-dirty"],
                           "run_id": ["r1", "r1", "r2", "r3"], "seed": [0, 1, -1, 2], "value": [1.0, 2.0, 3.0, 4.0]})
     from ltlib.book.report import provenance_table
     out = provenance_table(table).set_index("notebook")
@@ -76,13 +77,33 @@ def test_provenance_table_counts_rows_runs_and_seeds_per_notebook_and_short_revi
 
 
 def test_method_claims_use_the_combination_of_every_model_not_the_subsets():
-    def acc(method: str, backbones: str, values: list[float], group: str = "overall") -> pd.DataFrame:
-        return rows(notebook="03_main_tables", metric="accuracy", group=group, method=method, backbones=backbones,
-                    values=values)
+    def acc(backbones: str, n_models: int, values: list[float], **keys) -> pd.DataFrame:
+        return rows(**{"notebook": "03_main_tables", "metric": "accuracy", "group": "overall", "method": "LA",
+                       "rule": "logit_sum", "backbones": backbones, "n_models": n_models, "values": values, **keys})
 
-    method = "backdoor adjustment (logit_sum)"
-    table = pd.concat([acc("LIFT (single model)", "a", [30.0, 30.0, 30.0]),
-                       acc(method, "a+b", [31.0, 31.0, 31.0]),      # a Tab. 8 subset: must be ignored
-                       acc(method, "a+b+c", [37.0, 38.0, 39.0])], ignore_index=True)
+    table = pd.concat([acc("a", 1, [30.0, 30.0, 30.0]),
+                       acc("a+b", 2, [31.0, 31.0, 31.0]),      # a Tab. 8 subset: must be ignored
+                       acc("a+b+c", 3, [37.0, 38.0, 39.0]),
+                       acc("a+b+c", 3, [90.0, 90.0, 90.0], rule="prob_mean"),  # the other rule: ignored
+                       acc("a+b+c", 3, [0.0, 0.0, 0.0], control="same backbone, different seeds"),  # a control
+                       acc("a+b+c", 3, [0.0, 0.0, 0.0], scenario="reverse")],  # Tab. 13: ignored here
+                      ignore_index=True)
     report = evaluate_claims(CLAIMS, table, scale="mini").set_index("key")
     assert report.loc["method_beats_lift", "stat_mean"] == pytest.approx(8.0)
+
+
+def test_claims_select_scenarios_and_costs_by_column():
+    def scenario(order: str, values: list[float]) -> pd.DataFrame:
+        return rows(notebook="03_main_tables", metric="scenario_accuracy", group="overall", method="LA",
+                    rule="logit_sum", backbones="a+b+c", n_models=3, scenario=order, values=values)
+
+    singles = rows(notebook="03_main_tables", metric="scenario_accuracy", group="overall", method="LA",
+                   rule="logit_sum", backbones="a", n_models=1, scenario="balanced", values=[99.0, 99.0, 99.0])
+    cost = pd.DataFrame({"notebook": "03_main_tables", "metric": "gflops_per_image", "method": "backdoor adjustment",
+                         "n_models": [1, 2, 3], "value": [2.0, 4.0, 6.0], "seed": -1, "group": "inference"})
+    table = pd.concat([scenario("balanced", [50.0, 51.0, 52.0]), scenario("consistent", [40.0, 41.0, 42.0]),
+                       scenario("reverse", [45.0, 45.0, 45.0]), singles, cost], ignore_index=True)
+    report = evaluate_claims(CLAIMS, table, scale="mini").set_index("key")
+    assert report.loc["balance_best", "stat_mean"] == pytest.approx(6.0)  # balanced − reverse, per seed
+    assert report.loc["reverse_over_consistent", "stat_mean"] == pytest.approx(4.0)
+    assert report.loc["cost_linear", "stat_mean"] == pytest.approx(0.0)

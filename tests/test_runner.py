@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from ltlib.errors import ConfigError
+from html_pages import code_cells, table_rows
 from ltlib.book.runner import NotebookError, load_plan, run_all
+from ltlib.errors import ConfigError
 
 HEADER = '''# ---
 # jupyter:
@@ -22,14 +24,15 @@ HEADER = '''# ---
 
 
 def write_notebook(folder: Path, name: str, body: str) -> None:
-    (folder / f"{name}.py").write_text(HEADER + '\n# %% tags=["parameters"]\nvalue = 1\n\n# %%\n' + body)
+    cell = '\n# %% tags=["parameters"]\nsetting = ""\noverrides = {"value": 1}\n\n# %%\nvalue = overrides["value"]\n'
+    (folder / f"{name}.py").write_text(HEADER + cell + body)
 
 
 @pytest.fixture
 def plan(tmp_path) -> Path:
     nb = tmp_path / "notebooks"
     nb.mkdir()
-    write_notebook(nb, "good", "print('value is', value * 2)\n")
+    write_notebook(nb, "good", "print('value is', value * 2)\n\n# %% [markdown]\n# # A page title\n")
     write_notebook(nb, "bad", "raise ValueError('deliberate failure ' + str(value))\n")
     (nb / "plan.yaml").write_text(
         "settings:\n  quick: {value: 21}\n"
@@ -43,14 +46,44 @@ def test_parameters_are_injected_and_the_cell_is_hidden(plan, tmp_path):
     nb = nbformat.read(tmp_path / "out" / "good.ipynb", as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]
-    assert "value = 21" in injected[0].source
+    assert 'setting = "quick"' in injected[0].source and '"value": 21' in injected[0].source
     # The overridden defaults are removed from the page; every other code cell is folded.
     [defaults] = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert "remove-cell" in defaults.metadata["tags"] and "value = 1" in defaults.source
+    assert "remove-cell" in defaults.metadata["tags"] and '"value": 1' in defaults.source
     body = [c for c in nb.cells if c.cell_type == "code" and c not in (defaults, injected[0])]
     assert body and all("hide-input" in c.metadata["tags"] for c in body)
     outputs = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "value is 42" in outputs
+
+
+def test_the_built_page_folds_the_injected_values_and_drops_the_overridden_defaults(plan, tmp_path):
+    # A one-page jupyter-book around the runner's output: what a reader of the real book gets.
+    site = tmp_path / "site"
+    [good, _] = load_plan("quick", plan)
+    run_all([good], site / "executed")
+    (site / "intro.md").write_text("# Intro\n")
+    (site / "_config.yml").write_text("title: t\nexecute:\n  execute_notebooks: 'off'\n")
+    (site / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: executed/good\n")
+    jb = Path(sys.executable).parent / "jupyter-book"
+    build = subprocess.run([str(jb), "build", str(site), "-W", "-n"], capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    cells = code_cells((site / "_build" / "html" / "executed" / "good.html").read_text())
+    [injected] = [c for c in cells if "injected-parameters" in c.tags]
+    assert "value = 21" in injected.source and injected.folded and "hide-input" in injected.tags
+    assert not [c for c in cells if "parameters" in c.tags], "the overridden defaults cell is on the page"
+    assert not any("value = 1\n" in c.source for c in cells)
+    assert all(c.has_input for c in cells) and len(cells) == 2
+
+
+def test_html_pages_reads_folding_and_table_rows():
+    # guards the page parser above: an open <details> is shown, a closed one folded
+    html = ('<div class="cell tag_a"><details open><div class="cell_input">x = 1</div></details></div>'
+            '<div class="cell tag_b"><details><div class="cell_input">y = 2</div></details></div>'
+            '<table><tr><th>claim</th><td> one <b>two</b>\n</td></tr><tr><td>1<br>2</td></tr></table>')
+    shown, folded = code_cells(html)
+    assert (shown.tags, shown.source, shown.folded) == ({"a"}, "x = 1", False)
+    assert (folded.tags, folded.source, folded.folded) == ({"b"}, "y = 2", True)
+    assert table_rows(html) == [["claim", "one two"], ["12"]]
 
 
 def test_up_to_date_notebooks_are_skipped_unless_forced(plan, tmp_path):
@@ -88,3 +121,19 @@ def test_the_books_plan_covers_every_notebook_in_the_toc(repo_root):
         assert f"book/executed/{name}" in toc
     assert {j.name for j in load_plan("smoke")} == set(names)
     assert all(j.parameters["scale"] == "mini" for j in load_plan("smoke"))
+
+
+def test_a_page_resolves_its_setting_and_overrides_like_the_runner(tmp_path):
+    from ltlib.book.page import open_page, resolve_parameters
+
+    [job] = load_plan("smoke", only=["04_report"], out_dir=str(tmp_path))
+    assert job.injected() == {"setting": "smoke", "overrides": job.parameters}
+    assert resolve_parameters("04_report", **job.injected()) == job.parameters
+    assert resolve_parameters("00_miniworld", "full")["scale"] == "mini"  # the plan's per-notebook setting
+    page = open_page("04_report", **job.injected())
+    assert page.out_dir == tmp_path and page.scale == "mini" and page.seeds == [0, 1]
+    assert page.study is None and page.table is None  # the report only reads the other pages' tables
+    confounder = open_page("02_confounder", "smoke", {"out_dir": str(tmp_path)})
+    assert confounder.table.world == confounder.world_config.name == "smoke"
+    assert confounder.table.out_dir == tmp_path / "tables"
+    assert confounder.table.world_seed == confounder.world_config.seed

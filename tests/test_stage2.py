@@ -1,5 +1,5 @@
 """Stage 2 on synthetic cached runs: adjustment rules, D-/P-groups and D×P in closed form, run discovery,
-compatibility checks, cache formats, and atomic JSON/CSV output (PAPER.md items 3, 6; spec A.11)."""
+compatibility checks, cache formats, and atomic JSON/CSV output (the paper's Fig. 2, Eq. 7; book: Method, 'Groups')."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from ltlib.stage2 import (ALL, CSV_NAME, JSON_NAME, RESULT_COLUMNS, Stage2Option
                           combined_predictions, read_logits, run_stage2, summary_table, write_stage2)
 from ltlib.storage import atomic_path
 
-# Six classes with known D-groups (spec A.11: many n > 100, medium 20..100, few < 20) and ten test images each.
+# Six classes with known D-groups (book: Method, 'Groups': many n > 100, medium 20..100, few < 20) and
+# ten test images each.
 COUNTS = np.array([500, 200, 50, 30, 10, 5])
 PER_CLASS = 10
 CORRECT = np.array([10, 8, 6, 4, 2, 0])  # class j is right on its first CORRECT[j] test images
@@ -35,20 +36,21 @@ def designed_logits(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return logits, targets
 
 
-def zero_shot_val(per_class: int = 20) -> SplitOutputs:
-    """Balanced val logits log π_P + 4·onehot(y): GLA's estimate recovers π_P's ranking (spec C.8)."""
+def zero_shot_val(per_class: int = 20, prior: np.ndarray = PRIOR) -> SplitOutputs:
+    """Balanced val logits log π_P + 4·onehot(y): GLA's estimate recovers π_P's ranking."""
     targets = np.repeat(np.arange(len(COUNTS)), per_class)
-    logits = np.log(PRIOR)[None, :].repeat(len(targets), 0) + 4.0 * np.eye(len(COUNTS))[targets]
+    logits = np.log(prior)[None, :].repeat(len(targets), 0) + 4.0 * np.eye(len(COUNTS))[targets]
     return SplitOutputs(logits.astype(np.float32), targets)
 
 
-def add_run(root, backbone, method="LA", logits=None, targets=None, task="toy", seed=0, counts=COUNTS):
+def add_run(root, backbone, method="LA", logits=None, targets=None, task="toy", seed=0, counts=COUNTS, info=None,
+            prior=PRIOR):
     if logits is None:
         logits, targets = designed_logits()
     outputs = {"test": SplitOutputs(logits, targets)}
     if method == "zeroshot":
-        outputs["val"] = zero_shot_val()
-    return write_cached_run(root, RunSpec(task, backbone, method, seed), outputs, counts)
+        outputs["val"] = zero_shot_val(prior=prior)
+    return write_cached_run(root, RunSpec(task, backbone, method, seed), outputs, counts, info=info)
 
 
 def rows(table: pd.DataFrame, **keys) -> pd.DataFrame:
@@ -195,7 +197,8 @@ def test_results_are_written_atomically_with_provenance(tmp_path, monkeypatch):
     paths = write_stage2(result, tmp_path / "out")
     record = json.loads(paths["json"].read_text())  # strict JSON: empty cells are null, not NaN
     assert {"git_sha", "config_hash", "versions", "prior", "runs", "results"} <= set(record)
-    assert record["prior"]["solver"] == "exact" and len(record["prior"]["prior"]) == 6
+    assert record["prior"]["fits"]["clip"]["solver"] == "exact" and len(record["prior"]["prior"]) == 6
+    assert record["prior"]["source"] == "clip" and record["d_thresholds"] == [100, 20]
     assert any(r["value"] is None for r in record["results"])
     back = pd.read_csv(paths["csv"])
     assert len(back) == len(result.table) and list(back.columns) == list(RESULT_COLUMNS)
@@ -271,4 +274,36 @@ def test_reproduce_runs_missing_stage1_runs_then_stage2_then_the_notebooks(tmp_p
     assert written == [tmp_path / "results" / "fixture" / "stage2-LA-seed0"]
     table = pd.read_csv(written[0] / CSV_NAME)
     assert set(table["combination"]) == {"clip", "openclip", "clip+openclip"}
-    assert not rows(table, p_group="few").empty  # P-groups from the clip zero-shot run
+    assert not rows(table, p_group="few").empty  # P-groups from both zero-shot runs' P̂_P
+    assert set(table["prior_source"]) == {"geomean(clip+openclip)"}
+
+
+# --------------------------------------------------------------------------- one stage 2
+def test_the_book_and_the_command_line_score_the_same_rows(tmp_path, capsys):
+    """The book's path (``analysis.prior_fits`` + ``analysis.subset_scores`` over a study's run index) and
+    ``python -m ltlib adjust --subsets`` on the same cached runs write identical rows, with the P-groups of
+    the geometric mean of the three zero-shot priors and the D-thresholds the task records."""
+    from ltlib.book import analysis
+    from ltlib.cli import main
+    from ltlib.miniworld.experiments import INDEX_COLUMNS, Study
+
+    g = np.random.default_rng(5)
+    targets = np.repeat(np.arange(len(COUNTS)), PER_CLASS)
+    info = {"many_threshold": 40, "few_threshold": 8}  # D-many = {500, 200, 50}, D-few = {5}
+    index, la = [], []
+    for k, name in enumerate(("clip", "openclip", "metaclip")):
+        logits = g.normal(0, 1, (len(targets), 6)).astype(np.float32) + 1.5 * np.eye(6, dtype=np.float32)[targets]
+        la.append(add_run(tmp_path / "runs", name, logits=logits, targets=targets, info=info))
+        zs = add_run(tmp_path / "runs", name, "zeroshot", info=info, prior=np.roll(PRIOR, k))
+        index += [(name, "LA", "lift", 0, 0, "independent", "toy", la[-1]),
+                  (name, "zeroshot", "lift", 0, 0, "independent", "toy", zs)]
+    study = Study("full", "toy", ("clip", "metaclip", "openclip"), pd.DataFrame(index, columns=list(INDEX_COLUMNS)))
+    p_hat, _ = analysis.prior_fits(study, solvers=("exact",))
+    book = analysis.subset_scores(study, p_hat)
+    assert main(["adjust", "--runs", *map(str, la), "--subsets", "--out", str(tmp_path / "cli")]) == 0
+    cli = pd.read_csv(tmp_path / "cli" / CSV_NAME)
+    assert len(book) == len(cli) == 7 * 2 * (2 + 3 + 3 + 9)  # subsets × rules × (overall, mean, D, P, D×P)
+    pd.testing.assert_frame_equal(book.reset_index(drop=True), cli, check_dtype=False, check_exact=True)
+    assert set(book["prior_source"]) == {"geomean(clip+metaclip+openclip)"}
+    d_sizes = rows(book, combination="clip", rule="logit_sum", p_group=ALL, metric="mean_class_accuracy")
+    assert dict(zip(d_sizes["d_group"], d_sizes["num_classes"])) == {ALL: 6, "many": 3, "medium": 2, "few": 1}

@@ -1,4 +1,5 @@
-"""Transforms: CLIP normalisation, LIFT's train augmentation, test crops and five-crop TTE (spec A.10, D10)."""
+"""Transforms: CLIP normalisation, LIFT's train augmentation, test crops and five-crop
+TTE (book: Method, 'Test-time crops')."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def _normalised(image: Image.Image) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def photo() -> Image.Image:
-    """A 500×375 (W×H) image of seeded noise, the size of spec check D10."""
+    """A 500×375 (W×H) image of seeded noise, an ImageNet-sized photo."""
     pixels = np.random.default_rng(0).integers(0, 256, (375, 500, 3), dtype=np.uint8)
     return Image.fromarray(pixels)
 

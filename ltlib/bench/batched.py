@@ -91,7 +91,7 @@ def stacked_logits(base: LTClassifier, params: dict[str, torch.Tensor], images: 
 def sgd_step(state: StackedState, grads: dict[str, torch.Tensor], lr: float, momentum: float,
              weight_decay: float) -> None:
     """``torch.optim.SGD``'s update (dampening 0, no Nesterov) applied in place to the stacked tensors:
-    ``g ← g + wd·θ; b ← g`` (first step) or ``b ← μ·b + g``; ``θ ← θ − lr·b`` (spec A.9)."""
+    ``g ← g + wd·θ; b ← g`` (first step) or ``b ← μ·b + g``; ``θ ← θ − lr·b`` (book: Method, 'Optimisation')."""
     first = state.momentum is None
     if first:
         state.momentum = {}
@@ -223,7 +223,7 @@ def measure_throughput(num_models: int, steps: int, batch_size: int, world: str 
                        seed: int = 0) -> Throughput:
     """Time ``steps`` training steps of K = ``num_models`` mini-world LIFT runs both ways (after one
     warm-up step each), on the same random batches."""
-    from .suite import count_gflops
+    from ..flops import count_gflops
 
     backbone, config = mini_world_backbone(world, seed)
     cfg = TrainConfig(batch_size=batch_size, adapter="adaptformer")

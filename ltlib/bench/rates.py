@@ -1,8 +1,8 @@
-"""Arithmetic rates of the mini world beside this CPU's large-matmul rate, measured in one run (issue 12's
-third goal), and the ``batched`` benchmark's rows (``ltlib.bench.batched``).
+"""Arithmetic rates of the mini world beside this CPU's large-matmul rate, measured in one run (a goal of
+the performance page), and the ``batched`` benchmark's rows (``ltlib.bench.batched``).
 
 The peak probe times a 2048 × 2048 float32 matmul (2 · 2048³ FLOPs); the achieved rates divide the FLOPs
-of one training step (``ltlib.bench.suite.count_gflops``: matmuls and attention only) by its measured
+of one training step (``ltlib.flops.count_gflops``: matmuls and attention only) by its measured
 time, for a mini-world pre-training step (contrastive, AdamW) and a LIFT fine-tuning step (SGD), both on
 random inputs of the default world's sizes and architecture.
 """
@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
-from ..miniworld.threads import torch_threads
-from .suite import BenchOptions, count_gflops, row
+from ..flops import count_gflops
+from ..parallel import torch_threads
+from .suite import BenchOptions, row
 
 MATMUL_SIZE = 2048
 
@@ -116,7 +117,8 @@ def _achieved_rows(name: str, build, threads: int, repeats: int, peak: float, se
     rate = gflops / seconds
     return [row("rates", case, "gflops_per_step", gflops, "GFLOPs", "counted: matmuls and attention only"),
             row("rates", case, "achieved_gflops_per_second", rate, "GFLOP/s", "counted FLOPs / measured step time"),
-            row("rates", case, "fraction_of_matmul_rate", rate / peak, "x", "beside the matmul row of this thread count")]
+            row("rates", case, "fraction_of_matmul_rate", rate / peak, "x",
+                "beside the matmul row of this thread count")]
 
 
 def bench_batched(options: BenchOptions) -> list[dict[str, Any]]:
@@ -128,7 +130,8 @@ def bench_batched(options: BenchOptions) -> list[dict[str, Any]]:
     for k in (1, 3, 9):
         result = measure_throughput(k, steps, batch, seed=options.seed)
         case = f"K={k} runs, batch {batch}, {torch.get_num_threads()} thread(s)"
-        rows += [row("batched", case, "images_per_second_sequential", result.sequential, "img/s", "one run after another"),
+        rows += [row("batched", case, "images_per_second_sequential", result.sequential, "img/s",
+                     "one run after another"),
                  row("batched", case, "images_per_second_sequential_math_attention", result.sequential_math, "img/s",
                      "one run after another, the batched path's attention kernel"),
                  row("batched", case, "images_per_second_batched", result.batched, "img/s",

@@ -2,9 +2,10 @@
 
 Results go to a tidy CSV with provenance and a markdown table:
 
-1. ``prior``: GLA prior estimation, exact solver vs reference mode (LIFT_GLA_SPEC C.8, C.9).
+1. ``prior``: GLA prior estimation, exact solver vs reference mode (book: Method, 'The GLA prior estimator').
 2. ``stage2``: stage 2 from cached logits at ImageNet-LT and iNat2018 size, compressed vs uncompressed cache.
-3. ``train``: AdaptFormer ViT-B/16 training throughput, our engine vs a LIFT-equivalent loop (spec A.9).
+3. ``train``: AdaptFormer ViT-B/16 training throughput, our engine vs a LIFT-equivalent loop
+   (book: Method, 'Optimisation').
 4. ``inference``: FLOPs and images/s of M = 1, 2, 3 ViT-B/16 models at 224 px, beside the paper's GFLOPs.
 5. ``book``: ``make book`` wall time from the notebook runner's ``timings.csv`` (a hook, see :func:`bench_book`).
 6. ``rates``: the mini world's achieved GFLOP/s in pre-training and fine-tuning beside a large matmul's
@@ -34,6 +35,8 @@ import torch
 
 from ..cache import SplitOutputs, split_path
 from ..errors import ConfigError
+from ..flops import PAPER_GFLOPS, ensemble_cost
+from ..parallel import torch_threads
 from ..paths import book_executed_dir, smoke_executed_dir
 from ..provenance import git_sha, library_versions
 from ..storage import atomic_path, write_text
@@ -44,8 +47,7 @@ BENCHMARKS = ("prior", "stage2", "train", "inference", "book", "rates", "batched
 EXTERNAL_BENCHMARKS = ("rates", "batched")
 BENCH_COLUMNS = ("benchmark", "case", "metric", "value", "unit", "note", "device", "git_sha", "versions",
                  "timestamp")
-PAPER_GFLOPS = {1: 239.06, 2: 478.13, 3: 717.19}  # PAPER.md, "Numbers reported" (inference cost vs M)
-GLA_ITERATIONS = 1000  # the reference solver's fixed iteration count (spec C.4)
+GLA_ITERATIONS = 1000  # the reference solver's fixed iteration count (book: Method, 'The GLA prior estimator')
 NOT_MEASURED = float("nan")
 ESTIMATES_FILE = "estimates/full_scale.csv"
 # Executed-notebook folders whose runner ``timings.csv`` the ``book`` benchmark reads, keyed by the mini
@@ -114,7 +116,7 @@ def describe_device(device: torch.device) -> str:
 # --------------------------------------------------------------------------- 1. prior estimation
 def synthetic_logits(num_classes: int, per_class: int, bias_std: float, seed: int,
                      dim: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-shot-like logits with a per-class bias, the generator of LIFT_GLA_SPEC G (checks 11-13).
+    """Zero-shot-like logits with a per-class bias, the generator of tests/test_priors.py.
 
     ``y`` repeats each class ``per_class`` times; ``z = 0.35 · X Wᵀ + log q`` with class directions W,
     samples X = noise + 0.6 · W_y and a log-normal bias ``log q ~ N(0, bias_std²)``.
@@ -131,7 +133,8 @@ def synthetic_logits(num_classes: int, per_class: int, bias_std: float, seed: in
 
 
 def bench_prior(options: BenchOptions) -> list[dict[str, Any]]:
-    """Exact solver vs GLA's reference mode on seeded synthetic logits: time and final objective (spec C.9)."""
+    """Exact solver vs GLA's reference mode on seeded synthetic logits: time and final objective
+    (book: Method, 'The GLA prior estimator')."""
     from ..priors import fit_prior
 
     cases = [(100, 20), (300, 3)] if options.quick else [(1000, 20), (8142, 3)]
@@ -165,7 +168,7 @@ def write_synthetic_runs(root: Path, num_samples: int, num_classes: int, num_mod
                          compressed: bool = True) -> tuple[list[Path], Path]:
     """M cached LA runs and one zero-shot run of a synthetic long-tailed task (stage-2 inputs).
 
-    Training counts follow ``max(5, ⌊1280 e^{−j/(0.18 C)}⌋)`` (spec G, check 1, at C = 1000).
+    Training counts follow ``max(5, ⌊1280 e^{−j/(0.18 C)}⌋)`` (the counts of tests/test_losses.py at C = 1000).
 
     Args:
         root: runs root.
@@ -239,7 +242,8 @@ def _time_stage2(runs: Sequence[Path], zeroshot: Path) -> dict[str, float]:
     prior, seconds = timed(lambda: estimate_stage2_prior(zeroshot))
     out = {"prior": seconds}
     for label, rules in _STAGE2_RULES.items():
-        out[label] = timed(lambda: run_stage2(runs, zeroshot, Stage2Options(rules=rules), prior_fit=prior))[1]
+        out[label] = timed(lambda: run_stage2(runs, options=Stage2Options(rules=rules),
+                                              priors={"zeroshot": prior.prior}))[1]
     return out
 
 
@@ -276,12 +280,8 @@ def _pipeline_rows(options: BenchOptions, workdir: Path) -> list[dict[str, Any]]
     images = 8 if options.quick else 64
     dataset = _jpeg_dataset(workdir / "pipeline-images", num_images=images, seed=options.seed)
     dataset[0]  # warm-up
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in a DataLoader worker, which torch pins to one thread
-    try:
+    with torch_threads(1):  # as in a DataLoader worker, which torch pins to one thread
         _, seconds = timed(lambda: [dataset[i] for i in range(len(dataset))])
-    finally:
-        torch.set_num_threads(threads)
     model = _bench_model(torch.device("cpu"), options.seed)
     saved = saved_activation_bytes(model, torch.randn(1, 3, 224, 224))
     return [row("train", "data pipeline, 1 CPU core", "images_per_second_per_core", len(dataset) / seconds, "img/s",
@@ -322,7 +322,7 @@ def _train_rows(device: torch.device, options: BenchOptions, workdir: Path) -> l
     case = f"{'GPU' if cuda else 'CPU'}, batch {batch}, {steps} timed steps"
     note = "bf16 autocast, no GradScaler vs fp16 autocast + GradScaler" if cuda else \
         "CPU: both fp32 (autocast and GradScaler are GPU features), so this compares loop overhead only"
-    rows = [row("train", case, "images_per_second_lift_equivalent", lift, "img/s", "LIFT's loop, spec A.9"),
+    rows = [row("train", case, "images_per_second_lift_equivalent", lift, "img/s", "LIFT's training loop"),
             row("train", case, "images_per_second_ltlib", ours, "img/s", note),
             row("train", case, "speedup_ltlib_vs_lift", ours / lift, "x", note)]
     if not cuda:
@@ -334,7 +334,7 @@ def _train_rows(device: torch.device, options: BenchOptions, workdir: Path) -> l
 
 
 def _jpeg_dataset(root: Path, num_images: int, seed: int):
-    """ImageNet-sized JPEGs (500×375) through LIFT's training transform (spec A.10)."""
+    """ImageNet-sized JPEGs (500×375) through LIFT's training transform (book: Method, 'Test-time crops')."""
     from ..data import ManifestDataset, make_fixture_dataset, read_manifest, train_transform
 
     per_class = max(1, math.ceil(num_images / 4))
@@ -370,7 +370,8 @@ def _engine_throughput(dataset, batch: int, steps: int, device: torch.device, ru
 
 
 def _lift_equivalent_throughput(dataset, batch: int, steps: int, device: torch.device, options: BenchOptions) -> float:
-    """Images/s of LIFT's loop (spec A.9): shuffled DataLoader, fp16 autocast + GradScaler on CUDA, SGD.
+    """Images/s of LIFT's loop (book: Method, 'Optimisation'):
+    shuffled DataLoader, fp16 autocast + GradScaler on CUDA, SGD.
 
     One warm-up step, then ``steps`` steps timed from a fresh loader's creation.
     """
@@ -433,41 +434,17 @@ def bench_inference(options: BenchOptions) -> list[dict[str, Any]]:
     return rows
 
 
-def count_gflops(fn: Callable[[], Any]) -> float:
-    """GFLOPs of ``fn()`` counted by ``torch.utils.flop_counter`` (2 per multiply-add; matmuls, convolutions
-    and attention only: layer norms, activations and softmax are not counted).
-
-    Fused attention kernels are invisible to the counter on some devices (``nn.MultiheadAttention``'s
-    inference fast path; the CPU flash kernel), so counting runs the plain-matmul attention path instead:
-    the arithmetic is the same.
-    """
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
-            fn()
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
-    return counter.get_total_flops() / 1e9
-
-
 @torch.no_grad()
 def _inference_rows(models: Sequence[torch.nn.Module], crops: int, device: torch.device,
                     options: BenchOptions) -> list[dict[str, Any]]:
     num_models = len(models)
-    ensemble = lambda x: sum(m(x) for m in models)  # noqa: E731  (the official rule: summed raw logits)
-    one = torch.randn(1, crops, 3, 224, 224, device=device)
-    gflops = count_gflops(lambda: ensemble(one))
     batch = 2 if device.type == "cpu" else 64
-    images = torch.randn(batch, crops, 3, 224, 224, device=device)
-    ensemble(images[:1])  # warm-up
-    _, seconds = timed(lambda: ensemble(images))
+    cost = ensemble_cost(models, torch.randn(batch, crops, 3, 224, 224, device=device))
+    gflops = cost["gflops_per_image"]
     case = f"M={num_models}, {'five-crop TTE' if crops == 5 else 'single crop'}"
     rows = [row("inference", case, "gflops_per_image", gflops, "GFLOPs", "measured, fp32, 224 px, C = 1000"),
-            row("inference", case, "images_per_second", batch / seconds, "img/s", f"batch {batch}, fp32 (LIFT's eval)")]
+            row("inference", case, "images_per_second", cost["images_per_second"], "img/s",
+                f"batch {batch}, fp32 (LIFT's eval)")]
     if num_models in PAPER_GFLOPS:
         paper = PAPER_GFLOPS[num_models]
         rows += [row("inference", case, "paper_gflops", paper, "GFLOPs", "as reported"),
@@ -516,7 +493,7 @@ class GPUAssumptions:
 
     name: str = "NVIDIA H100 SXM 80 GB"
     bf16_tflops: float = 989.0      # dense tensor-core peak (datasheet); training runs bf16 autocast
-    fp32_tflops: float = 67.0       # fp32 peak without TF32; LIFT and ltlib evaluate in fp32 (spec A.9)
+    fp32_tflops: float = 67.0       # fp32 peak without TF32; LIFT and ltlib evaluate in fp32
     train_utilisation: float = 0.4  # assumed fraction of peak reached by a ViT-B/16 training step
     eval_utilisation: float = 0.5   # assumed fraction of fp32 peak reached by evaluation
     loader_cores: int = 8           # data-loading workers (the recipe's num_workers), one core each
@@ -566,7 +543,7 @@ def measured_value(table: pd.DataFrame, benchmark: str, case: str, metric: str) 
 
 
 def dataset_sizes(name: str) -> dict[str, int]:
-    """Images per split, epochs and classes of a registry dataset (its config and recipe; spec A.2, B.4).
+    """Images per split, epochs and classes of a registry dataset (its config and recipe).
 
     ``val`` without a shipped list is the class-balanced train subset (``ltlib.tasks``): count_min · C.
     """

@@ -18,13 +18,15 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from ..adjust import gla_posthoc
+from ..adjust import RULES, gla_posthoc
 from ..cache import SplitOutputs, load_split
 from ..errors import ConvergenceError
 from ..metrics import Groups, d_groups, knn_predict, per_class_accuracy
-from ..priors import calibrate_temperature, fit_prior
+from ..priors import calibrate_temperature, fit_prior, prior_agreement
+from ..results import backbone_key, with_labels
 from ..runs import load_run
-from ..stage2 import combined_predictions, score_rows
+from ..stage2 import (ALL, Stage2Options, combined_predictions, run_stage2, score_rows, stage_prior,
+                      task_thresholds)
 
 SORT_KEYS = {"p_s": "downstream prior P_S", "p_hat": "estimated pre-training prior P̂_P",
              "pi": "true pre-training prior π"}
@@ -48,9 +50,8 @@ def class_counts(run_dir: str | Path) -> np.ndarray:
 
 
 def run_d_groups(run_dir: str | Path) -> Groups:
-    """D-groups of the run's task, with the thresholds the task records (OLTR 100 / 20 by default)."""
-    info = _run_json(str(run_dir)).get("task_info", {})
-    return d_groups(class_counts(run_dir), info.get("many_threshold", 100), info.get("few_threshold", 20))
+    """D-groups of the run's task, with the thresholds the task records (``ltlib.stage2.task_thresholds``)."""
+    return d_groups(class_counts(run_dir), *task_thresholds(_run_json(str(run_dir))))
 
 
 # ----------------------------------------------------------------------------- priors
@@ -58,25 +59,6 @@ def zero_shot_prior(run_dir: str | Path, solver: str = "exact", split: str = "va
     """GLA's fit of P̂_P on a zero-shot run's class-balanced split (``ltlib.priors.PriorFit``)."""
     out = outputs(run_dir, split)
     return fit_prior(out.logits, out.targets, solver=solver)
-
-
-def consensus_prior(priors: Sequence[np.ndarray]) -> np.ndarray:
-    """The geometric mean of several priors, renormalised: P-groups for an ensemble of models."""
-    log = np.mean([np.log(np.asarray(p, dtype=np.float64)) for p in priors], axis=0)
-    return np.exp(log - np.logaddexp.reduce(log))
-
-
-def prior_agreement(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """How well an estimated prior tracks the truth: Spearman ρ (and p), KL(truth ‖ estimate) and the
-    KL of a uniform guess as the baseline to beat."""
-    rho, p = stats.spearmanr(estimate, truth)
-    uniform = np.full_like(truth, 1.0 / len(truth))
-    return {"spearman": float(rho), "spearman_p": float(p), "kl": _kl(truth, estimate), "kl_uniform": _kl(truth, uniform)}
-
-
-def _kl(p: np.ndarray, q: np.ndarray) -> float:
-    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
-    return float(np.sum(p * (np.log(p) - np.log(q))))
 
 
 # ----------------------------------------------------------------------------- per-class trends (Fig. 3, Fig. 9)
@@ -112,7 +94,7 @@ def mean_class_accuracy(table: pd.DataFrame) -> tuple[float, float]:
 def with_reference(table: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     """Add ``ref_accuracy`` (the uniform-prior reference model's per-class accuracy on the same task and
     seed) and ``excess`` = accuracy − ref_accuracy: per-class difficulty cancels, the prior's effect stays
-    (MINIWORLD.md, prototype facts)."""
+    (book: Mini world, 'Decisions and their reasons', item 7)."""
     ref = reference[["seed", "class", "accuracy"]].rename(columns={"accuracy": "ref_accuracy"})
     out = table.merge(ref, on=["seed", "class"], how="left", validate="many_to_one")
     return out.assign(excess=out["accuracy"] - out["ref_accuracy"])
@@ -140,12 +122,14 @@ def binned_accuracy(table: pd.DataFrame, key: str, bins: int = 5, value: str = "
         return order.assign(bin=labels).groupby("bin", as_index=False)[value].mean()
 
     pieces = [per_run(part).assign(backbone=b, method=m, model=mo, seed=s)
-              for (_, b, m, mo, s), part in table.groupby(["run_dir", "backbone", "method", "model", "seed"], sort=False)]
+              for (_, b, m, mo, s), part in table.groupby(["run_dir", "backbone", "method", "model", "seed"],
+                                                          sort=False)]
     return pd.concat(pieces, ignore_index=True).assign(key=key)
 
 
 # ----------------------------------------------------------------------------- ensembles and groups
-def ensemble_predictions(run_dirs: Sequence[str | Path], rule: str = "logit_sum", split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+def ensemble_predictions(run_dirs: Sequence[str | Path], rule: str = "logit_sum",
+                         split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """Predictions of the backdoor adjustment over runs (M = len(run_dirs)) and the shared targets."""
     outs = [outputs(d, split) for d in run_dirs]
     targets = outs[0].targets
@@ -154,26 +138,30 @@ def ensemble_predictions(run_dirs: Sequence[str | Path], rule: str = "logit_sum"
     return combined_predictions([o.logits for o in outs], rule), targets
 
 
+def group_name(metric: str, d_group: str, p_group: str) -> str | None:
+    """The book's name of a stage-2 score (``ltlib.stage2.score_rows``): ``overall`` (sample-level accuracy),
+    ``D-<g>``, ``P-<g>`` or ``D-<d>×P-<p>`` (mean class accuracy); None for the class mean over all classes."""
+    if metric == "accuracy":
+        return "overall"
+    if d_group != ALL and p_group != ALL:
+        return f"D-{d_group}×P-{p_group}"
+    if d_group != ALL:
+        return f"D-{d_group}"
+    return f"P-{p_group}" if p_group != ALL else None
+
+
 def group_scores(preds: np.ndarray, targets: np.ndarray, d: Groups, p: Groups | None) -> dict[str, float]:
-    """Overall, D-group, P-group and D×P accuracies (``ltlib.stage2.score_rows``) as a flat dict
-    (keys ``overall``, ``D-many``, ``P-few``, ``D-few×P-few``, …)."""
-    scores = {}
-    for r in score_rows(preds, targets, d, p):
-        if r["metric"] == "accuracy":
-            scores["overall"] = r["value"]
-        elif r["d_group"] != "all" and r["p_group"] != "all":
-            scores[f"D-{r['d_group']}×P-{r['p_group']}"] = r["value"]
-        elif r["d_group"] != "all":
-            scores[f"D-{r['d_group']}"] = r["value"]
-        elif r["p_group"] != "all":
-            scores[f"P-{r['p_group']}"] = r["value"]
-    return scores
+    """Overall, D-group, P-group and D×P accuracies (``ltlib.stage2.score_rows``) as a flat dict keyed by
+    :func:`group_name` (``overall``, ``D-many``, ``P-few``, ``D-few×P-few``, …)."""
+    rows = score_rows(preds, targets, d, p)
+    named = ((group_name(r["metric"], r["d_group"], r["p_group"]), r["value"]) for r in rows)
+    return {name: value for name, value in named if name is not None}
 
 
 def posthoc_gla_predictions(ft_run: str | Path, zs_run: str | Path, prior: np.ndarray, split: str = "test",
                             calibration_split: str = "val") -> np.ndarray:
-    """GLA's post-hoc combination (spec C.6, few-shot form) of a fine-tuned and a zero-shot run:
-    ft/T_ft + zs/T_zs − log P̂_P, temperatures calibrated on the balanced ``calibration_split``."""
+    """GLA's post-hoc combination (book: Method, 'The GLA prior estimator', post-hoc use) of a fine-tuned and
+    a zero-shot run: ft/T_ft + zs/T_zs − log P̂_P, temperatures calibrated on the balanced ``calibration_split``."""
     ft_cal, zs_cal = outputs(ft_run, calibration_split), outputs(zs_run, calibration_split)
     t_ft = _temperature(ft_cal, tol=1.0)  # GLA calibrates the fine-tuned model with thres 1.0
     t_zs = _temperature(zs_cal, tol=0.1)
@@ -233,30 +221,47 @@ def lift_runs(study, methods: Sequence[str], main_only: bool = True) -> pd.DataF
     return runs
 
 
-def dp_matrices(study, p_hat: Mapping[str, np.ndarray], methods: Sequence[str] = ("CE", "LA")) -> dict[str, pd.DataFrame]:
-    """Fig. 2: mean D×P matrix of each single-model method and of the backdoor adjustment of the LA runs
-    (M = all backbones, per seed; P-groups from the consensus of the members' P̂_P)."""
-    from ..metrics import dp_matrix, p_groups
+def dp_matrices(study, p_hat: Mapping[str, np.ndarray], methods: Sequence[str] = ("CE", "LA")
+                ) -> dict[str, tuple[dict, pd.DataFrame]]:
+    """Fig. 2: mean D×P matrix of each single-model method (each run's P-groups from its own model's P̂_P) and
+    of the backdoor adjustment of the LA runs (M = all backbones, per seed; P-groups from the geometric mean
+    of the members' P̂_P, ``ltlib.stage2.PRIOR_POLICY``), all scored by ``ltlib.stage2.run_stage2``.
 
-    def matrix(run_dirs: Sequence[str], prior: np.ndarray) -> pd.DataFrame:
-        preds, targets = ensemble_predictions(run_dirs)
-        return dp_matrix(preds, targets, run_d_groups(run_dirs[0]), p_groups(prior)).accuracy
-
-    out = {}
+    Returns:
+        display label → (the result-table columns of its rows, the mean matrix).
+    """
+    out, everyone = {}, backbone_key(study.backbones)
     for method in methods:
         runs = lift_runs(study, [method])
-        out[method] = _mean_frames([matrix([r.run_dir], p_hat[r.backbone]) for r in runs.itertuples()])
-    consensus = consensus_prior([p_hat[b] for b in study.backbones])
-    la = lift_runs(study, ["LA"])
-    out[f"backdoor adjustment (M={len(study.backbones)})"] = _mean_frames(
-        [matrix(part.run_dir.tolist(), consensus) for _, part in la.groupby("seed")])
+        matrices = [_dp_matrix([r.run_dir], {r.backbone: p_hat[r.backbone]}) for r in runs.itertuples()]
+        keys = {"method": method, "backbones": everyone, "n_models": 1, "rule": "", "prior_source": "each model's own"}
+        out[method] = (keys, _mean_frames(matrices))
+    la, priors = lift_runs(study, ["LA"]), {b: p_hat[b] for b in study.backbones}
+    matrices = [_dp_matrix(part.sort_values("backbone").run_dir.tolist(), priors) for _, part in la.groupby("seed")]
+    keys = {"method": "LA", "backbones": everyone, "n_models": len(study.backbones), "rule": RULES[0],
+            "prior_source": stage_prior(priors).source}
+    out[f"backdoor adjustment (M={len(study.backbones)})"] = (keys, _mean_frames(matrices))
     return out
 
 
-def dp_rows(matrices: Mapping[str, pd.DataFrame], backbones: Sequence[str]) -> pd.DataFrame:
-    """The cells of :func:`dp_matrices` as tidy rows (group ``D-<d>×P-<p>``)."""
-    return pd.DataFrame([{"method": name, "backbones": "+".join(sorted(backbones)), "group": f"D-{d}×P-{p}",
-                          "value": m.loc[d, p]} for name, m in matrices.items() for d in m.index for p in m.columns])
+def _dp_matrix(run_dirs: Sequence[str], priors: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """The D×P accuracy matrix of the combination of all ``run_dirs`` (logit sum), from stage 2's rows."""
+    table = run_stage2(run_dirs, options=Stage2Options(rules=(RULES[0],)), priors=priors).table
+    cells = table[(table.num_models == len(run_dirs)) & (table.d_group != ALL) & (table.p_group != ALL)]
+    matrix = cells.pivot(index="d_group", columns="p_group", values="value")
+    order = ["many", "medium", "few"]
+    return matrix.reindex(index=order, columns=order).rename_axis(index=None, columns=None)
+
+
+def dp_rows(matrices: Mapping[str, tuple[dict, pd.DataFrame]]) -> pd.DataFrame:
+    """The cells of :func:`dp_matrices` as tidy result rows (group ``D-<d>×P-<p>``)."""
+    return pd.DataFrame([{**keys, "group": f"D-{d}×P-{p}", "value": m.loc[d, p]}
+                         for keys, m in matrices.values() for d in m.index for p in m.columns])
+
+
+def dp_figure(matrices: Mapping[str, tuple[dict, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """label → matrix, for ``ltlib.book.plots.fig2_dp_matrix``."""
+    return {label: m for label, (_, m) in matrices.items()}
 
 
 def _mean_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -292,124 +297,137 @@ def knn_scores(study, methods: Sequence[str] = ("zeroshot", "CE", "LA")) -> pd.D
     return pd.DataFrame(rows)
 
 
-def trend_rows(trends: pd.DataFrame, method_suffix: str = "") -> pd.DataFrame:
-    """:func:`trend_statistics` as tidy result rows (group = the prior sorted by)."""
-    return trends.rename(columns={"rho": "value", "key": "group"}).assign(method=trends["method"] + method_suffix)
+def trend_rows(trends: pd.DataFrame, control: str = "") -> pd.DataFrame:
+    """:func:`trend_statistics` as tidy result rows (group = the prior sorted by; ``control``: the control arm,
+    e.g. ``from scratch``)."""
+    return trends.rename(columns={"rho": "value", "key": "group"}).assign(control=control)
 
 
 def summary_cells(frame: pd.DataFrame, index: str = "method", columns: str = "group", digits: int = 2) -> pd.DataFrame:
-    """A display table of ``mean ± sd`` over seeds (and backbones) per (index, columns) cell."""
+    """A display table of ``mean ± sd`` over seeds (and backbones) per (index, columns) cell; ``label`` (as
+    index or columns) is the derived display label (``ltlib.results.display_label``)."""
     from ..results import format_mean_sd, summarize
 
+    if "label" in (index, columns) and "label" not in frame:
+        frame = with_labels(frame)
     s = summarize(frame.assign(world=""), by=(index, columns))
     s["cell"] = [format_mean_sd(m, sd, digits) for m, sd in zip(s["mean"], s["sd"])]
     return s.pivot(index=index, columns=columns, values="cell")
 
 
 # ----------------------------------------------------------------------------- main tables (notebook 03)
-def subset_scores(study, p_hat: Mapping[str, np.ndarray], rules: Sequence[str] = ("logit_sum", "prob_mean"),
+def subset_scores(study, p_hat: Mapping[str, np.ndarray], rules: Sequence[str] = RULES,
                   order: str = "independent") -> pd.DataFrame:
     """Tab. 5–8 and 11: every non-empty subset of the foundation models' LA runs (per seed), combined with
-    each rule, scored overall, per D-group and per P-group. P-groups come from one prior for every row
-    (the consensus of all the models' P̂_P), so rows are comparable.
+    each rule and scored by ``ltlib.stage2.run_stage2`` (the same stage 2 as ``python -m ltlib adjust``),
+    P-groups from one prior for every row (``ltlib.stage2.PRIOR_POLICY`` over all the study's backbones).
 
-    Returns tidy rows: method (``LIFT`` for M = 1, ``backdoor (<rule>)`` otherwise), backbones, M, seed,
-    group, value.
+    Returns:
+        Stage 2's rows (``ltlib.stage2.RESULT_COLUMNS``) of every seed; :func:`stage2_rows` makes result rows.
     """
-    from itertools import combinations
-
-    from ..metrics import p_groups
-
-    p = p_groups(consensus_prior([p_hat[b] for b in study.backbones]))
     runs = lift_runs(study, ["LA"], main_only=False)
     runs = runs[(runs.order == order) & (runs.seed == runs.task_seed)]
-    rows = []
-    for seed, part in runs.groupby("seed"):
-        by_backbone = dict(zip(part.backbone, part.run_dir))
-        for m in range(1, len(study.backbones) + 1):
-            for members in combinations(sorted(by_backbone), m):
-                for rule in (rules[:1] if m == 1 else rules):
-                    preds, targets = ensemble_predictions([by_backbone[b] for b in members], rule)
-                    scores = group_scores(preds, targets, run_d_groups(by_backbone[members[0]]), p)
-                    method = "LIFT (single model)" if m == 1 else f"backdoor adjustment ({rule})"
-                    rows += [{"method": method, "backbones": "+".join(members), "M": m, "seed": seed, "group": g,
-                              "value": v} for g, v in scores.items() if "×" not in g]
-    return pd.DataFrame(rows)
+    priors = {b: p_hat[b] for b in study.backbones}
+    options = Stage2Options(rules=tuple(rules), subsets=True)
+    tables = [run_stage2(part.sort_values("backbone").run_dir.tolist(), options=options, priors=priors).table
+              for _, part in runs.groupby("seed")]
+    return pd.concat(tables, ignore_index=True)
+
+
+def stage2_rows(table: pd.DataFrame, cells: bool = False, **keys: str) -> pd.DataFrame:
+    """Stage 2's rows as the book's result rows: method, backbones, n_models, rule, prior_source, seed, group
+    (:func:`group_name`), value, and ``keys`` (e.g. ``scenario``, ``control``) on every row.
+
+    A single model's rows are kept under the table's first rule only: every rule leaves one model's argmax
+    unchanged. D×P cells are kept only with ``cells``.
+    """
+    first = table["rule"].iloc[0] if len(table) else ""
+    table = table[(table.num_models > 1) | (table.rule == first)]
+    groups = [group_name(m, d, p) for m, d, p in zip(table.metric, table.d_group, table.p_group)]
+    out = table.assign(group=groups, backbones=table.combination, n_models=table.num_models, **keys)
+    out = out[out.group.notna() & (cells or ~out.group.str.contains("×", na=False))]
+    columns = ["method", "backbones", "n_models", "rule", "prior_source", "seed", "group", "value", *keys]
+    return out[columns].reset_index(drop=True)
+
+
+def headline_gain(rows: pd.DataFrame, rule: str = RULES[0]) -> dict[str, float]:
+    """The page's headline from :func:`stage2_rows`: overall accuracy of the combination of every model with
+    ``rule`` (``acc_method``, mean over seeds), of the single models (``acc_lift``, mean over backbones × seeds)
+    and their difference (``gain_overall``); the report gives its interval."""
+    overall = rows[(rows.group == "overall") & (rows.rule == rule)]
+    method = overall.loc[overall.n_models == overall.n_models.max(), "value"].mean()
+    single = overall.loc[overall.n_models == 1, "value"].mean()
+    return {"acc_method": float(method), "acc_lift": float(single), "gain_overall": float(method - single)}
+
+
+def combination_rows(run_dirs: Sequence[str], rule: str = RULES[0], **keys: str) -> pd.DataFrame:
+    """:func:`stage2_rows` of each run alone and of all ``run_dirs`` combined with ``rule`` (no P-groups)."""
+    return stage2_rows(run_stage2(sorted(map(str, run_dirs)), options=Stage2Options(rules=(rule,))).table, **keys)
 
 
 def same_backbone_control(study) -> pd.DataFrame:
     """The control the paper lacks: per seed, an ensemble of LA runs of ONE backbone trained with
     different seeds on the same task (logit sum), beside the ensemble of the different backbones.
-    Tidy rows: method (``different backbones`` / ``same backbone, different seeds``), backbones, seed,
-    group, value."""
+    Tidy result rows (:func:`stage2_rows`) of the ensembles, ``control`` = ``different backbones`` or
+    ``same backbone, different seeds`` and ``seed`` = the task seed."""
     runs = lift_runs(study, ["LA"], main_only=False)
     runs = runs[runs.order == "independent"]
-    rows = []
+    frames = []
     for task_seed, part in runs.groupby("task_seed"):
         mixed = part[part.seed == task_seed]
         repeats = part.groupby("backbone").filter(lambda g: len(g) > 1)
         for name, members in (("different backbones", mixed), ("same backbone, different seeds", repeats)):
             if len(members) < 2:
                 continue
-            preds, targets = ensemble_predictions(members.run_dir.tolist())
-            scores = group_scores(preds, targets, run_d_groups(members.run_dir.iloc[0]), None)
-            rows += [{"method": name, "backbones": "+".join(sorted(members.backbone)), "seed": task_seed,
-                      "group": g, "value": v} for g, v in scores.items()]
-    return pd.DataFrame(rows)
+            rows = combination_rows(members.run_dir.tolist(), control=name)
+            frames.append(rows[rows.n_models == len(members)].assign(seed=task_seed))
+    return pd.concat(frames, ignore_index=True)
 
 
-def scenario_scores(study, orders: Sequence[str] = ("consistent", "reverse", "balanced", "independent")) -> pd.DataFrame:
-    """Tab. 13: the backdoor adjustment (all models, logit sum) and the mean single model on downstream
-    data whose head classes are the pre-training head (consistent), tail (reverse), or balanced.
-    Tidy rows: order, method, seed, group, value."""
+def scenario_scores(study, orders: Sequence[str] = ("consistent", "reverse", "balanced", "independent")
+                    ) -> pd.DataFrame:
+    """Tab. 13: the backdoor adjustment (all models, logit sum) and each single model on downstream data
+    whose head classes are the pre-training head (consistent), tail (reverse), or balanced.
+    Tidy result rows (:func:`stage2_rows`) with ``scenario`` = the order."""
     runs = lift_runs(study, ["LA"], main_only=False)
-    rows = []
-    for (order, seed), part in runs[runs.order.isin(orders) & (runs.seed == runs.task_seed)].groupby(["order", "seed"]):
-        preds, targets = ensemble_predictions(part.run_dir.tolist())
-        d = run_d_groups(part.run_dir.iloc[0])
-        rows += [{"order": order, "method": "backdoor adjustment", "seed": seed, "group": g, "value": v}
-                 for g, v in group_scores(preds, targets, d, None).items()]
-        singles = [group_scores(*ensemble_predictions([r]), d, None) for r in part.run_dir]
-        rows += [{"order": order, "method": "LIFT (mean single model)", "seed": seed, "group": g,
-                  "value": float(np.mean([s[g] for s in singles]))} for g in singles[0]]
-    return pd.DataFrame(rows)
+    runs = runs[runs.order.isin(orders) & (runs.seed == runs.task_seed)]
+    frames = [combination_rows(part.run_dir.tolist(), scenario=order) for (order, _), part in
+              runs.groupby(["order", "seed"])]
+    return pd.concat(frames, ignore_index=True)
 
 
 def joint_vs_posthoc(study) -> pd.DataFrame:
     """The rebuttal's comparison: the ensemble trained jointly (one LA loss on the summed logits) vs the
-    post-hoc sum of separately trained models, per seed. Tidy rows: method, seed, group, value."""
+    post-hoc sum of separately trained models, per seed. Tidy result rows, ``control`` = ``jointly trained``
+    or ``post-hoc (separately trained)``."""
     joint = study.runs(model="joint", method="LA")
     runs = lift_runs(study, ["LA"])
-    rows = []
+    frames = []
     for r in joint.itertuples():
         separate = runs[(runs.seed == r.seed) & (runs.task_seed == r.task_seed)]
-        d = run_d_groups(r.run_dir)
-        for name, dirs in (("jointly trained", [r.run_dir]), ("post-hoc (separately trained)", separate.run_dir.tolist())):
-            preds, targets = ensemble_predictions(dirs)
-            rows += [{"method": name, "seed": r.seed, "group": g, "value": v}
-                     for g, v in group_scores(preds, targets, d, None).items()]
-    return pd.DataFrame(rows)
+        rows = combination_rows(separate.run_dir.tolist(), control="post-hoc (separately trained)")
+        frames.append(rows[rows.n_models == len(separate)])
+        together = combination_rows([r.run_dir], control="jointly trained")
+        frames.append(together.assign(n_models=len(separate), backbones=backbone_key(separate.backbone), rule=""))
+    return pd.concat(frames, ignore_index=True)
 
 
 def inference_cost(backbones: Sequence, image_size: int, batch: int = 256, repeats: int = 3) -> pd.DataFrame:
-    """Measured cost of the backdoor adjustment with M = 1 … len(backbones) models: GFLOPs per image
-    (``torch.utils.flop_counter``) and images/s (best of ``repeats``, this process's threads).
-    ``backbones`` are ``ltlib.backbones.Backbone`` objects."""
-    from ..bench.suite import count_gflops
+    """Measured cost of the backdoor adjustment with M = 1 … len(backbones) models (``ltlib.flops``): GFLOPs
+    per image and images/s (best of ``repeats``, this process's threads), beside the paper's ViT-B/16 GFLOPs.
+    ``backbones`` are ``ltlib.backbones.Backbone`` objects. Columns: n_models, gflops_per_image,
+    images_per_second, paper_gflops."""
+    from ..flops import PAPER_GFLOPS, ensemble_cost
 
     images = torch.randn(batch, 3, image_size, image_size)
-    rows = []
-    with torch.no_grad():
-        for m in range(1, len(backbones) + 1):
-            forward = lambda x, m=m: sum(b.image_features(x) for b in backbones[:m])  # noqa: E731
-            gflops = count_gflops(lambda: forward(images[:1]))
-            seconds = min(_timed(forward, images) for _ in range(repeats))
-            rows.append({"M": m, "gflops_per_image": gflops, "images_per_second": batch / seconds})
+    rows = [{"n_models": m, **ensemble_cost([b.image_features for b in backbones[:m]], images, repeats),
+             "paper_gflops": PAPER_GFLOPS.get(m, float("nan"))} for m in range(1, len(backbones) + 1)]
     return pd.DataFrame(rows)
 
 
-def _timed(fn, x) -> float:
-    import time
-    start = time.perf_counter()
-    fn(x)
-    return time.perf_counter() - start
+def cost_rows(cost: pd.DataFrame, backbones: Sequence[str]) -> pd.DataFrame:
+    """:func:`inference_cost`'s measurements as tidy result rows (method ``backdoor adjustment``, group
+    ``inference``, the first ``n_models`` backbones)."""
+    rows = cost.melt(id_vars="n_models", value_vars=["gflops_per_image", "images_per_second"], var_name="metric")
+    return rows.assign(method="backdoor adjustment", group="inference", rule=RULES[0],
+                       backbones=[backbone_key(list(backbones[:m])) for m in rows.n_models])

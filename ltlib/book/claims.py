@@ -1,8 +1,10 @@
 """The paper's claims as measurements over the book's result tables (see ``ltlib.book.report``).
 
 Metric names are those the notebooks write: ``01_imbalance`` (trend_rho, excess_trend_rho, prior
-agreement, dp_accuracy, accuracy, knn_accuracy), ``02_confounder`` (contrast: the per-seed paired differences of ``ltlib.miniworld.confounding``) and ``03_main_tables`` (accuracy of
-subsets and controls, scenario_accuracy, gflops_per_image).
+agreement, dp_accuracy, accuracy, knn_accuracy), ``02_confounder`` (contrast: the per-seed paired
+differences of ``ltlib.miniworld.confounding``) and ``03_main_tables`` (accuracy of subsets and controls,
+scenario_accuracy, gflops_per_image). Rows are selected by columns only (``ltlib.results.COLUMNS``: the
+number of models, the rule, the scenario, the control arm), never by display text.
 """
 
 from __future__ import annotations
@@ -13,36 +15,42 @@ import pandas as pd
 from .report import Claim, paired_difference, per_replicate, select
 
 NB01, NB02, NB03 = "01_imbalance", "02_confounder", "03_main_tables"
-METHOD = "backdoor adjustment (logit_sum)"
-LIFT = "LIFT (single model)"
+RULE = "logit_sum"  # the official code's rule: the method's claims are about it
+MAIN = {"control": "", "scenario": ""}  # the main experiment: no control arm, the independent class order
 
 
 def _values(notebook: str, **keys):
+    keys = {"control": "", **keys}
     def values(rows: pd.DataFrame) -> np.ndarray:
         return per_replicate(select(rows, notebook=notebook, **keys)).to_numpy()
     return values
 
 
 def _difference(notebook: str, a: dict, b: dict, by=("backbones", "seed")):
+    a, b = {"control": "", **a}, {"control": "", **b}
+
     def values(rows: pd.DataFrame) -> np.ndarray:
         return paired_difference(select(rows, notebook=notebook, **a), select(rows, notebook=notebook, **b), by)
     return values
 
 
 def _all_models(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the combination of every model (M = 3 in the book): the method's rows also hold the
-    subsets of Tab. 8 (M = 2), under the same method name, which a claim about M = 3 must not average in."""
-    size = rows["backbones"].str.count(r"\+") + 1
-    return rows[size == size.max()] if len(rows) else rows
+    """The rows of the combination of every model (M = 3 in the book), not the subsets of Tab. 8."""
+    return rows[rows["n_models"] == rows["n_models"].max()] if len(rows) else rows
+
+
+def _stage2(rows: pd.DataFrame, **keys) -> pd.DataFrame:
+    """Notebook 03's stage-2 rows of the main experiment combined with :data:`RULE`."""
+    return select(rows, notebook=NB03, metric="accuracy", method="LA", rule=RULE, **MAIN, **keys)
 
 
 def _method_minus_lift(rows: pd.DataFrame) -> np.ndarray:
-    acc = select(rows, notebook=NB03, metric="accuracy", group="overall")
-    return paired_difference(_all_models(select(acc, method=METHOD)), select(acc, method=LIFT), ("seed",))
+    acc = _stage2(rows, group="overall")
+    return paired_difference(_all_models(acc[acc.n_models > 1]), select(acc, n_models=1), ("seed",))
 
 
 def _parameter_vs_data(rows: pd.DataFrame) -> np.ndarray:
-    single = select(rows, notebook=NB03, metric="accuracy", method=LIFT)
+    single = _stage2(rows, n_models=1)
 
     def group(name: str) -> pd.Series:
         return per_replicate(select(single, group=name))
@@ -51,29 +59,31 @@ def _parameter_vs_data(rows: pd.DataFrame) -> np.ndarray:
 
 
 def _few_gain_over_many(rows: pd.DataFrame) -> np.ndarray:
-    acc = select(rows, notebook=NB03, metric="accuracy")
+    acc = _stage2(rows)
+
     def gain(group: str) -> pd.Series:
-        method = per_replicate(_all_models(select(acc, method=METHOD, group=group)), ("seed",))
-        single = per_replicate(select(acc, method=LIFT, group=group), ("seed",))
+        method = per_replicate(_all_models(select(acc[acc.n_models > 1], group=group)), ("seed",))
+        single = per_replicate(select(acc, n_models=1, group=group), ("seed",))
         return method - single
     return (gain("D-few") - gain("D-many")).dropna().to_numpy()
 
 
 def _scenario(rows: pd.DataFrame, better: str, worse: tuple[str, ...]) -> np.ndarray:
-    acc = select(rows, notebook=NB03, metric="scenario_accuracy", method="backdoor adjustment", group="overall")
-    by = {order: per_replicate(select(acc, backbones=order), ("seed",)) for order in (better, *worse)}
+    acc = select(rows, notebook=NB03, metric="scenario_accuracy", rule=RULE, control="", group="overall")
+    acc = _all_models(acc[acc.n_models > 1])
+    by = {order: per_replicate(select(acc, scenario=order), ("seed",)) for order in (better, *worse)}
     best_other = pd.concat([by[w] for w in worse], axis=1).max(axis=1)
     return (by[better] - best_other).dropna().to_numpy()
 
 
 def _cost_ratio(rows: pd.DataFrame) -> np.ndarray:
     cost = select(rows, notebook=NB03, metric="gflops_per_image")
-    one, three = select(cost, method="M=1")["value"], select(cost, method="M=3")["value"]
+    one, three = select(cost, n_models=1)["value"], select(cost, n_models=3)["value"]
     return np.array([three.mean() / one.mean() - 3.0]) if len(one) and len(three) else np.array([])
 
 
 def _dp_worst(rows: pd.DataFrame) -> np.ndarray:
-    cells = select(rows, notebook=NB01, metric="dp_accuracy", method="LA").dropna(subset=["value"])
+    cells = select(rows, notebook=NB01, metric="dp_accuracy", method="LA", n_models=1).dropna(subset=["value"])
     if cells.empty or "D-few×P-few" not in set(cells["group"]):
         return np.array([])
     worst = cells.loc[cells["group"] == "D-few×P-few", "value"].mean()
@@ -97,7 +107,8 @@ CLAIMS: list[Claim] = [
     Claim("la_trend_phat", "Fig. 3 right", "After LA a trend against the estimated P̂_P remains",
           "qualitative (Fig. 3)", "ρ(per-class accuracy, P̂_P) per model × seed, LA",
           _values(NB01, metric="trend_rho", method="LA", group="p_hat"), unit="Spearman ρ"),
-    Claim("la_trend_pi", "Fig. 3 right (with the truth)", "After LA a trend against the true pre-training prior remains",
+    Claim("la_trend_pi", "Fig. 3 right (with the truth)",
+          "After LA a trend against the true pre-training prior remains",
           "not measurable in the paper", "ρ(LA accuracy − reference's, π_m) per model × seed",
           _values(NB01, metric="excess_trend_rho", method="LA", group="pi"), unit="Spearman ρ"),
     Claim("glatrain_trend", "Tab. 3", "Adding log P̂_P to the training loss (GLA-Train) does not remove the trend",
@@ -105,7 +116,8 @@ CLAIMS: list[Claim] = [
           _values(NB01, metric="trend_rho", method="GLA-Train", group="p_hat"), unit="Spearman ρ"),
     Claim("scratch_no_trend", "Fig. 9", "A model trained from scratch shows no trend against P̂_P",
           "qualitative (Fig. 9)", "ρ(per-class accuracy, P̂_P) per seed, LA from scratch",
-          _values(NB01, metric="trend_rho", method="LA-scratch", group="p_hat"), rule="null", unit="Spearman ρ"),
+          _values(NB01, metric="trend_rho", method="LA", control="from scratch", group="p_hat"), rule="null",
+          unit="Spearman ρ"),
     Claim("fig12_b_gap", "Fig. 12", "A CNN trained on B (C 90:10) scores differently on B_test than on A_test",
           "B-model accuracy differs between the test sets (Fig. 12)", "B-model: B_test − A_test accuracy, per seed",
           _values(NB02, metric="contrast", group="paper_b")),
@@ -135,8 +147,9 @@ CLAIMS: list[Claim] = [
     Claim("backbones_beat_seeds", "our control (not in the paper)",
           "Different foundation models beat an ensemble of one model fine-tuned with different seeds",
           "not tested", "overall accuracy, different backbones minus same backbone, paired per seed",
-          _difference(NB03, dict(metric="accuracy", method="different backbones", group="overall"),
-                      dict(metric="accuracy", method="same backbone, different seeds", group="overall"), by=("seed",))),
+          _difference(NB03, dict(metric="accuracy", control="different backbones", group="overall"),
+                      dict(metric="accuracy", control="same backbone, different seeds", group="overall"),
+                      by=("seed",))),
     Claim("balance_best", "Tab. 13", "Balanced downstream data is best for the method",
           "Balance best (mean of 3 datasets)", "balanced minus the better of consistent / reverse, per seed",
           lambda rows: _scenario(rows, "balanced", ("consistent", "reverse"))),
@@ -146,8 +159,9 @@ CLAIMS: list[Claim] = [
     Claim("posthoc_beats_joint", "rebuttal", "The post-hoc adjustment beats a jointly trained ensemble",
           "ImageNet-LT 79.57 vs 78.15; Places-LT 53.01 vs 52.30",
           "overall accuracy, post-hoc minus jointly trained, paired per seed",
-          _difference(NB03, dict(metric="accuracy", method="post-hoc (separately trained)", group="overall"),
-                      dict(metric="accuracy", method="jointly trained", group="overall"), by=("seed",)), full_scale=True),
+          _difference(NB03, dict(metric="accuracy", control="post-hoc (separately trained)", group="overall"),
+                      dict(metric="accuracy", control="jointly trained", group="overall"), by=("seed",)),
+          full_scale=True),
     Claim("cost_linear", "rebuttal", "Inference cost grows linearly with M",
           "239.06 / 478.13 / 717.19 GFLOPs for M = 1 / 2 / 3", "measured GFLOPs(M=3) / GFLOPs(M=1) − 3",
           _cost_ratio, rule="zero", unit="GFLOPs ratio − 3"),

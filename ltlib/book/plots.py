@@ -253,16 +253,19 @@ def fig4_part_reliance(summary: "pd.DataFrame", part_bias: Mapping[str, float]) 
 
 
 @phase("plotting")
-def tab8_subsets(scores: "pd.DataFrame", groups: tuple[str, ...] = ("overall", "D-many", "D-medium", "D-few")) -> plt.Figure:
+def tab8_subsets(scores: "pd.DataFrame", groups: tuple[str, ...] = ("overall", "D-many", "D-medium", "D-few"),
+                 rule: str = "logit_sum") -> plt.Figure:
     """Tab. 8 as a figure: accuracy against the number of foundation models M (each point a subset and
-    seed; the line is the mean), one panel per group."""
+    seed, combined with ``rule``; the line is the mean), one panel per group. ``scores``: result rows with
+    ``n_models``, ``rule``, ``group`` and ``value``."""
     style()
     fig, axes = plt.subplots(1, len(groups), figsize=(3.1 * len(groups), 3.0), sharex=True, squeeze=False)
     for ax, group in zip(axes[0], groups):
-        part = scores[(scores["group"] == group) & (scores["method"] != "backdoor adjustment (prob_mean)")]
-        sns.stripplot(data=part, x="M", y="value", color="0.6", size=3, ax=ax, jitter=0.15)
-        sns.pointplot(data=part, x="M", y="value", errorbar=("ci", 95), color="C0", ax=ax)
+        part = scores[(scores["group"] == group) & (scores["rule"] == rule)]
+        sns.stripplot(data=part, x="n_models", y="value", color="0.6", size=3, ax=ax, jitter=0.15)
+        sns.pointplot(data=part, x="n_models", y="value", errorbar=("ci", 95), color="C0", ax=ax)
         ax.set_title(group, fontsize=9)
+        ax.set_xlabel("M")
         ax.set_ylabel("accuracy (%)" if ax is axes[0][0] else "")
     return _finish(fig)
 
@@ -281,18 +284,20 @@ def grouped_bars(frame: "pd.DataFrame", x: str, hue: str, title: str = "", ylabe
 
 
 @phase("plotting")
-def cost_vs_m(cost: "pd.DataFrame", paper_gflops: dict[int, float] | None = None) -> plt.Figure:
-    """Inference cost of the backdoor adjustment against M: GFLOPs per image and images/s."""
+def cost_vs_m(cost: "pd.DataFrame") -> plt.Figure:
+    """Inference cost of the backdoor adjustment against M: GFLOPs per image (measured, and the paper's
+    ViT-B/16 figures when ``cost`` has ``paper_gflops``; log scale) and images/s.
+    ``cost``: ``ltlib.book.analysis.inference_cost`` (columns n_models, gflops_per_image, images_per_second)."""
     style()
     fig, (left, right) = plt.subplots(1, 2, figsize=(7.2, 3.0))
-    left.plot(cost["M"], cost["gflops_per_image"], "o-", label="measured")
-    if paper_gflops:
-        left.plot(list(paper_gflops), list(paper_gflops.values()), "s--", label="paper (ViT-B/16)")
+    left.plot(cost["n_models"], cost["gflops_per_image"], "o-", label="measured (mini models)")
+    if "paper_gflops" in cost and cost["paper_gflops"].notna().any():
+        left.plot(cost["n_models"], cost["paper_gflops"], "s--", label="paper (ViT-B/16)")
         left.set_yscale("log")
         left.legend(fontsize=7)
     left.set_xlabel("M")
     left.set_ylabel("GFLOPs per image")
-    right.plot(cost["M"], cost["images_per_second"], "o-")
+    right.plot(cost["n_models"], cost["images_per_second"], "o-")
     right.set_xlabel("M")
     right.set_ylabel("images / s")
     return _finish(fig)

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..results import mean_ci
+from ..results import interval_side, normalized
 
 REPRODUCED, PARTIAL, NOT_REPRODUCED, PENDING, MISSING = (
     "reproduced", "partially reproduced", "not reproduced", "pending at full scale", "not measured")
@@ -55,27 +55,26 @@ class Claim:
 
 
 def verdict(values: np.ndarray, rule: str) -> tuple[str, dict[str, float]]:
-    """Apply ``rule`` to the replicate values; returns the verdict and the statistics behind it."""
+    """Apply ``rule`` to the replicate values (``ltlib.results.interval_side``); returns the verdict and the
+    statistics behind it."""
     values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
+    side, stats = interval_side(values[~np.isnan(values)])
+    if side == "none":
         return MISSING, {}
-    mean, sd, low, high, n = mean_ci(values)
-    stats = {"mean": mean, "sd": sd, "ci_low": low, "ci_high": high, "n": n}
     if rule == "zero":
-        return (REPRODUCED if abs(mean) <= 0.05 else NOT_REPRODUCED), stats
-    if n < 2:
-        return (PARTIAL if (mean > 0) == (rule == "positive") else NOT_REPRODUCED), stats
+        return (REPRODUCED if abs(stats["mean"]) <= 0.05 else NOT_REPRODUCED), stats
+    if side == "single":
+        return (PARTIAL if (stats["mean"] > 0) == (rule == "positive") else NOT_REPRODUCED), stats
     if rule == "null":
-        return (REPRODUCED if low <= 0 <= high else NOT_REPRODUCED), stats
-    if low > 0:
+        return (REPRODUCED if side == "contains" else NOT_REPRODUCED), stats
+    if side == "above":
         return REPRODUCED, stats
-    return (PARTIAL if mean > 0 else NOT_REPRODUCED), stats
+    return (PARTIAL if stats["mean"] > 0 else NOT_REPRODUCED), stats
 
 
 def evaluate_claims(claims: list[Claim], rows: pd.DataFrame, scale: str) -> pd.DataFrame:
     """One line per claim: the paper's number, ours (mean [95 % CI], n), and the verdict at this scale."""
-    lines = []
+    lines, rows = [], normalized(rows)
     for claim in claims:
         result, stats = verdict(claim.values(rows), claim.rule)
         measured = _format(stats)
@@ -83,7 +82,8 @@ def evaluate_claims(claims: list[Claim], rows: pd.DataFrame, scale: str) -> pd.D
         lines.append({"claim": claim.statement, "artefact": claim.artefact, "paper": claim.paper,
                       "how we measure": claim.measure, "measured": measured,
                       "verdict" if scale == "full" else "verdict (mini world)": result,
-                      "full scale": full, "key": claim.key, "unit": claim.unit, **{f"stat_{k}": v for k, v in stats.items()}})
+                      "full scale": full, "key": claim.key, "unit": claim.unit,
+                      **{f"stat_{k}": v for k, v in stats.items()}})
     return pd.DataFrame(lines)
 
 

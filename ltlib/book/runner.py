@@ -35,11 +35,20 @@ class NotebookError(LtlibError, RuntimeError):
 
 @dataclass(frozen=True)
 class NotebookJob:
-    """One notebook to execute: its jupytext ``source`` and the ``parameters`` to inject."""
+    """One notebook to execute: its jupytext ``source``, its plan ``setting`` and resolved ``parameters``.
+
+    Papermill injects two names (:meth:`injected`): ``setting`` and ``overrides`` (the resolved parameters);
+    a page turns them into its context with ``ltlib.book.page.open_page``.
+    """
 
     name: str
     source: Path
     parameters: dict[str, Any] = field(default_factory=dict)
+    setting: str = ""
+
+    def injected(self) -> dict[str, Any]:
+        """What papermill writes into the notebook's injected-parameters cell."""
+        return {"setting": self.setting, "overrides": dict(self.parameters)}
 
     def output_path(self, out_dir: Path) -> Path:
         return Path(out_dir) / f"{self.name}.ipynb"
@@ -74,7 +83,7 @@ def load_plan(setting: str, plan_path: Path = PLAN_PATH, only: Sequence[str] | N
             continue
         per_setting = entry.get("settings", {}).get(setting, {})
         params = {**settings[setting], **entry.get("parameters", {}), **per_setting, **overrides}
-        jobs.append(NotebookJob(entry["name"], source, params))
+        jobs.append(NotebookJob(entry["name"], source, params, setting))
     return jobs
 
 
@@ -117,7 +126,7 @@ def execute(job: NotebookJob, out_dir: Path, *, cwd: Path = REPO_ROOT, timeout: 
     os.environ[EXECUTED_VARIABLE] = str(Path(out_dir).resolve())  # read by ltlib.book.perf inside the kernel
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(str(source_nb), str(out), parameters=job.parameters, kernel_name="python3",
+        papermill.execute_notebook(str(source_nb), str(out), parameters=job.injected(), kernel_name="python3",
                                    progress_bar=False, cwd=str(cwd), execution_timeout=timeout)
     except papermill.PapermillExecutionError as exc:
         raise NotebookError(f"notebook {job.name} ({job.source}) failed in cell {exc.exec_count}: "

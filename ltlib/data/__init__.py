@@ -1,4 +1,5 @@
-"""Data as LIFT loads it (LIFT_GLA_SPEC A.10, B): manifests, the dataset registry, image datasets, transforms."""
+"""Data as LIFT loads it (book: Method, 'Data lists', 'Test-time crops'): manifests, the dataset registry,
+image datasets, transforms."""
 
 from .datasets import (MANIFEST_ROOT, DatasetConfig, ManifestDataset, SplitSpec, UserManifest, build_split,
                        cache_root, check_split, list_datasets, load_classnames, load_dataset_config,

@@ -1,4 +1,4 @@
-"""Dataset registry and image datasets read through LIFT manifests (LIFT_GLA_SPEC B.1-B.4, A.11)."""
+"""Dataset registry and image datasets read through LIFT manifests (book: Method, 'Data lists', 'Evaluation')."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class SplitSpec:
-    """What one split's manifest must hold (spec B.4); the file is shipped or supplied by the user."""
+    """What one split's manifest must hold (book: Method, 'Data lists'); the file is shipped or supplied by the user."""
 
     name: str                      # train | val | test
     standard_name: str             # the upstream file, e.g. ImageNet_LT_train.txt
@@ -36,7 +36,7 @@ class SplitSpec:
     count_min: int                 # fewest images of any class
     count_max: int                 # most images of any class
     file: str | None = None        # shipped manifest (relative to manifest_dir); None: the user supplies it
-    group_sizes: tuple[int, int, int] | None = None  # many / medium / few classes (spec A.11), train lists
+    group_sizes: tuple[int, int, int] | None = None  # many / medium / few classes of a train list
     lift_blob: str | None = None   # git blob id (or its prefix) of LIFT's copy, to recognise that exact file
     obtain: str = ""               # where the standard file comes from; every error about the file says it
 
@@ -60,14 +60,14 @@ class DatasetConfig:
     title: str                     # display name, e.g. "ImageNet-LT"
     num_classes: int               # C
     manifest_dir: str              # folder of the files below: under data_manifests/, or absolute
-    classnames: str                # canonical class names, one per line in label order (spec B.2)
+    classnames: str                # canonical class names, one per line in label order (book: Method, 'Data lists')
     splits: tuple[SplitSpec, ...]  # train / val / test
-    recipe: str                    # training recipe key in configs/methods (lift | lift_inat, spec A.2)
-    image_layout: str              # what the data root must contain (spec B.4)
+    recipe: str                    # training recipe key in configs/methods (lift | lift_inat)
+    image_layout: str              # what the data root must contain (book: Method, 'Data lists')
     class_folders: str | None = None   # per raw label, its image folder; None: the folder is the raw label
     class_folder_component: int = 1    # index of that folder in the '/'-separated image path
     class_counts: str | None = None    # shipped training counts per class (Places-LT)
-    label_map: str | None = None       # raw label -> LIFT label (iNat2018, spec B.3); None: identity
+    label_map: str | None = None       # raw label -> LIFT label (iNat2018, book: Method, 'Data lists'); None: identity
     notes: str = ""                    # caveats a user must know before training or comparing results
 
     def __post_init__(self) -> None:
@@ -109,13 +109,15 @@ def _config(dataset: str | os.PathLike | DatasetConfig) -> DatasetConfig:
 
 
 def load_classnames(dataset: str | os.PathLike | DatasetConfig) -> tuple[str, ...]:
-    """The C class names in label order (spec B.2), e.g. ``load_classnames("imagenet_lt")[0] == "tench"``."""
+    """The C class names in label order (book: Method, 'Data lists'),
+    e.g. ``load_classnames("imagenet_lt")[0] == "tench"``."""
     config = _config(dataset)
     return read_classnames(config.path(config.classnames), config.num_classes)
 
 
 def load_label_map(dataset: str | os.PathLike | DatasetConfig) -> np.ndarray | None:
-    """[C] int64 map from raw manifest label to LIFT label (iNat2018, spec B.3), or None for identity."""
+    """[C] int64 map from raw manifest label to LIFT label (iNat2018; book: Method, 'Data lists'),
+    or None for identity."""
     config = _config(dataset)
     return None if config.label_map is None else read_label_map(config.path(config.label_map))
 
@@ -272,7 +274,7 @@ def load_split(dataset: str | os.PathLike | DatasetConfig, split: str,
 
 # --------------------------------------------------------------------------- images
 class ManifestDataset(Dataset):
-    """Images listed in a manifest, returned as ``(transform(image), label)`` (spec B.1)."""
+    """Images listed in a manifest, returned as ``(transform(image), label)`` (book: Method, 'Data lists')."""
 
     def __init__(self, manifest: Manifest, data_root: str | os.PathLike,
                  transform: Callable[[Image.Image], Any] | None = None, *,

@@ -1,4 +1,4 @@
-"""A tiny long-tailed image dataset on disk, in LIFT's layout and manifest format (LIFT_GLA_SPEC B.1, B.4).
+"""A tiny long-tailed image dataset on disk, in LIFT's layout and manifest format (book: Method, 'Data lists').
 
 Each class has its own hue and stripe orientation, so a model can learn it from a few images; used by
 end-to-end tests and benchmarks of the real loaders.

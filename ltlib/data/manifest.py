@@ -1,4 +1,4 @@
-"""LIFT split manifests (LIFT_GLA_SPEC B.1-B.4): reading, class names and counts, checks and checksums."""
+"""LIFT split manifests (book: Method, 'Data lists'): reading, class names and counts, checks and checksums."""
 
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ from ..storage import atomic_path, write_text
 SHA256SUMS = "SHA256SUMS"
 _GZIP_MAGIC = b"\x1f\x8b"
 _INTEGER = re.compile(r"-?[0-9]+")
-# D-group thresholds of spec A.11 (OLTR convention): many n > 100, medium 20 <= n <= 100, few n < 20.
+# D-group thresholds of book: Method, 'Evaluation' (OLTR convention): many n > 100, medium 20 <= n <= 100, few n < 20.
 MANY_ABOVE, FEW_BELOW = 100, 20
 
 
 @dataclass(frozen=True, eq=False)
 class Manifest:
-    """A parsed manifest: one image per line, ``"<relative/path> <label>"`` (spec B.1).
+    """A parsed manifest: one image per line, ``"<relative/path> <label>"`` (book: Method, 'Data lists').
 
     Attributes:
         source: the file it was read from; every error names it.
@@ -44,7 +44,7 @@ class Manifest:
         return len(self.paths)
 
     def remapped(self, label_map: np.ndarray) -> Manifest:
-        """The same images with labels ``label_map[labels]`` (iNat's LIFT labels, spec B.3).
+        """The same images with labels ``label_map[labels]`` (iNat's LIFT labels, book: Method, 'Data lists').
 
         Args:
             label_map: [num_classes] int64, a permutation of ``0..num_classes-1``.
@@ -90,7 +90,7 @@ def read_bytes(path: str | os.PathLike) -> bytes:
 
 
 def read_manifest(path: str | os.PathLike, num_classes: int | None = None) -> Manifest:
-    """Read a LIFT manifest: each line is exactly ``"<relative/path> <integer label>"`` (spec B.1).
+    """Read a LIFT manifest: each line is exactly ``"<relative/path> <integer label>"`` (book: Method, 'Data lists').
 
     Args:
         path: the manifest, plain text or gzip.
@@ -125,7 +125,7 @@ def _parse(lines: list[str], path: Path) -> tuple[tuple[str, ...], np.ndarray]:
 
 
 def read_classnames(path: str | os.PathLike, num_classes: int | None = None) -> tuple[str, ...]:
-    """Read a canonical class-names file: one name per line, line ``j + 1`` naming label ``j`` (spec B.2).
+    """Read a canonical class-names file: one name per line, line ``j + 1`` naming label ``j``.
 
     Args:
         path: plain text or gzip.
@@ -160,7 +160,7 @@ def read_class_counts(path: str | os.PathLike, num_classes: int | None = None) -
 
 
 def class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Training counts n_j per class (LIFT's ``cls_num_list``, spec B.1).
+    """Training counts n_j per class (LIFT's ``cls_num_list``, book: Method, 'Data lists').
 
     Args:
         labels: [N] integer labels in ``[0, num_classes)``.
@@ -175,7 +175,8 @@ def class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def group_sizes(counts: np.ndarray) -> tuple[int, int, int]:
-    """Number of many / medium / few classes for training counts ``counts`` [C] (spec A.11 thresholds)."""
+    """Number of many / medium / few classes for training counts ``counts`` [C]
+    (thresholds: book: Method, 'Groups')."""
     counts = np.asarray(counts)
     many, few = int((counts > MANY_ABOVE).sum()), int((counts < FEW_BELOW).sum())
     return many, len(counts) - many - few, few
@@ -183,7 +184,7 @@ def group_sizes(counts: np.ndarray) -> tuple[int, int, int]:
 
 # --------------------------------------------------------------------------- checks
 def check_all_classes_present(manifest: Manifest) -> np.ndarray:
-    """Require every label ``0..C-1`` on at least one line (LIFT's class counts assume it, spec B.1/A.11).
+    """Require every label ``0..C-1`` on at least one line (LIFT's class counts assume it; book: Method, 'Data lists').
 
     Returns:
         [C] int64 class counts.
@@ -264,7 +265,7 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def git_blob_id(path: str | os.PathLike) -> str:
-    """The git object id of a file's (decompressed) text, to recognise LIFT's exact copy (spec B.4)."""
+    """The git object id of a file's (decompressed) text, to recognise LIFT's exact copy."""
     data = read_bytes(path)
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
@@ -293,7 +294,7 @@ def verify_sha256sums(folder: str | os.PathLike) -> None:
 
 # --------------------------------------------------------------------------- LIFT class names and labels
 def lift_classname(line: str) -> str:
-    """LIFT's class name from a ``classnames.txt`` line: everything after the first space (spec B.2).
+    """LIFT's class name from a ``classnames.txt`` line: everything after the first space (book: Method, 'Data lists').
 
     ImageNet-LT lines are ``"<wnid> <name words>"``, Places-LT lines ``"<folder> <folder>"``.
     """
@@ -301,7 +302,7 @@ def lift_classname(line: str) -> str:
 
 
 def inat_lift_labels(categories: Sequence[dict], key: str = "name") -> tuple[tuple[str, ...], np.ndarray]:
-    """LIFT's iNat2018 labels (spec B.3): the rank of ``categories[id][key]`` among the sorted names.
+    """LIFT's iNat2018 labels (book: Method, 'Data lists'): the rank of ``categories[id][key]`` among the sorted names.
 
     Args:
         categories: iNat ``categories.json``, a list whose index equals each entry's ``id``.
@@ -334,11 +335,11 @@ def read_label_map(path: str | os.PathLike) -> np.ndarray:
 
 
 def write_inat_manifest(annotations_json: str | os.PathLike, out_path: str | os.PathLike) -> Path:
-    """Write a LIFT-format manifest from an official iNat2018 annotation file (spec B.4).
+    """Write a LIFT-format manifest from an official iNat2018 annotation file (book: Method, 'Data lists').
 
     One line per image, in the file's image order: ``"<file_name> <category_id>"``; ``file_name``
     already reads ``train_val2018/<supercategory>/<category_id>/<hash>.jpg``. Labels stay the official
-    category ids; loading applies LIFT's remap (spec B.3).
+    category ids; loading applies LIFT's remap (book: Method, 'Data lists').
 
     Args:
         annotations_json: ``train2018.json`` (or ``val2018.json``).
@@ -358,7 +359,7 @@ def _gzip(text: str) -> bytes:
 
 # --------------------------------------------------------------------------- the shipped files
 def build_public_manifests(source_root: str | os.PathLike, out_root: str | os.PathLike) -> list[Path]:
-    """Rebuild ``data_manifests/`` from gzipped copies of LIFT's split files (spec B.4).
+    """Rebuild ``data_manifests/`` from gzipped copies of LIFT's split files (book: Method, 'Data lists').
 
     Split lists and ``categories.json`` are copied byte for byte; the canonical class names, class
     folders, Places-LT class counts and the iNat label map are derived; each folder gets SHA256SUMS.

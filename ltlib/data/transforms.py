@@ -1,4 +1,5 @@
-"""LIFT's image transforms (LIFT_GLA_SPEC A.10): CLIP normalisation, train augmentation, test crops and TTE."""
+"""LIFT's image transforms (book: Method, 'Test-time crops'): CLIP normalisation, train augmentation, test
+crops and TTE."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from ..errors import ConfigError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-# LIFT keeps torchvision's default bilinear resampling, not CLIP's bicubic (spec A.10).
+# LIFT keeps torchvision's default bilinear resampling, not CLIP's bicubic (book: Method, 'Test-time crops').
 _BILINEAR = InterpolationMode.BILINEAR
 
 
 def train_transform(resolution: int = 224, mean: Sequence[float] = CLIP_MEAN,
                     std: Sequence[float] = CLIP_STD) -> T.Compose:
-    """LIFT's training augmentation (spec A.10).
+    """LIFT's training augmentation (book: Method, 'Test-time crops').
 
     RandomResizedCrop(resolution, scale (0.08, 1), ratio (3/4, 4/3), bilinear), RandomHorizontalFlip(0.5),
     ToTensor, Normalize. Randomness comes from torch's global generator, so seeding it per sample
@@ -42,7 +43,7 @@ def train_transform(resolution: int = 224, mean: Sequence[float] = CLIP_MEAN,
 
 def test_transform(resolution: int = 224, tte: bool = False, expand: int = 24,
                    mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD) -> T.Compose:
-    """LIFT's evaluation crops, with a leading crop axis (spec A.10, check D10).
+    """LIFT's evaluation crops, with a leading crop axis (book: Method, 'Test-time crops').
 
     Without TTE: Resize(resolution·8//7) of the shorter side, CenterCrop(resolution) → [1, 3, H, W].
     With TTE (five-crop): Resize(resolution + expand), FiveCrop(resolution) → [5, 3, H, W] in the order
@@ -52,7 +53,7 @@ def test_transform(resolution: int = 224, tte: bool = False, expand: int = 24,
     Args:
         resolution: crop side H = W.
         tte: five-crop test-time ensembling.
-        expand: margin added before five-crop (24 for ViT-B/16, spec A.2).
+        expand: margin added before five-crop (24 for ViT-B/16, book: Method, 'Optimisation').
         mean, std: per-channel normalisation.
     Returns:
         A transform mapping a PIL RGB image to a [K, 3, resolution, resolution] float32 tensor, K = 5 or 1.
@@ -87,7 +88,7 @@ def five_crop_boxes(width: int, height: int, size: int) -> tuple[tuple[int, int,
     """The (left, top, right, bottom) boxes of torchvision's FiveCrop on a width × height image.
 
     Order: top-left, top-right, bottom-left, bottom-right, centre; the centre starts at
-    round((H − size)/2), round((W − size)/2) (spec D10: 330×248 with size 224 gives the centre box
+    round((H − size)/2), round((W − size)/2) (a 330×248 image with size 224 gives the centre box
     (53, 12, 277, 236)).
     """
     if size > min(width, height):

@@ -1,4 +1,4 @@
-"""The mini world (MINIWORLD.md): a generative world of two-part objects with our own pre-trained mini CLIPs.
+"""The mini world (book: The mini world): a generative world of two-part objects with our own pre-trained mini CLIPs.
 
 ``load_world("default")`` gives a :class:`World`: ``.backbone(name)`` (pre-trained, cached on disk),
 ``.true_prior(name)``, ``.part_bias(name)``, ``.task(order=..., seed=...)``, ``.confounder_study()``,
@@ -6,7 +6,7 @@
 every model in parallel processes. Modules: ``generator`` (renderer), ``names`` (class and part words),
 ``captions`` and ``corpora`` (pre-training data), ``pretrain`` (contrastive training), ``model_cache``
 (disk cache), ``tasks`` (downstream data), ``confounder`` and ``cnn`` (the confounder study),
-``diagnostics`` (checks against the ground truth), ``config``, ``seeds``, ``threads``.
+``diagnostics`` (checks against the ground truth), ``config``, ``seeds``.
 The world's design decisions and their measured reasons are in ``ltlib/configs/worlds/default.yaml``.
 """
 

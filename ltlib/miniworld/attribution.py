@@ -1,4 +1,5 @@
-"""Which part of an object a classifier relies on (PAPER.md item 5, Fig. 4/10): saliency and occlusion vs part masks.
+"""Which part of an object a classifier relies on (the paper's Fig. 4/10; book: Mini world, decision 9): saliency
+and occlusion vs part masks.
 
 The paper shows attention heat-maps of three foundation models on a few birds and reads off that each
 relies on a different part (its *incomplete semantic factor* C). Where head and body masks are known (the

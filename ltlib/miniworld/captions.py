@@ -1,4 +1,4 @@
-"""Captions of pre-training images: class names, visible-part words, templates (MINIWORLD.md property 5)."""
+"""Captions of pre-training images: class names, visible-part words, templates (book: Mini world, item 5)."""
 
 from __future__ import annotations
 

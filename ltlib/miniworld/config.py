@@ -1,4 +1,4 @@
-"""World configuration (MINIWORLD.md): frozen dataclasses loaded from ``ltlib/configs/worlds/<key>.yaml``.
+"""World configuration (book: The mini world): frozen dataclasses loaded from ``ltlib/configs/worlds/<key>.yaml``.
 
 A world file has one section per dataclass below; every field has a default, so a file states only what
 it changes. ``load_world_config("default")`` returns a :class:`WorldConfig`; the sections that shape a
@@ -19,7 +19,7 @@ from ..errors import ConfigError
 
 @dataclass(frozen=True)
 class PartsConfig:
-    """The Latin square of part types (MINIWORLD.md property 1): K = num_part_types · group_size."""
+    """The Latin square of part types (book: Mini world, item 1): K = num_part_types · group_size."""
 
     num_part_types: int = 10  # T head types and T body types
     group_size: int = 4  # G classes share each head type (and each body type)
@@ -27,7 +27,7 @@ class PartsConfig:
 
 @dataclass(frozen=True)
 class RenderConfig:
-    """Nuisance variation of the renderer (MINIWORLD.md property 3); sizes in pixels.
+    """Nuisance variation of the renderer (book: Mini world, item 3); sizes in pixels.
 
     Ranges are ``(low, high)`` of a uniform draw per image.
     """
@@ -47,7 +47,7 @@ class RenderConfig:
 
 @dataclass(frozen=True)
 class CaptionConfig:
-    """How a pre-training image is captioned (MINIWORLD.md property 5; the choice is argued in the YAML).
+    """How a pre-training image is captioned (book: Mini world, item 5; the choice is argued in the YAML).
 
     Each caption names the class with probability ``name_rate`` and, independently, describes the
     part that is visible (e.g. "striped round head") with probability ``part_rate``; the words fill a
@@ -61,7 +61,7 @@ class CaptionConfig:
 
 @dataclass(frozen=True)
 class CorpusConfig:
-    """Pre-training corpora (MINIWORLD.md property 5): size and the shape of the label priors π_m."""
+    """Pre-training corpora (book: Mini world, item 5): size and the shape of the label priors π_m."""
 
     num_images: int = 24000  # images per foundation model's corpus
     profile: str = "exponential"  # π by rank: "exponential" (log-linear) or "zipf"
@@ -82,7 +82,7 @@ class FoundationModelConfig:
 
 @dataclass(frozen=True)
 class ArchitectureConfig:
-    """A tiny open_clip CLIP: ViT image tower and causal text tower (TOOLING.md, "open_clip offline")."""
+    """A tiny open_clip CLIP: ViT image tower and causal text tower (book: Mini world, item 5)."""
 
     embed_dim: int = 64  # joint image-text space
     patch_size: int = 8  # 32 px → 4×4 patches + CLS; patch 4 learned less per CPU-second (worlds/default.yaml)
@@ -106,12 +106,12 @@ class PretrainConfig:
     weight_decay: float = 0.1  # on matrices and embeddings only (see pretrain.param_groups)
     warmup_fraction: float = 0.1
     seed: int = 0
-    threads: int = 1  # torch threads while training (see ltlib.miniworld.threads): fixed, so in the cache key
+    threads: int = 1  # torch threads while training (see ltlib.parallel.torch_threads): fixed, so in the cache key
 
 
 @dataclass(frozen=True)
 class TaskConfig:
-    """Downstream long-tailed tasks (MINIWORLD.md property 6; OLTR groups, spec A.11)."""
+    """Downstream long-tailed tasks (book: Mini world, item 6; OLTR groups, book: Method, 'Evaluation')."""
 
     max_count: int = 500  # n of the most frequent downstream class
     imbalance_ratio: float = 100.0  # n_max / n_min of the exponential profile
@@ -124,7 +124,7 @@ class TaskConfig:
 
 @dataclass(frozen=True)
 class ConfounderConfig:
-    """The synthetic confounder study (MINIWORLD.md property 7; PAPER.md Fig. 12)."""
+    """The synthetic confounder study (book: Mini world, item 7; the paper's Fig. 12)."""
 
     classes: tuple[int, ...] = (0, 1, 2, 3, 4, 5)  # 6 classes as in the paper, with distinct heads and bodies
     train_per_class: int = 100  # A_train: 50 per factor per class (paper)

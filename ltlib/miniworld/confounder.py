@@ -1,4 +1,4 @@
-"""The synthetic confounder study, done with a known generator (MINIWORLD.md property 7; PAPER.md Fig. 12).
+"""The synthetic confounder study, done with a known generator (book: Mini world, item 7; the paper's Fig. 12).
 
 The study's classes form a *part cycle* (:func:`check_part_cycle`): listed in order, consecutive classes
 (and the last and the first) share a head or a body type, and every head and body type occurs in exactly

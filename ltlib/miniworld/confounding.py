@@ -1,4 +1,5 @@
-"""The synthetic confounder study (PAPER.md Fig. 12; MINIWORLD.md item 7): from-scratch CNNs, adjustments, verdicts.
+"""The synthetic confounder study (the paper's Fig. 12; book: Mini world, item 7): from-scratch CNNs,
+adjustments, verdicts.
 
 Every CNN of the study is a :class:`Fit`: trained from random weights on one training design of
 ``ltlib.miniworld.confounder`` (or fine-tuned from another fit), then evaluated on every test set. The
@@ -38,10 +39,10 @@ from .config import WorldConfig
 from .confounder import TEST_SETS, TRAIN_SETS, part_partners, propensities, render_study_split
 from .generator import build_layout
 from .tasks import WorldImages
-from .threads import torch_threads
+from ..parallel import torch_threads
 from ..parallel import run_parallel
 from ..recipes import TrainConfig, load_recipe
-from ..results import ResultsTable, format_mean_sd, mean_ci
+from ..results import ResultsTable, format_mean_sd, interval_side, mean_ci
 
 FIT_KINDS = ("plain", "c_input")
 C_GROUPS = {0: "head-dominant", 1: "body-dominant"}
@@ -192,7 +193,7 @@ def train_fit(job: StudyJob, fit: Fit, init: Mapping[str, torch.Tensor] | None) 
     """Train one fit of ``job`` (from ``init`` weights if given) and evaluate it on its test sets.
 
     Runs on one torch thread whatever the caller's setting: faster for these tiny models (see
-    ``ltlib.miniworld.threads``) and the same numbers in a worker process, a test or a notebook.
+    ``ltlib.parallel.torch_threads``) and the same numbers in a worker process, a test or a notebook.
     """
     with torch_threads(1):
         return _train_fit(job, fit, init)
@@ -433,7 +434,8 @@ def contrast_values(frame: pd.DataFrame, contrast: Contrast) -> pd.Series:
 
 
 def verdict(values: Sequence[float], expected: int, level: float = 0.95) -> str:
-    """What per-seed differences say about a claim of sign ``expected``, from their t-interval.
+    """What per-seed differences say about a claim of sign ``expected``, from their t-interval
+    (``ltlib.results.interval_side``, the rule the reproduction report applies too).
 
     Returns:
         For a signed claim: ``"supported"`` (the interval excludes 0 on the claimed side),
@@ -441,14 +443,14 @@ def verdict(values: Sequence[float], expected: int, level: float = 0.95) -> str:
         difference: ``"no difference detected"`` (the interval contains 0) or ``"contradicted"``.
         A single seed is always ``"inconclusive"``.
     """
-    _, _, low, high, n = mean_ci(values, level)
-    if n < 2:
+    side, _ = interval_side(values, level)
+    if side in ("single", "none"):
         return "inconclusive"
     if expected == 0:
-        return "no difference detected" if low <= 0 <= high else "contradicted"
-    if low > 0 or high < 0:
-        return "supported" if (low > 0) == (expected > 0) else "contradicted"
-    return "inconclusive"
+        return "no difference detected" if side == "contains" else "contradicted"
+    if side == "contains":
+        return "inconclusive"
+    return "supported" if (side == "above") == (expected > 0) else "contradicted"
 
 
 def contrast_table(frame: pd.DataFrame, contrasts: Sequence[Contrast]) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Pre-training corpora with known label prior π_m and part bias P_m(C) (MINIWORLD.md property 5)."""
+"""Pre-training corpora with known label prior π_m and part bias P_m(C) (book: Mini world, item 5)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""Checks of the mini world against its ground truth (MINIWORLD.md, "What the mini world must let the book show").
+"""Checks of the mini world against its ground truth (book: The mini world; the executed page 00).
 
-- :func:`structure_probe`: one part alone narrows the class to its group (MINIWORLD.md property 1);
+- :func:`structure_probe`: one part alone narrows the class to its group (book: Mini world, item 1);
 - :func:`zero_shot_accuracy`: zero-shot accuracy overall, by part visibility C and per class;
 - :func:`parameter_imbalance`: per-class zero-shot accuracy vs π_m, controlled for class difficulty
   with the uniform-prior reference model (the prototype's finding: raw correlations are confounded);
 - :func:`prior_recovery`: GLA's P̂_P (``ltlib.priors``, both solvers) vs the true π_m;
-- :func:`part_attribution`: which part a model relies on (PAPER.md Fig. 4/10, ``ltlib.miniworld.attribution``), on
+- :func:`part_attribution`: which part a model relies on (the paper's Fig. 4/10, ``ltlib.miniworld.attribution``), on
   the world's images or on :func:`unoccluded_images`, where both parts are in full view;
 - the world itself: :func:`latin_square`, :func:`part_neighbours`, :func:`example_renders`,
   :func:`generation_check` (throughput, determinism) and :func:`pretraining_record` (the cache's record
@@ -33,7 +33,7 @@ from .attribution import PartAttribution, attribute
 from ..backbones import Backbone
 from ..heads import ZeroShotClassifier
 from ..metrics import per_class_accuracy
-from ..priors import fit_prior
+from ..priors import fit_prior, prior_agreement
 from .generator import Renders, render
 from .names import VISIBILITY, part_words
 from .seeds import derive_seed
@@ -44,7 +44,8 @@ Features = Callable[[torch.Tensor], np.ndarray]  # normalised images [N,3,S,S] �
 
 
 def backbone_features(backbone: Backbone, batch_size: int = 1000) -> Features:
-    """The backbone's classifier-input features (``ln_post`` of CLS, spec A.3) as a :data:`Features`."""
+    """The backbone's classifier-input features (``ln_post`` of CLS; book: Method, 'Backbones')
+    as a :data:`Features`."""
     @torch.no_grad()
     def features(images: torch.Tensor) -> np.ndarray:
         return torch.cat([backbone.image_features(images[i:i + batch_size])
@@ -254,21 +255,14 @@ def prior_recovery(world: World, name: str, solver: str = "exact", split: str = 
     """Estimate π_m from zero-shot logits on the class-balanced ``split`` with GLA and compare with the truth."""
     fit = fit_prior(zero_shot_logits(world, name, split), world.split(split).labels.numpy(), solver=solver)
     truth = world.true_prior(name)
-    rho, p = spearmanr(fit.prior, truth)
-    return PriorRecovery(name, solver, fit.prior, truth, float(rho), float(p), kl_divergence(truth, fit.prior),
-                         kl_divergence(truth, np.full_like(truth, 1.0 / len(truth))), fit.temperature)
-
-
-def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
-    """KL(p ‖ q) = Σ p log(p/q) in nats, for strictly positive q; terms with p = 0 count 0."""
-    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
-    mask = p > 0
-    return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
+    agree = prior_agreement(fit.prior, truth)
+    return PriorRecovery(name, solver, fit.prior, truth, agree["spearman"], agree["spearman_p"], agree["kl"],
+                         agree["kl_uniform"], fit.temperature)
 
 
 # --------------------------------------------------------------------------- the world itself
 def latin_square(world: World) -> pd.DataFrame:
-    """The part structure (MINIWORLD.md property 1) as a head-type × body-type grid of class names.
+    """The part structure (book: Mini world, item 1) as a head-type × body-type grid of class names.
 
     Returns:
         T × T frame, rows ``"<head words>"``, columns ``"<body words>"``; a cell holds the class with that
@@ -303,7 +297,7 @@ def example_renders(world: World, classes: Sequence[int], seed: int = 0) -> Rend
 
 @dataclass(frozen=True)
 class GenerationCheck:
-    """Renderer throughput and determinism (MINIWORLD.md property 8).
+    """Renderer throughput and determinism (book: Mini world, item 8).
 
     Attributes:
         num_images, seconds, images_per_second: one timed render of a class-balanced batch (one thread).
@@ -398,7 +392,7 @@ def unoccluded_images(world: World, per_class: int = 10, seed: int = 0) -> World
 
 @dataclass(frozen=True)
 class ModelAttribution:
-    """Part attribution of one model's zero-shot classifier on one image set (PAPER.md Fig. 4/10).
+    """Part attribution of one model's zero-shot classifier on one image set (the paper's Fig. 4/10).
 
     Attributes:
         model: the model; images: the image set's name (``"unoccluded"``, ``"test"``); seed: its seed;
@@ -453,6 +447,35 @@ def part_attribution(world: World, name: str, data: WorldImages, images: str, se
     tensors, labels = data.tensors()
     attribution = attribute(zero_shot_classifier(world, name), tensors, data.masks, labels, batch_size=batch_size)
     return ModelAttribution(name, images, seed, attribution, data.visibility.numpy(), by_visibility)
+
+
+def zero_shot_follows_bias(world: World, accuracy: pd.DataFrame) -> tuple[int, int]:
+    """How many part-biased foundation models are more accurate zero-shot when their corpus's favoured part
+    is the visible one.
+
+    Args:
+        accuracy: zero-shot accuracy (%), index = model names, columns ``head`` and ``body`` (the visible part).
+    Returns:
+        (models that follow their bias, models whose corpus favours one part: P_m(C = head) ≠ 0.5).
+    """
+    biased = [name for name in world.model_names if world.part_bias(name) != 0.5]
+    follows = [np.sign(accuracy.loc[n, "head"] - accuracy.loc[n, "body"]) == np.sign(world.part_bias(n) - 0.5)
+               for n in biased]
+    return int(sum(follows)), len(biased)
+
+
+def reliance_verdict(world: World, head_reliance: pd.Series) -> str:
+    """The Fig. 4 analogue's reading: whether ordering the foundation models by head reliance (occlusion,
+    index = model names) gives the ordering of their corpora's part bias P_m(C = head)."""
+    names = list(world.model_names)
+    matches = bool((np.argsort(head_reliance[names].to_numpy()) ==
+                    np.argsort([world.part_bias(n) for n in names])).all())
+    if matches:
+        return ("The ordering of the foundation models by head reliance **is** the ordering of their corpora's part"
+                " bias: the part a model relies on follows what its pre-training data showed, the paper's"
+                " incomplete semantic factor made measurable.")
+    return ("The ordering of the foundation models by head reliance is **not** the ordering of their corpora's part"
+            " bias: in this world the corpus does not set the part a model relies on.")
 
 
 # --------------------------------------------------------------------------- tidy rows for ResultsTable

@@ -64,7 +64,8 @@ def run_mini_grid(jobs: Iterable[MiniJob], runs_root: str | Path, workers: int |
     return pd.DataFrame(rows, columns=list(INDEX_COLUMNS))
 
 
-def grid(world: str, backbones: Sequence[str], methods: Sequence[str], seeds: Sequence[int], **keys: Any) -> list[MiniJob]:
+def grid(world: str, backbones: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
+         **keys: Any) -> list[MiniJob]:
     """The product backbones × methods × seeds (task seed = training seed unless given in ``keys``)."""
     return [MiniJob(world, b, m, seed=s, **{"task_seed": s, **keys})
             for b in backbones for m in methods for s in seeds]
@@ -95,7 +96,7 @@ def _run_job(args: tuple[MiniJob, str, str | None]) -> str:
     task = _task(job.world, cache_root, job.order, job.task_seed, job.relative_to)
     recipe = load_recipe(job.recipe, **dict(job.overrides))
     prior = None
-    if job.method == "GLA-Train":  # GLA-Train adds log P̂_P, estimated from the zero-shot run (spec F)
+    if job.method == "GLA-Train":  # GLA-Train adds log P̂_P, estimated from the zero-shot run (book: Method, 'Losses')
         zero_shot = run_stage1(RunSpec(task.key, job.backbone, "zeroshot", 0, recipe), task, world.backbone,
                                runs_root, progress=False)
         prior = estimate_run_prior(zero_shot)

@@ -1,4 +1,4 @@
-"""Vectorised, seeded renderer of two-part objects with a part-visibility variable C (MINIWORLD.md 1–3, 8).
+"""Vectorised, seeded renderer of two-part objects with a part-visibility variable C (book: Mini world, items 1–3, 8).
 
 Every class is an object with a *head* and a *body*. Head and body types are assigned to classes in a
 Latin-square pattern (``build_layout``), so either part alone narrows the class to a group of
@@ -22,7 +22,7 @@ import torch
 from ..errors import ConfigError
 from .config import RenderConfig
 from .names import BODY_SHAPES, CLASS_NAMES, HEAD_SHAPES, MAX_PART_TYPES
-from .threads import torch_threads
+from ..parallel import torch_threads
 
 CHUNK = 256  # images rendered at once; fixed so that the noise stream does not depend on N
 PARTS = ("both", "head", "body")
@@ -30,7 +30,7 @@ PARTS = ("both", "head", "body")
 
 @dataclass(frozen=True)
 class PartLayout:
-    """Latin-square assignment of part types to classes (MINIWORLD.md property 1).
+    """Latin-square assignment of part types to classes (book: Mini world, item 1).
 
     Class ``k = g * T + h`` (group ``g < G``, ``h < T``) has head type ``h`` and body type ``(h + g) % T``,
     so each head type is shared by the G classes of one column and each body type by G classes whose

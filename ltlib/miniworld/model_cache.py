@@ -1,4 +1,4 @@
-"""Disk cache of pre-trained mini foundation models, keyed by their full config (MINIWORLD.md property 8).
+"""Disk cache of pre-trained mini foundation models, keyed by their full config (book: Mini world, item 8).
 
 Layout: ``<root>/miniworld/<model name>-<key hash>/`` with
 

@@ -1,4 +1,4 @@
-"""Readable class names and part words of the mini world (MINIWORLD.md property 4).
+"""Readable class names and part words of the mini world (book: Mini world, item 4).
 
 The class names are invented words, so that no name carries a meaning a reader (or a pre-trained text
 encoder) would bring along. They were chosen so that, under open_clip's BPE tokenizer, every name is at
@@ -26,7 +26,7 @@ HEAD_PATTERNS: tuple[str, ...] = ("plain", "striped")
 BODY_PATTERNS: tuple[str, ...] = ("plain", "checkered")
 MAX_PART_TYPES = len(HEAD_SHAPES) * len(HEAD_PATTERNS)
 
-# Values of the part-visibility variable C (MINIWORLD.md property 2).
+# Values of the part-visibility variable C (book: Mini world, item 2).
 VISIBILITY: tuple[str, ...] = ("head", "body")
 HEAD_DOMINANT, BODY_DOMINANT = 0, 1
 

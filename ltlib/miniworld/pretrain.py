@@ -1,4 +1,4 @@
-"""Contrastive pre-training of tiny open_clip CLIPs on a mini-world corpus (MINIWORLD.md property 5).
+"""Contrastive pre-training of tiny open_clip CLIPs on a mini-world corpus (book: Mini world, item 5).
 
 The model is a genuine ``open_clip.model.CLIP`` (ViT image tower, causal text tower, the real BPE
 tokenizer) trained with ``open_clip.ClipLoss``; the result plugs into ``ltlib.backbones`` through
@@ -20,7 +20,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from ..errors import ConfigError
 from .config import ArchitectureConfig, PretrainConfig
 from .corpora import Corpus
-from .threads import torch_threads
+from ..parallel import torch_threads
 
 
 def open_clip_config(arch: ArchitectureConfig, image_size: int) -> dict[str, Any]:
@@ -85,7 +85,7 @@ def pretrain(corpus: Corpus, model_config: dict[str, Any], config: PretrainConfi
     Each step takes a full batch of B image–caption pairs (seeded permutation per epoch); the text
     tower encodes each distinct caption of the batch once. Loss: ``open_clip.ClipLoss`` (symmetric
     InfoNCE); the logit scale is clamped to ≤ 100 after each step, as open_clip does. Runs with
-    ``config.threads`` torch threads (``ltlib.miniworld.threads``).
+    ``config.threads`` torch threads (``ltlib.parallel.torch_threads``).
 
     Args:
         corpus: images, captions; model_config: :func:`open_clip_config`; config: optimisation.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 
-import numpy as np
+from ..seeding import mix_seed
 
 
 def derive_seed(world_seed: int, purpose: str, *values: int) -> int:
@@ -16,7 +16,7 @@ def derive_seed(world_seed: int, purpose: str, *values: int) -> int:
             Python's per-process string hashing).
         *values: further integers (a task seed, a split index).
     Returns:
-        int in [0, 2**63).
+        int in [0, 2**63): ``ltlib.seeding.mix_seed(world_seed, crc32(purpose), *values)``, the one seed
+        mixer of the package.
     """
-    entropy = [int(world_seed), zlib.crc32(purpose.encode("utf-8")), *(int(v) for v in values)]
-    return int(np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32).view(np.uint64)[0] >> 1)
+    return mix_seed(world_seed, zlib.crc32(purpose.encode("utf-8")), *values)

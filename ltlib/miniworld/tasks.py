@@ -1,4 +1,4 @@
-"""Downstream long-tailed tasks of the mini world (MINIWORLD.md property 6; PAPER.md Tab. 13 scenarios).
+"""Downstream long-tailed tasks of the mini world (book: Mini world, item 6; the paper's Tab. 13 scenarios).
 
 A task has a long-tailed training split (exponential profile P_S, imbalance ratio ρ), a class-balanced
 validation split (GLA estimation, kNN bank) and a class-balanced test split. Its class order relative to

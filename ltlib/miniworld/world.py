@@ -1,12 +1,10 @@
-"""The mini world as one object (MINIWORLD.md): ``load_world("default")`` → backbones, true priors, tasks."""
+"""The mini world as one object (book: The mini world): ``load_world("default")`` → backbones, true priors, tasks."""
 
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from ..backbones import Backbone, BackboneSpec, build_backbone, register_arch, register_backbone
 from ..errors import ConfigError
 from ..metrics import d_groups
+from ..parallel import run_parallel
 from ..phases import phase
 from ..provenance import config_hash, run_record, to_plain
 from ..tasks import Task
@@ -30,7 +29,7 @@ from .pretrain import open_clip_config, pretrain
 from .seeds import derive_seed
 from .tasks import WorldImages, balanced_split, split_by_fraction, train_counts
 
-TEMPLATE = "a photo of a {}."  # the zero-shot / head-init prompt of every mini model (spec A.7)
+TEMPLATE = "a photo of a {}."  # the zero-shot / head-init prompt of every mini model (book: Method, 'Cosine head')
 SPLITS = ("val", "test")
 CONSENSUS = "consensus"  # relative_to value: the foundation models' joint popularity order
 
@@ -159,10 +158,9 @@ class World:
         names = list(names) if names is not None else [*self.model_names, self.reference_name]
         missing = [n for n in names if not is_complete(entry_dir(n, self.model_key(n), self.cache_root))]
         workers = min(len(missing), workers or os.cpu_count() or 1)
-        if workers > 1:
-            # spawn, not fork: a forked child would inherit torch's OpenMP state and can hang
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                list(pool.map(_pretrain_in_worker, [(self.config, self.cache_root, self.progress, n) for n in missing]))
+        if workers > 1:  # else each model trains below, in this process
+            run_parallel(_pretrain_in_worker, [(self.config, self.cache_root, self.progress, n) for n in missing],
+                         workers)
         return {n: self.pretrained(n) for n in names}
 
     def backbone(self, name: str) -> Backbone:
@@ -229,7 +227,7 @@ class World:
         """A downstream long-tailed task (``ltlib.tasks.Task``) of this world.
 
         Args:
-            order: ``independent`` / ``consistent`` / ``reverse`` / ``balanced`` (PAPER.md Tab. 13), or an
+            order: ``independent`` / ``consistent`` / ``reverse`` / ``balanced`` (the paper's Tab. 13), or an
                 explicit permutation (downstream rank → class).
             seed: draws the independent order and the training images.
             relative_to: the foundation model whose π_m ``consistent`` / ``reverse`` follow (default: the first),
@@ -256,7 +254,7 @@ class World:
                     {s: self.split(s) for s in SPLITS}, info)
 
     def confounder_study(self, seed: int = 0) -> ConfounderStudy:
-        """The datasets of the confounder study (MINIWORLD.md property 7)."""
+        """The datasets of the confounder study (book: Mini world, item 7)."""
         return build_confounder_study(self.layout, self.config.render, self.config.confounder, self.mean, self.std,
                                       self.config.seed, seed)
 

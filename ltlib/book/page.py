@@ -1,0 +1,116 @@
+"""One call sets a notebook page up: its parameters, threads, world or dataset, study and results table.
+
+A page's parameters cell holds the plan setting (``notebooks/plan.yaml``) and the ``overrides`` the runner
+injects; :func:`open_page` resolves them and returns a :class:`Page`, so that every notebook starts with
+the same two lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from ..results import ResultsTable
+from .runner import load_plan
+
+# What each page opens beyond its parameters: the run grid of its study (``ltlib.miniworld.experiments``),
+# the mini world itself, or its config alone (the confounder study trains its own CNNs).
+STUDY_PAGES = {"01_imbalance": "imbalance_jobs", "03_main_tables": "main_table_jobs"}
+WORLD_PAGES = ("00_miniworld",)
+WORLD_CONFIG_PAGES = ("02_confounder",)
+TABLE_PAGES = ("00_miniworld", "01_imbalance", "02_confounder", "03_main_tables")
+
+
+@dataclass(frozen=True, eq=False)
+class Page:
+    """A notebook page's context.
+
+    Attributes:
+        notebook: its name; setting: the plan setting; parameters: the resolved plan parameters (scale, world,
+            dataset, seeds, out_dir, runs_root).
+        study: the ``ltlib.miniworld.experiments.Study`` of a study page (runs trained or reused), else None.
+        world: the mini ``World`` (study pages at mini scale and the world page), else None.
+        world_config: the mini world's ``WorldConfig`` (mini scale), else None.
+        table: the page's ``ResultsTable`` (pages that write results), else None.
+    """
+
+    notebook: str
+    setting: str
+    parameters: Mapping[str, Any]
+    study: Any = None
+    world: Any = None
+    world_config: Any = None
+    table: ResultsTable | None = None
+
+    @property
+    def scale(self) -> str:
+        return str(self.parameters["scale"])
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.parameters["seeds"])
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.parameters["out_dir"])
+
+    @property
+    def label(self) -> str:
+        """The world or dataset name the page's result rows carry."""
+        return self.study.label if self.study is not None else str(self.parameters["world"] or
+                                                                    self.parameters["dataset"])
+
+
+def resolve_parameters(notebook: str, setting: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The plan's parameters of ``notebook`` at ``setting`` with ``overrides`` on top (``runner.load_plan``)."""
+    [job] = load_plan(setting, only=[notebook], **dict(overrides or {}))
+    return dict(job.parameters)
+
+
+def open_page(notebook: str, setting: str = "default", overrides: Mapping[str, Any] | None = None, *,
+              threads: int = 1, workers: int | None = None) -> Page:
+    """Resolve a page's parameters and open what it analyses.
+
+    Args:
+        notebook: the page's name in the plan (``01_imbalance``).
+        setting, overrides: what the parameters cell holds (the runner injects both).
+        threads: torch threads in the page's process (tiny models: one is fastest on a shared machine).
+        workers: worker processes for the study's runs (default: ``ltlib.parallel``'s).
+    Returns:
+        :class:`Page`; study pages have their runs trained or reused, the world page its world loaded (not
+        pre-trained: the page times that step itself).
+    """
+    params = resolve_parameters(notebook, setting or "default", overrides)
+    torch.set_num_threads(threads)
+    study = world = config = None
+    if notebook in STUDY_PAGES:
+        study = _open_study(params, STUDY_PAGES[notebook], workers)
+        world = study.world
+    elif notebook in WORLD_PAGES:
+        from ..miniworld import load_world
+        world = load_world(params["world"])
+    if world is not None:
+        config = world.config
+    elif notebook in WORLD_CONFIG_PAGES or (notebook in STUDY_PAGES and params["scale"] == "mini"):
+        from ..miniworld import load_world_config
+        config = load_world_config(params["world"] or "default")
+    page = Page(notebook, setting, params, study, world, config)
+    return _with_table(page) if notebook in TABLE_PAGES else page
+
+
+def _open_study(params: Mapping[str, Any], jobs_for: str, workers: int | None):
+    from ..miniworld import experiments
+
+    return experiments.open_study(params["scale"], params["world"], params["dataset"], params["seeds"],
+                                  params["runs_root"], jobs_for=getattr(experiments, jobs_for), workers=workers)
+
+
+def _with_table(page: Page) -> Page:
+    world_seed = -1 if page.scale == "full" or page.world_config is None else int(page.world_config.seed)
+    label = page.world_config.name if page.notebook in WORLD_CONFIG_PAGES else page.label
+    table = ResultsTable(notebook=page.notebook, scale=page.scale, world=label, out_dir=page.out_dir / "tables",
+                         world_seed=world_seed)
+    return Page(page.notebook, page.setting, page.parameters, page.study, page.world, page.world_config, table)
