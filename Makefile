@@ -57,7 +57,7 @@ profile: setup ## make book from a clean cache (mini models, runs) with phase ti
 	rm -rf .cache runs book/executed _build results/profile
 	mkdir -p results/profile
 	LTLIB_PHASES=$(CURDIR)/results/profile/phases.jsonl $(MAKE) book
-	$(PY) -m ltlib.bench.profile results/profile/phases.jsonl --out book/data/profile
+	$(PY) -m ltlib.bench.profile results/profile/phases.jsonl --timings book/executed/timings.csv --out book/data/profile
 
 reproduce: setup ## full-scale stage 1 + 2 + notebooks: make reproduce DATASET=places_lt DATA_ROOT=... WEIGHTS_DIR=...
 	@test -n "$(DATASET)" -a -n "$(DATA_ROOT)" || { echo "usage: make reproduce DATASET=<imagenet_lt|places_lt|inat2018> DATA_ROOT=<dir> [WEIGHTS_DIR=<dir>] [TRAIN_LIST=<file>] [NPROC=<gpus>]" >&2; exit 2; }

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from ltlib import phases
@@ -144,3 +145,15 @@ def test_the_performance_page_reads_a_committed_profile(tmp_path):
     shown = build_profile(tmp_path).set_index("phase")
     assert shown["share_percent"].sum() == pytest.approx(100, abs=0.5)  # rounded to 0.1 per row
     assert shown.loc["HTML build", "cores_busy"] == 0.9
+
+
+def test_notebook_table_sums_each_notebooks_phases_beside_the_runner(tmp_path):
+    from ltlib.bench.profile import notebook_table
+
+    records = [{**BUILD[0], "detail": "01_imbalance"}, *BUILD[1:]]
+    timings = pd.DataFrame({"notebook": ["01_imbalance"], "status": ["executed"], "seconds": [80.2]})
+    table = notebook_table(records, timings)
+    row = table.loc["01_imbalance"]
+    assert (row["fine-tuning"], row["evaluation"], row["notebook"]) == pytest.approx((30, 30, 20))
+    assert row["total"] == pytest.approx(80) and row["runner_seconds"] == 80.2
+    assert "HTML build" not in table.columns  # not inside a notebook

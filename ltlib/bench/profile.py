@@ -1,7 +1,7 @@
 """Where the minutes of a build go: the summary of ``ltlib.phases`` records (the performance page's profile).
 
-Record a build with ``LTLIB_PHASES=$PWD/results/profile/phases.jsonl make book`` (from a clean cache for the
-page's numbers), then ``python -m ltlib.bench.profile results/profile/phases.jsonl --out results/profile``.
+``make profile`` records a ``make book`` from a clean cache (``LTLIB_PHASES=$PWD/results/profile/phases.jsonl``)
+and summarises it into ``book/data/profile`` (``python -m ltlib.bench.profile PHASES --timings CSV --out DIR``).
 
 How wall time is attributed: every instant between the first record's start and the last record's end is
 split equally among the phases running at that instant that have no running child phase (a phase's child
@@ -137,6 +137,33 @@ def _split_parts(record: dict[str, Any], attributed: float, cpu: float) -> Itera
         yield f"{record['phase']}: {name}", min(part_wall, record["wall"]) * scale, part_cpu
 
 
+def notebook_table(records: Sequence[dict[str, Any]], timings: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Attributed wall seconds per notebook (rows) and phase (columns), beside the runner's own time.
+
+    A record belongs to the notebook whose runner ``notebook`` record is among its ancestors; records of
+    no notebook (the HTML build) are left out.
+
+    Args:
+        timings: the runner's ``timings.csv`` (notebook, status, seconds); adds ``runner_seconds``, which
+            should match ``total`` up to the runner's own bookkeeping around papermill.
+    Returns:
+        One row per notebook: a column per phase, ``total`` and (with ``timings``) ``runner_seconds``.
+    """
+    wall, _ = attributed_wall(records)
+    by_id = {r["id"]: r for r in records}
+    cells: dict[tuple[str, str], float] = defaultdict(float)
+    for r in records:
+        owner = next((by_id[a] for a in {r["id"]} | _ancestors(r["id"], by_id) if by_id[a]["phase"] == "notebook"),
+                     None)
+        if owner is not None:
+            cells[(owner.get("detail", ""), r["phase"])] += wall.get(r["id"], 0.0)
+    table = pd.Series(cells, dtype=float).unstack(fill_value=0.0) if cells else pd.DataFrame()
+    table = table.assign(total=table.sum(axis=1)) if len(table) else table
+    if timings is not None and len(table):
+        table = table.join(timings.set_index("notebook")["seconds"].rename("runner_seconds"))
+    return table.rename_axis("notebook")
+
+
 def markdown(table: pd.DataFrame) -> str:
     """The profile as a markdown table (seconds to 0.1, shares in percent)."""
     lines = ["| phase | wall s | CPU s | share | cores busy |", "|---|---:|---:|---:|---:|"]
@@ -150,22 +177,28 @@ def _fmt(value: float, spec: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ltlib.bench.profile PHASES.jsonl [--out DIR]``: print the profile; with ``--out`` also
-    write ``profile.csv`` and ``profile.md`` there."""
+    """``python -m ltlib.bench.profile PHASES.jsonl [--timings CSV] [--out DIR]``: print the profile and the
+    per-notebook table; with ``--out`` also write ``profile.csv``, ``profile.md`` and ``notebooks.csv``."""
     parser = argparse.ArgumentParser(prog="python -m ltlib.bench.profile", description=main.__doc__)
     parser.add_argument("records", type=Path)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--timings", type=Path, help="the runner's timings.csv (per-notebook cross-check)")
     args = parser.parse_args(argv)
     if not args.records.is_file():
         parser.exit(2, f"error: {args.records}: no such file (set LTLIB_PHASES to record a build)\n")
     try:
-        table = profile_table(read_records(args.records))
+        records = read_records(args.records)
+        table = profile_table(records)
     except ConfigError as exc:
         parser.exit(2, f"error: {exc}\n")
     print(markdown(table))
+    timings = pd.read_csv(args.timings) if args.timings and args.timings.is_file() else None
+    notebooks = notebook_table(records, timings).round(1)
+    print(notebooks.to_markdown() if len(notebooks) else "(no notebook records)")
     if args.out:
         write_text(args.out / "profile.csv", table.to_csv(index=False))
         write_text(args.out / "profile.md", markdown(table))
+        write_text(args.out / "notebooks.csv", notebooks.to_csv())
     return 0
 
 
