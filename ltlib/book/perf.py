@@ -104,7 +104,7 @@ def build_profile(directory: Path = PROFILE_DIR) -> pd.DataFrame:
     the build's wall time, cores busy), from the committed ``profile.csv``; a one-line note when none is.
 
     Recorded with ``LTLIB_PHASES=$PWD/results/profile/phases.jsonl make book`` and summarised with
-    ``python -m ltlib.bench.profile results/profile/phases.jsonl --out book/data/profile``.
+    ``python -m ltlib.bench.profile results/profile/phases.jsonl --out book/data/profile`` (both: ``make profile``).
     """
     path = Path(directory) / "profile.csv"
     if not path.is_file():
