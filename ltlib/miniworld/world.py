@@ -77,6 +77,7 @@ class World:
         """``mini-<name>-<hash>``: names the world in task keys, so a changed world never reuses old runs."""
         return f"mini-{self.config.name}-{config_hash(self.config, 8)}"
 
+    @phase("downstream image generation")
     def render(self, labels: np.ndarray, visibility: np.ndarray, seed: int, parts: str = "both") -> Renders:
         """Render images of this world (see :func:`ltlib.miniworld.generator.render`)."""
         return render(self.layout, labels, visibility, self.config.render, seed, parts)
