@@ -122,22 +122,28 @@ def _achieved_rows(name: str, build, threads: int, repeats: int, peak: float, se
 
 
 def bench_batched(options: BenchOptions) -> list[dict[str, Any]]:
-    """Images/s of K mini-world LIFT fine-tuning runs one by one and batched (``ltlib.bench.batched``)."""
-    from .batched import measure_throughput
-
+    """Images/s of K mini-world LIFT fine-tuning runs one by one and batched (``ltlib.bench.batched``), on
+    1 and the configured number of threads."""
     steps, batch = (2, 32) if options.quick else (20, 128)
     rows = []
-    for k in (1, 3, 9):
-        result = measure_throughput(k, steps, batch, seed=options.seed)
-        case = f"K={k} runs, batch {batch}, {torch.get_num_threads()} thread(s)"
-        rows += [row("batched", case, "images_per_second_sequential", result.sequential, "img/s",
-                     "one run after another"),
-                 row("batched", case, "images_per_second_sequential_math_attention", result.sequential_math, "img/s",
-                     "one run after another, the batched path's attention kernel"),
-                 row("batched", case, "images_per_second_batched", result.batched, "img/s",
-                     "vmap over stacked adapters + heads"),
-                 row("batched", case, "speedup_batched_vs_sequential", result.speedup, "x", f"{steps} steps each")]
+    for threads in thread_counts():
+        for k in (1, 3, 9):
+            rows += _batched_rows(k, steps, batch, threads, options.seed)
     return rows
+
+
+def _batched_rows(k: int, steps: int, batch: int, threads: int, seed: int) -> list[dict[str, Any]]:
+    from .batched import measure_throughput
+
+    with torch_threads(threads):
+        result = measure_throughput(k, steps, batch, seed=seed)
+    case = f"K={k} runs, batch {batch}, {threads} thread(s)"
+    return [row("batched", case, "images_per_second_sequential", result.sequential, "img/s", "one run after another"),
+            row("batched", case, "images_per_second_sequential_math_attention", result.sequential_math, "img/s",
+                "one run after another, the batched path's attention kernel"),
+            row("batched", case, "images_per_second_batched", result.batched, "img/s",
+                "vmap over stacked adapters + heads"),
+            row("batched", case, "speedup_batched_vs_sequential", result.speedup, "x", f"{steps} steps each")]
 
 
 # The runners ``python -m ltlib bench`` passes to ``ltlib.bench.suite.run_benchmarks``.
