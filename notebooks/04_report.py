@@ -11,7 +11,7 @@
 # Each claim of the paper, the number the paper reports (or "not reported"), what we measured with its
 # 95 % confidence interval over seeds, and a verdict. Everything on this page is computed from the result
 # tables the other notebooks wrote; the rules that turn an interval into a verdict are fixed in
-# `ltlib/report.py` and were written before the default-scale numbers existed:
+# `ltlib/book/report.py` and were written before the default-scale numbers existed:
 #
 # - an effect claimed by the paper is **reproduced** when its interval lies above zero, **partially
 #   reproduced** when the mean has the right sign but the interval includes zero, **not reproduced**
@@ -34,6 +34,7 @@ from ltlib.book import plots
 from ltlib.book.claims import CLAIMS
 from ltlib.book.glue import glue
 from ltlib.book.page import open_page
+from ltlib.book.registry import load_registry, registry_table
 from ltlib.book.report import evaluate_claims, provenance_table
 from ltlib.results import load_tables
 
@@ -76,3 +77,20 @@ plots.claims_forest(report, verdict_column)
 
 # %%
 provenance_table(rows)
+
+# %% [markdown]
+# ## The registry that will judge the next world
+#
+# The verdicts above pool fine-tuning seeds and backbones of **one** mini world, so their intervals
+# understate the real uncertainty, and a claim of no effect passes whenever its interval includes zero.
+# The registry below replaces those rules for the next version of the mini world (the one that meets the
+# regime card of `ltlib/configs/regimes/paper.yaml`). It was committed before any number of that world
+# existed: every claim states its direction and unit, and every claim of *no* effect an equivalence margin
+# with the reason for its size. The new rules (`ltlib.book.registry.decide`) take one value per
+# independent world: a directional claim is reproduced when the 95 % interval over worlds lies on the
+# claimed side of zero, and **inconclusive** when it straddles zero; a claim of no effect is reproduced
+# only when the 90 % interval lies inside ±margin (two one-sided tests), so a wide interval is never a
+# success. Controls and sanity checks are listed with their role and are left out of the counts.
+
+# %%
+registry_table(load_registry()).style.hide(axis="index")

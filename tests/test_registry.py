@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 from ltlib.book.registry import (INCONCLUSIVE, NO_VERDICT, NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, SINGLE_RUN,
-                                 ClaimSpec, check_regime, decide, load_registry, load_regime)
+                                 ClaimSpec, check_regime, decide, load_registry, load_regime,
+                                 registry_table)
 from ltlib.errors import ConfigError
 
 
@@ -165,3 +166,12 @@ def test_regime_card_refuses_unknown_properties():
         check_regime({"accuracy_of_everything": 1.0}, load_regime("paper"))
     with pytest.raises(ConfigError, match="unknown regime card"):
         load_regime("nonexistent")
+
+
+def test_the_books_registry_table_has_a_row_per_claim_and_shows_every_margin():
+    claims = load_registry()
+    table = registry_table(claims)
+    assert list(table["claim"]) == [c.statement for c in claims]
+    null_rows = table[table["direction"] == "equivalent"]
+    assert len(null_rows) and all(m.startswith("±") and "(" in m for m in null_rows["margin"])
+    assert (table.loc[table["direction"] != "equivalent", "margin"] == "").all()

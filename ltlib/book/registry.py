@@ -149,6 +149,14 @@ def _is_firm(x: np.ndarray, verdict: str, spec: ClaimSpec) -> bool:
     return bool(claimed.all()) if verdict == REPRODUCED else bool((~claimed).all())
 
 
+def registry_table(claims: Sequence[ClaimSpec]) -> pd.DataFrame:
+    """The registry as the book shows it: one row per claim, human column names, margins with their reason."""
+    rows = [{"claim": c.statement, "artefact": c.artefact, "role": c.role, "direction": c.direction,
+             "unit": c.unit, "margin": "" if c.margin is None else f"±{c.margin:g} ({c.margin_why})",
+             "priors": ", ".join(c.prior), "scale": c.scale} for c in claims]
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------- the regime card
 @dataclass(frozen=True)
 class RegimeProperty:
