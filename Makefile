@@ -13,7 +13,7 @@ export PYTHONHASHSEED ?= 0
 # One cache per clone (mini models, pinned list checksums): a fresh clone starts from a clean cache.
 export LTLIB_CACHE ?= $(CURDIR)/.cache/ltlib
 
-.PHONY: help setup lint browser test test-numeric-alt book notebooks html bench reproduce clean distclean
+.PHONY: help setup lint browser test test-numeric-alt book notebooks html bench profile reproduce clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,7 +61,7 @@ notebooks: setup ## execute every notebook at SCALE (default|smoke); FORCE=1 re-
 	$(PY) -m ltlib run-notebooks --setting $(SCALE) $(if $(FORCE),--force)
 
 html: setup ## build the HTML book from the executed notebooks (strict)
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	$(PY) -m ltlib.phases "HTML build" -- $(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 book: notebooks html ## run every notebook at the default scale and build the book into _build/html
 	@echo "book: file://$(CURDIR)/_build/html/index.html"
@@ -69,6 +69,12 @@ book: notebooks html ## run every notebook at the default scale and build the bo
 bench: setup ## benchmarks into book/data/benchmarks (GPU rows where a GPU is present; run after `make book`)
 	$(PY) -m ltlib run-notebooks --setting smoke --out results/executed-smoke --force
 	$(PY) -m ltlib bench --out book/data/benchmarks
+
+profile: setup ## make book from a clean cache (mini models, runs) with phase timing; the table into book/data/profile
+	rm -rf .cache runs book/executed _build results/profile
+	mkdir -p results/profile
+	LTLIB_PHASES=$(CURDIR)/results/profile/phases.jsonl $(MAKE) book
+	$(PY) -m ltlib.bench.profile results/profile/phases.jsonl --timings book/executed/timings.csv --out book/data/profile
 
 reproduce: setup ## full-scale stage 1 + 2 + notebooks: make reproduce DATASET=places_lt DATA_ROOT=... WEIGHTS_DIR=...
 	@test -n "$(DATASET)" -a -n "$(DATA_ROOT)" || { echo "usage: make reproduce DATASET=<imagenet_lt|places_lt|inat2018> DATA_ROOT=<dir> [WEIGHTS_DIR=<dir>] [TRAIN_LIST=<file>] [NPROC=<gpus>] [PARALLEL=1]" >&2; exit 2; }

@@ -496,15 +496,16 @@ def _reproduce(args: argparse.Namespace) -> int:
 def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("results/bench"), help="folder for bench.csv and bench.md")
     p.add_argument("--only", nargs="+", default=None, metavar="NAME",
-                   help="run only these: prior stage2 train inference book")
+                   help="run only these: prior stage2 train inference book rates batched")
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke run of the benchmark code)")
 
 
 @command("bench", "performance benchmarks: tidy CSV + markdown table (make bench)", _configure_bench)
 def _bench(args: argparse.Namespace) -> int:
+    from .bench.rates import RUNNERS
     from .bench.suite import BenchOptions, run_benchmarks
 
-    table = run_benchmarks(args.out, BenchOptions(quick=args.quick, only=tuple(args.only or ())))
+    table = run_benchmarks(args.out, BenchOptions(quick=args.quick, only=tuple(args.only or ())), RUNNERS)
     print(table[["benchmark", "case", "metric", "value", "unit"]].to_string(index=False))
     return 0
 

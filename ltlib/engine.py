@@ -27,6 +27,7 @@ from .cache import SplitOutputs
 from .checkpoint import CHECKPOINT_NAME, Position, load_checkpoint, model_fingerprint, save_checkpoint
 from .distributed import DistContext, all_reduce_sum, any_rank, gather_rows
 from .errors import LtlibError, NonFiniteError
+from .phases import phase, phase_part
 from .provenance import config_hash, run_record
 from .recipes import TrainConfig, recipe_identity
 from .seeding import mix_seed as _mix
@@ -226,7 +227,8 @@ def _train_locked(model, train_set, loss_fn, cfg, run_dir, ctx, stop_after_steps
                                     resumed_from=position.__dict__, num_samples=len(train_set)))
     wrapped = _compiled(_wrap_ddp(model, ctx), compile_backend)
     loop = _Loop(wrapped, model, loss_fn, cfg, optimizer, scaler, precision, ctx, log, ckpt, (chash, fingerprint))
-    return loop.run(SeededSamples(train_set, cfg.seed), position, steps, stop_after_steps, progress)
+    with phase("fine-tuning"):
+        return loop.run(SeededSamples(train_set, cfg.seed), position, steps, stop_after_steps, progress)
 
 
 def _wrap_ddp(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
@@ -260,7 +262,8 @@ class _Loop:
             while position.global_step < steps:
                 self._set_lr(position.epoch)
                 for images, targets, weight in self._batches(samples, position):
-                    loss = self._step(images, targets, weight)
+                    with phase_part("forward/backward"):
+                        loss = self._step(images, targets, weight)
                     self._check_finite(loss, position.global_step + 1)
                     images_seen += len(targets) * self.ctx.world_size
                     position = Position(position.epoch, position.step_in_epoch + 1, position.global_step + 1)
@@ -291,7 +294,9 @@ class _Loop:
         if isinstance(samples.dataset, BatchDataset):
             key = _mix(self.cfg.seed, position.epoch)
             for indices, weight in shares:
-                yield (*samples.dataset.get_batch(indices, key), weight)
+                with phase_part("data"):
+                    batch = samples.dataset.get_batch(indices, key)
+                yield (*batch, weight)
             return
         loader = DataLoader(samples, batch_sampler=[s[0].tolist() for s in shares],
                             num_workers=self.cfg.num_workers, pin_memory=self.ctx.device.type == "cuda",
@@ -372,6 +377,7 @@ def _worker_init(worker_id: int) -> None:
 
 # --------------------------------------------------------------------------- evaluation
 @torch.no_grad()
+@phase("evaluation")
 def evaluate(model: torch.nn.Module, dataset: Dataset, ctx: DistContext = DistContext(), *,
              batch_size: int = 64, num_workers: int = 0, with_features: bool = False,
              precision: str = "fp32", progress: bool = True) -> SplitOutputs:

@@ -116,3 +116,9 @@ def smoke_executed_dir() -> Path:
 def benchmarks_dir() -> Path:
     """The committed benchmark tables (``make bench``) that the performance page reads."""
     return work_root() / "book" / "data" / "benchmarks"
+
+
+def profile_dir() -> Path:
+    """The committed phase profile of a ``make book`` (``python -m ltlib.bench.profile … --out``) that the
+    performance page reads; apart from :func:`benchmarks_dir`, whose every CSV is a benchmark table."""
+    return work_root() / "book" / "data" / "profile"

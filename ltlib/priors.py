@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from scipy import optimize, stats
 
 from .errors import ConfigError, ConvergenceError, NonFiniteError
+from .phases import phase
 
 SOLVERS = ("exact", "fixed_point", "reference")
 CALIBRATIONS = ("brent", "reference")
@@ -167,6 +168,7 @@ def estimate_prior(logits: Any, targets: Any, solver: str = "exact",
     return fit_prior(logits, targets, solver=solver, temperature=temperature, **options).prior
 
 
+@phase("prior estimation")
 def fit_prior(logits: Any, targets: Any, solver: str = "exact", temperature: str | float | None = "calibrate",
               *, calibration: str | None = None, tol: float = 1e-10, max_iter: int | None = None,
               lr: float | None = None) -> PriorFit:

@@ -25,6 +25,7 @@ from .adjust import RULES, backdoor_adjust
 from .cache import split_path
 from .errors import ConfigError, NonFiniteError
 from .metrics import Groups, d_groups, dp_matrix, group_accuracy, p_groups
+from .phases import phase
 from .priors import PriorFit, fit_prior
 from .provenance import config_hash, git_sha, library_versions, run_record
 from .results import backbone_key
@@ -438,6 +439,7 @@ def estimate_stage_prior(prior_runs: Sequence[str | Path], split: str = "val") -
 
 
 # --------------------------------------------------------------------------- the stage
+@phase("stage 2")
 def run_stage2(run_dirs: Sequence[str | Path], prior_run: str | Path | Sequence[str | Path] | None = None,
                options: Stage2Options = Stage2Options(), *, priors: Mapping[str, np.ndarray] | None = None
                ) -> Stage2Result:

@@ -8,6 +8,9 @@ Results go to a tidy CSV with provenance and a markdown table:
    (book: Method, 'Optimisation').
 4. ``inference``: FLOPs and images/s of M = 1, 2, 3 ViT-B/16 models at 224 px, beside the paper's GFLOPs.
 5. ``book``: ``make book`` wall time from the notebook runner's ``timings.csv`` (a hook, see :func:`bench_book`).
+6. ``rates``: the mini world's achieved GFLOP/s in pre-training and fine-tuning beside a large matmul's
+   (``ltlib.bench.rates``).
+7. ``batched``: K mini-world fine-tuning runs batched vs one by one (``ltlib.bench.batched``).
 """
 
 from __future__ import annotations
@@ -38,7 +41,10 @@ from ..paths import book_executed_dir, smoke_executed_dir
 from ..provenance import git_sha, library_versions
 from ..storage import atomic_path, write_text
 
-BENCHMARKS = ("prior", "stage2", "train", "inference", "book")
+BENCHMARKS = ("prior", "stage2", "train", "inference", "book", "rates", "batched")
+# Benchmarks whose code lives in other modules of this package (which import this one): their runners come
+# in through ``run_benchmarks(runners=...)``; ``python -m ltlib bench`` passes ``ltlib.bench.rates.RUNNERS``.
+EXTERNAL_BENCHMARKS = ("rates", "batched")
 BENCH_COLUMNS = ("benchmark", "case", "metric", "value", "unit", "note", "device", "git_sha", "versions",
                  "timestamp")
 GLA_ITERATIONS = 1000  # the reference solver's fixed iteration count (book: Method, 'The GLA prior estimator')
@@ -591,23 +597,27 @@ def _stage_hours(gflops: float, tflops: float, images: int, images_per_second: f
 
 
 # --------------------------------------------------------------------------- running and writing
-def run_benchmarks(out_dir: str | Path, options: BenchOptions = BenchOptions()) -> pd.DataFrame:
+def run_benchmarks(out_dir: str | Path, options: BenchOptions = BenchOptions(),
+                   runners: Mapping[str, Callable[[BenchOptions], list[dict[str, Any]]]] | None = None) -> pd.DataFrame:
     """Run the selected benchmarks and write ``bench.csv`` (tidy, :data:`BENCH_COLUMNS`) and ``bench.md``;
     with ``train`` and ``inference`` also :data:`ESTIMATES_FILE` (:func:`full_scale_estimates`).
 
+    Args:
+        runners: name → rows for the :data:`EXTERNAL_BENCHMARKS` (``ltlib.bench.rates.RUNNERS``); a selected
+            one without a runner is reported as not measured.
     Returns:
         The table.
     """
     rows = [_load_row("start")]
     with tempfile.TemporaryDirectory(prefix="ltlib-bench-") as scratch:
-        runners = {"prior": lambda: bench_prior(options),
-                   "stage2": lambda: bench_stage2(options, Path(scratch) / "stage2"),
-                   "train": lambda: bench_train(options, Path(scratch) / "train"),
-                   "inference": lambda: bench_inference(options),
-                   "book": bench_book}
+        local = {"prior": lambda: bench_prior(options),
+                 "stage2": lambda: bench_stage2(options, Path(scratch) / "stage2"),
+                 "train": lambda: bench_train(options, Path(scratch) / "train"),
+                 "inference": lambda: bench_inference(options),
+                 "book": bench_book}
         for name in options.selected:
             print(f"[bench] {name} ...", flush=True)
-            rows += runners[name]()
+            rows += local[name]() if name in local else _external_rows(name, options, runners or {})
     rows.append(_load_row("end"))
     table = _with_provenance(pd.DataFrame(rows, columns=["benchmark", "case", "metric", "value", "unit", "note"]))
     write_text(Path(out_dir) / "bench.csv", table.to_csv(index=False))
@@ -615,6 +625,12 @@ def run_benchmarks(out_dir: str | Path, options: BenchOptions = BenchOptions()) 
     if {"train", "inference"} <= set(options.selected):  # a subfolder: bench.csv stays the only table at the top
         write_text(Path(out_dir) / ESTIMATES_FILE, full_scale_estimates(table).to_csv(index=False))
     return table
+
+
+def _external_rows(name: str, options: BenchOptions, runners: Mapping[str, Callable]) -> list[dict[str, Any]]:
+    if name not in runners:
+        return [row(name, "all", "not_run", NOT_MEASURED, "", "no runner given (ltlib.bench.rates.RUNNERS)")]
+    return runners[name](options)
 
 
 def _load_row(when: str) -> dict[str, Any]:

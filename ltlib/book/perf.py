@@ -1,5 +1,6 @@
-"""The performance page's data: this build's notebook times, the mini models' pre-training cost, and the
-committed benchmark tables (``python -m ltlib bench``)."""
+"""The performance page's data: this build's notebook times, the mini models' pre-training cost, the
+committed benchmark tables (``python -m ltlib bench``) and the committed phase profile of a book build
+(``ltlib.bench.profile``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..paths import benchmarks_dir, executed_dir
+from ..paths import benchmarks_dir, executed_dir, profile_dir
 
 BENCHMARK_DIR = benchmarks_dir()
+PROFILE_DIR = profile_dir()
 
 
 def notebook_timings() -> pd.DataFrame:
@@ -95,3 +97,19 @@ def book_scaling(bench: pd.DataFrame) -> pd.DataFrame:
         return bench
     book = bench[(bench["benchmark"] == "book") & (bench["metric"] == "seconds_notebooks_total")]
     return book[["case", "value", "unit", "note"]].reset_index(drop=True)
+
+
+def build_profile(directory: Path = PROFILE_DIR) -> pd.DataFrame:
+    """Where each minute of a profiled ``make book`` went: one row per phase (wall and CPU seconds, share of
+    the build's wall time, cores busy), from the committed ``profile.csv``; a one-line note when none is.
+
+    Recorded with ``LTLIB_PHASES=$PWD/results/profile/phases.jsonl make book`` and summarised with
+    ``python -m ltlib.bench.profile results/profile/phases.jsonl --out book/data/profile`` (both: ``make profile``).
+    """
+    path = Path(directory) / "profile.csv"
+    if not path.is_file():
+        return pd.DataFrame({"note": ["no profile committed yet: see ltlib.bench.profile"]})
+    table = pd.read_csv(path)
+    return table.assign(wall_s=table["wall_s"].round(1), cpu_s=table["cpu_s"].round(1),
+                        share=(100 * table["share"]).round(1), cores_busy=table["cores_busy"].round(2)
+                        ).rename(columns={"share": "share_percent"})

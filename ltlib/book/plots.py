@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
+from ..phases import phase
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -35,6 +37,7 @@ def _finish(fig: plt.Figure) -> plt.Figure:
     return fig
 
 
+@phase("plotting")
 def fig3_sorted_accuracy(binned: "pd.DataFrame", keys: tuple[str, ...] = ("p_s", "p_hat", "pi"),
                          labels: dict[str, str] | None = None, value: str = "accuracy") -> plt.Figure:
     """Fig. 3: per-class accuracy with classes sorted (head → tail) by each prior in ``keys``, in equal
@@ -56,6 +59,7 @@ def fig3_sorted_accuracy(binned: "pd.DataFrame", keys: tuple[str, ...] = ("p_s",
     return _finish(fig)
 
 
+@phase("plotting")
 def fig2_dp_matrix(matrices: dict[str, "pd.DataFrame"], title: str = "") -> plt.Figure:
     """Fig. 2: the 3×3 D-group × P-group accuracy matrices side by side (one panel per method)."""
     style()
@@ -70,6 +74,7 @@ def fig2_dp_matrix(matrices: dict[str, "pd.DataFrame"], title: str = "") -> plt.
     return _finish(fig)
 
 
+@phase("plotting")
 def tab4_knn(scores: "pd.DataFrame") -> plt.Figure:
     """Tab. 4 as bars: kNN accuracy of each model's features per D-group (mean ± sd over runs)."""
     style()
@@ -100,6 +105,7 @@ def _mask_outlines(ax: plt.Axes, masks: np.ndarray) -> None:
             ax.contour(mask.astype(float), levels=[0.5], colors=_PART_COLOURS[part], linewidths=1.0)
 
 
+@phase("plotting")
 def miniworld_examples(images: np.ndarray, masks: np.ndarray, labels: np.ndarray, visibility: np.ndarray,
                        class_names: Sequence[str]) -> plt.Figure:
     """The mini world's images: each class head-dominant (C = 0) and body-dominant (C = 1), with the
@@ -123,6 +129,7 @@ def miniworld_examples(images: np.ndarray, masks: np.ndarray, labels: np.ndarray
     return _finish(fig)
 
 
+@phase("plotting")
 def miniworld_priors(priors: Mapping[str, np.ndarray]) -> plt.Figure:
     """The true pre-training priors π_m: (a) by rank (log scale), (b) each model's π against the first
     model's, class by class (log–log): how far the models agree on which classes are common."""
@@ -140,6 +147,7 @@ def miniworld_priors(priors: Mapping[str, np.ndarray]) -> plt.Figure:
     return _finish(fig)
 
 
+@phase("plotting")
 def miniworld_zero_shot(accuracy: "pd.DataFrame", chance: float) -> plt.Figure:
     """Zero-shot accuracy per model on the balanced test split, overall and by part visibility C.
 
@@ -156,6 +164,7 @@ def miniworld_zero_shot(accuracy: "pd.DataFrame", chance: float) -> plt.Figure:
     return _finish(fig)
 
 
+@phase("plotting")
 def miniworld_parameter_imbalance(results: Sequence["ImbalanceResult"]) -> plt.Figure:
     """Parameter imbalance controlled for class difficulty: per-class zero-shot accuracy minus the
     uniform-prior reference model's, against the model's true π_m, one panel per model (Spearman ρ, p)."""
@@ -171,6 +180,7 @@ def miniworld_parameter_imbalance(results: Sequence["ImbalanceResult"]) -> plt.F
     return _finish(fig)
 
 
+@phase("plotting")
 def miniworld_prior_recovery(recoveries: Sequence["PriorRecovery"]) -> plt.Figure:
     """GLA's estimate P̂_P against the true π_m (log–log), one panel per model, both solvers; the dashed
     line is P̂_P = π_m, the dotted one the uniform prior."""
@@ -189,6 +199,7 @@ def miniworld_prior_recovery(recoveries: Sequence["PriorRecovery"]) -> plt.Figur
     return _finish(fig)
 
 
+@phase("plotting")
 def fig4_part_attention(images: np.ndarray, masks: np.ndarray, saliency: Mapping[str, np.ndarray],
                         titles: Sequence[str]) -> plt.Figure:
     """Fig. 4 analogue: gradient × input saliency of each model on the same images, with the visible
@@ -214,6 +225,7 @@ def fig4_part_attention(images: np.ndarray, masks: np.ndarray, saliency: Mapping
     return _finish(fig)
 
 
+@phase("plotting")
 def fig4_part_reliance(summary: "pd.DataFrame", part_bias: Mapping[str, float]) -> plt.Figure:
     """Fig. 4 as numbers: each model's head reliance against its corpus part bias P_m(C = head).
 
@@ -240,6 +252,7 @@ def fig4_part_reliance(summary: "pd.DataFrame", part_bias: Mapping[str, float]) 
     return _finish(fig)
 
 
+@phase("plotting")
 def tab8_subsets(scores: "pd.DataFrame", groups: tuple[str, ...] = ("overall", "D-many", "D-medium", "D-few"),
                  rule: str = "logit_sum") -> plt.Figure:
     """Tab. 8 as a figure: accuracy against the number of foundation models M (each point a subset and
@@ -257,6 +270,7 @@ def tab8_subsets(scores: "pd.DataFrame", groups: tuple[str, ...] = ("overall", "
     return _finish(fig)
 
 
+@phase("plotting")
 def grouped_bars(frame: "pd.DataFrame", x: str, hue: str, title: str = "", ylabel: str = "accuracy (%)") -> plt.Figure:
     """Bars of ``value`` by ``x`` and ``hue`` (mean ± sd over seeds): Tab. 13, the ensemble controls."""
     style()
@@ -269,6 +283,7 @@ def grouped_bars(frame: "pd.DataFrame", x: str, hue: str, title: str = "", ylabe
     return _finish(fig)
 
 
+@phase("plotting")
 def cost_vs_m(cost: "pd.DataFrame") -> plt.Figure:
     """Inference cost of the backdoor adjustment against M: GFLOPs per image (measured, and the paper's
     ViT-B/16 figures when ``cost`` has ``paper_gflops``; log scale) and images/s.
@@ -292,6 +307,7 @@ VERDICT_COLOURS = {"reproduced": "#1b9e77", "partially reproduced": "#e6ab02", "
                    "not measured": "#999999", "pending at full scale": "#7570b3"}
 
 
+@phase("plotting")
 def claims_forest(report: "pd.DataFrame", verdict_column: str = "verdict (mini world)") -> plt.Figure:
     """Every measured claim's effect (mean and 95 % interval) coloured by its verdict, one panel per unit
     (Spearman ρ, accuracy points, …); the dashed line is zero (no effect)."""
@@ -323,6 +339,7 @@ def claims_forest(report: "pd.DataFrame", verdict_column: str = "verdict (mini w
     return fig
 
 
+@phase("plotting")
 def notebook_times(timings: "pd.DataFrame") -> plt.Figure:
     """Horizontal bars: seconds per notebook of a build."""
     style()
@@ -333,6 +350,7 @@ def notebook_times(timings: "pd.DataFrame") -> plt.Figure:
     return _finish(fig)
 
 
+@phase("plotting")
 def fig12_confounder(accuracy: "pd.DataFrame", methods: Sequence[str], labels: Mapping[str, str] | None = None
                      ) -> plt.Figure:
     """Fig. 12: the paper's 2×2 (CNNs trained on A and B, tested on A_test and B_test) beside the study done
@@ -360,6 +378,7 @@ def fig12_confounder(accuracy: "pd.DataFrame", methods: Sequence[str], labels: M
     return fig
 
 
+@phase("plotting")
 def fig12_accuracy_by_visibility(accuracy: "pd.DataFrame", panels: Mapping[str, Sequence[str]],
                                  labels: Mapping[str, str] | None = None) -> plt.Figure:
     """Accuracy per true C (head- vs body-dominant images) of some models across test sets: under a pure

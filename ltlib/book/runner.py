@@ -23,6 +23,7 @@ import pandas as pd
 from ..config import load_yaml
 from ..errors import ConfigError, LtlibError
 from ..paths import EXECUTED_VARIABLE, PACKAGE_DIR, PROGRESS_VARIABLE, plan_path, work_root
+from ..phases import phase
 from ..provenance import config_hash, git_sha
 from ..storage import atomic_path, read_json, write_json, write_text
 
@@ -234,6 +235,7 @@ def hide_injected_parameters(path: Path) -> None:
     write_text(path, nbformat.writes(nb))
 
 
+@phase("notebooks")
 def run_all(jobs: list[NotebookJob], out_dir: Path, *, force: bool = False, log=print) -> pd.DataFrame:
     """Execute ``jobs`` in order (skipping up-to-date ones unless ``force``) and record timings.
 
@@ -249,7 +251,8 @@ def run_all(jobs: list[NotebookJob], out_dir: Path, *, force: bool = False, log=
             log(f"[runner] {job.name}: up to date, skipped")
         else:
             log(f"[runner] {job.name}: executing with {job.parameters}")
-            rows.append(_timing_row(job, "executed", execute(job, out_dir)))
+            with phase("notebook", detail=job.name):
+                rows.append(_timing_row(job, "executed", execute(job, out_dir)))
             log(f"[runner] {job.name}: done in {rows[-1]['seconds']:.1f} s")
         # written after every notebook, so a later notebook (the performance page) sees this build's times
         write_text(Path(out_dir) / "timings.csv", pd.DataFrame(rows).to_csv(index=False))

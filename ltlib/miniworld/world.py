@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..paths import PROGRESS_VARIABLE
 from ..metrics import d_groups
 from ..parallel import run_parallel
+from ..phases import phase
 from ..provenance import config_hash, run_record, to_plain
 from ..tasks import Task
 from .config import WorldConfig, load_world_config
@@ -80,6 +81,7 @@ class World:
         """``mini-<name>-<hash>``: names the world in task keys, so a changed world never reuses old runs."""
         return f"mini-{self.config.name}-{config_hash(self.config, 8)}"
 
+    @phase("downstream image generation")
     def render(self, labels: np.ndarray, visibility: np.ndarray, seed: int, parts: str = "both") -> Renders:
         """Render images of this world (see :func:`ltlib.miniworld.generator.render`)."""
         return render(self.layout, labels, visibility, self.config.render, seed, parts)
@@ -195,10 +197,12 @@ class World:
     def _pretrain(self, name: str) -> tuple[Any, dict[str, Any], dict[str, Any], dict[str, Any]]:
         """Render the corpus and pre-train; returns what ``model_cache.save_entry`` writes."""
         start = time.perf_counter()
-        corpus = self.corpus(name)
+        with phase("pre-training: image generation"):
+            corpus = self.corpus(name)
         generation = time.perf_counter() - start
         model_config = open_clip_config(self.config.architecture, self.config.render.image_size)
-        model, log = pretrain(corpus, model_config, self.config.pretrain, progress=self.progress)
+        with phase("pre-training: training steps"):
+            model, log = pretrain(corpus, model_config, self.config.pretrain, progress=self.progress)
         record = run_record(self.model_key(name), seed=self.config.pretrain.seed, world=self.config.name,
                             model=name, generation_seconds=generation, **to_plain(log))
         return model, model_config, self._truth(name, corpus), record
