@@ -44,6 +44,17 @@ timings[["notebook", "status", "seconds"]].round(1)
 plots.notebook_times(timings)
 
 # %% [markdown]
+# ## Where the time of a clean build goes
+#
+# The committed phase profile of one `make profile` run (a `make book` from a clean cache with the phase
+# timer on; `ltlib.phases`, summarised by `ltlib.bench.profile`): wall seconds attributed to each phase
+# (time shared by parallel processes is split between the phases running at that instant, so the shares add
+# up to 100 %), the CPU seconds spent in it, and how many cores it kept busy on average.
+
+# %%
+perf.build_profile()
+
+# %% [markdown]
 # ## Pre-training the mini foundation models
 #
 # Read from the records saved with each cached model (CPU seconds of its own process; the models are
