@@ -7,18 +7,15 @@ import math
 
 import pytest
 import torch
+from tiny import tiny_backbone
 import torch.nn.functional as F
 from tolerances import U32, gamma, matmul, network
 
 from ltlib.adapters import AdaptFormer, adaptformer_dim, adapters_attached, build_adaptformers
-from ltlib.backbones import Backbone, BackboneSpec, build_backbone, register_arch
+from ltlib.backbones import Backbone
 from ltlib.errors import ConfigError
 from ltlib.model import build_lift_model
 
-TINY_CFG = {"embed_dim": 32,
-            "vision_cfg": {"image_size": 32, "patch_size": 4, "width": 64, "layers": 3, "head_width": 32,
-                           "mlp_ratio": 2.0},
-            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
 NAMES = [f"class_{i}" for i in range(6)]
 # Kaiming-uniform down-projection: std 1/48 over 768·32 = 24,576 draws, whose sample std has a relative
 # sd of 1/√(2·24,576) ≈ 0.0045; 0.02 is 4.4 sd (statistical, not rounding; the draws are seeded).
@@ -41,8 +38,7 @@ def adapter_branch_tol(adapter: AdaptFormer, normed: torch.Tensor) -> float:
 
 @pytest.fixture(scope="module")
 def tiny() -> Backbone:
-    spec = BackboneSpec("tiny-adapters", arch=register_arch("ltlib-test-tiny3", TINY_CFG))
-    return build_backbone(spec, random_init=True)
+    return tiny_backbone("tiny-adapters", layers=3, seed=0)
 
 
 def images(n: int, size: int, seed: int = 0) -> torch.Tensor:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import open_clip
 import pytest
 import torch
+from tiny import TINY_CFG
 import torch.nn.functional as F
 from open_clip.transformer import QuickGELU
 from safetensors.torch import save_file
@@ -20,10 +21,6 @@ from ltlib.errors import ConfigError, WeightsNotFoundError
 # The tiny towers: patch embedding, 2 blocks of 6 dot-product layers (≤ 128 terms), final projection:
 # 16 layers of width ≤ 128 for tolerances.network.
 TINY_WIDTH, TINY_LAYERS = 128, 16
-TINY_CFG = {"embed_dim": 32,
-            "vision_cfg": {"image_size": 32, "patch_size": 4, "width": 64, "layers": 2, "head_width": 32,
-                           "mlp_ratio": 2.0},
-            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
 
 
 @pytest.fixture()

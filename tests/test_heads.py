@@ -5,20 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny import tiny_backbone
 import torch.nn.functional as F
 
 from tolerances import U32, f32_sum, gamma, matmul, network
 
-from ltlib.backbones import Backbone, BackboneSpec, build_backbone, register_arch
+from ltlib.backbones import Backbone
 from ltlib.errors import ConfigError
 from ltlib.heads import (CosineClassifier, ZeroShotClassifier, class_text_embeddings, format_prompts,
                          init_head_from_text, text_head_weights)
 from ltlib.model import build_lift_model
 
-TINY_CFG = {"embed_dim": 32,
-            "vision_cfg": {"image_size": 32, "patch_size": 4, "width": 64, "layers": 2, "head_width": 32,
-                           "mlp_ratio": 2.0},
-            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
 NAMES = ["tench", "great_white_shark", "apartment_building-outdoor", "goldfish", "jay"]
 # The tiny towers: patch embedding, 2 blocks of 6 dot-product layers (qkv, scores, weighted sum, out, fc,
 # proj; ≤ 128 terms each), final projection and head: 16 layers of width ≤ 128 (tolerances.network).
@@ -30,8 +27,7 @@ COSINE_768 = 25 * (3 * gamma(772, U32) + 3 * U32)
 
 @pytest.fixture(scope="module")
 def tiny() -> Backbone:
-    spec = BackboneSpec("tiny-heads", arch=register_arch("ltlib-test-tiny", TINY_CFG))
-    return build_backbone(spec, random_init=True, seed=4)
+    return tiny_backbone("tiny-heads", layers=2, seed=4)
 
 
 def images(n: int, seed: int = 0) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny import TINY_CFG, tiny_backbone
 import torch.nn.functional as F
 
 from tolerances import U32, f32_sum, gamma, network
@@ -15,10 +16,6 @@ from ltlib.errors import ConfigError
 from ltlib.heads import CosineClassifier, text_head_weights
 from ltlib.model import LTClassifier, build_lift_model
 
-TINY_CFG = {"embed_dim": 32,
-            "vision_cfg": {"image_size": 32, "patch_size": 4, "width": 64, "layers": 2, "head_width": 32,
-                           "mlp_ratio": 2.0},
-            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
 NAMES = [f"class_{i}" for i in range(40)]
 # The tiny tower (patch embedding, 2 blocks of 6 dot-product layers of ≤ 128 terms, projection, adapters and
 # head): 18 layers of width ≤ 128 for tolerances.network.
@@ -27,8 +24,7 @@ TINY_WIDTH, TINY_LAYERS = 128, 18
 
 @pytest.fixture(scope="module")
 def tiny() -> Backbone:
-    spec = BackboneSpec("tiny-model", arch=register_arch("ltlib-test-tiny", TINY_CFG))
-    return build_backbone(spec, random_init=True, seed=7)
+    return tiny_backbone("tiny-model", layers=2, seed=7)
 
 
 def images(*shape: int, seed: int = 0) -> torch.Tensor:

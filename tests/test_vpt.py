@@ -11,11 +11,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from tiny import tiny_backbone
 from torch import nn
 from torch.utils.data import Dataset
 
 from ltlib.adapters import adapters_attached, build_adaptformers
-from ltlib.backbones import Backbone, BackboneSpec, build_backbone, register_arch
+from ltlib.backbones import Backbone
 from ltlib.checkpoint import CHECKPOINT_NAME, load_trainable_state
 from ltlib.engine import train
 from ltlib.errors import ConfigError
@@ -24,10 +25,6 @@ from ltlib.prompts import VPT, VPT_LENGTH, build_vpts, remove_prompts, vpt_init_
 from ltlib.recipes import TrainConfig, load_recipe
 from ltlib.runs import RunSpec, _build_model
 
-TINY_CFG = {"embed_dim": 32,
-            "vision_cfg": {"image_size": 32, "patch_size": 4, "width": 64, "layers": 3, "head_width": 32,
-                           "mlp_ratio": 2.0},
-            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
 NAMES = [f"class_{i}" for i in range(6)]
 NUM_TOKENS = 1 + (32 // 4) ** 2  # CLS + an 8x8 grid of patches
 # Same float32 arithmetic with the keys of every attention in another order (softmax sums over <= 75 terms,
@@ -38,8 +35,7 @@ REORDER_ATOL = 1e-4
 
 @pytest.fixture(scope="module")
 def tiny() -> Backbone:
-    spec = BackboneSpec("tiny-vpt", arch=register_arch("ltlib-test-tiny3", TINY_CFG))
-    return build_backbone(spec, random_init=True, seed=4)
+    return tiny_backbone("tiny-vpt", layers=3, seed=4)
 
 
 def images(n: int, seed: int = 0) -> torch.Tensor:
