@@ -17,6 +17,7 @@ from PIL import Image
 from browser import rendered_dom, screenshot
 from html_pages import code_cells, table_rows
 from ltlib.book.claims import CLAIMS
+from ltlib.book.registry import load_registry
 from ltlib.book.report import MISSING, NOT_REPRODUCED, PARTIAL, PENDING, REPRODUCED
 from ltlib.book.runner import load_plan, run_all
 
@@ -103,6 +104,17 @@ def test_the_injected_parameters_are_folded_and_the_overridden_defaults_absent(s
     assert not any('setting = "default"' in c.source for c in cells)  # the notebook's own default
 
 
+def test_the_report_shows_the_preregistered_registry_with_its_margins(smoke_site):
+    rows = table_rows(html_of(smoke_site, "book/executed/04_report").read_text())
+    [header] = [row for row in rows if "margin" in row and "direction" in row]
+    registry = load_registry()
+    body = [row for row in rows if len(row) == len(header) and row[header.index("claim")] in
+            {c.statement for c in registry}]
+    assert len(body) == len(registry)
+    margins = {row[header.index("claim")]: row[header.index("margin")] for row in body}
+    assert all(margins[c.statement].startswith(f"±{c.margin:g} (") for c in registry if c.direction == "equivalent")
+
+
 def test_math_is_rendered_by_the_local_mathjax(smoke_site):
     page = html_of(smoke_site, "book/method")
     html = page.read_text()
@@ -118,7 +130,8 @@ def test_the_report_gives_every_claim_of_the_registry_a_verdict(smoke_site):
     column = header.index("verdict (mini world)")
     verdicts = {REPRODUCED, PARTIAL, NOT_REPRODUCED, PENDING, MISSING}
     for claim in CLAIMS:
-        matching = [row for row in rows if claim.statement in row]
+        # rows of the claims table (the registry table below it repeats some statements, with other columns)
+        matching = [row for row in rows if claim.statement in row and len(row) == len(header)]
         assert len(matching) == 1, f"claim {claim.key!r}: {len(matching)} rows of the report state it"
         assert len(matching[0]) == len(header) and matching[0][column] in verdicts, (
             f"claim {claim.key!r}: no verdict in its row {matching[0]}"
