@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from ltlib.adjust import backdoor_adjust
+from ltlib.prompts import build_vpts
 from ltlib.book import plots
 from ltlib.book.claims import CLAIMS
 
@@ -29,9 +30,9 @@ def toc_files() -> set[str]:
 def test_every_function_named_in_the_index_exists():
     named = {name for row in index_rows() for name in re.findall(r"`([a-z_0-9.]+)`", row[3])}
     assert "fig2_dp_matrix" in named and "ltlib.adjust.backdoor_adjust" in named
-    for name in named - {"ltlib.book.analysis", "ltlib.adjust.backdoor_adjust"}:
+    for name in named - {"ltlib.book.analysis", "ltlib.adjust.backdoor_adjust", "ltlib.prompts.build_vpts"}:
         assert callable(getattr(plots, name, None)), f"ltlib.book.plots has no {name}"
-    assert callable(backdoor_adjust)
+    assert callable(backdoor_adjust) and callable(build_vpts)
 
 
 def test_the_index_lists_exactly_the_registered_claims():
