@@ -22,12 +22,8 @@
 # when there is one.
 
 # %% tags=["parameters"]
-scale = "mini"
-world = "default"
-dataset = ""
-seeds = [0, 1, 2]
-out_dir = "results/default"
-runs_root = "runs"
+setting = "default"
+overrides = {}
 
 # %%
 from pathlib import Path
@@ -35,11 +31,13 @@ from pathlib import Path
 import pandas as pd
 
 from ltlib.book import plots
+from ltlib.book.page import open_page
 from ltlib.cli import run
 from ltlib.data import make_image_folder
 from ltlib.runs import find_runs
 
-work = Path(out_dir) / "own_data"
+page = open_page("06_own_data", setting, overrides)
+work = page.out_dir / "own_data"
 images = make_image_folder(work / "my images", class_counts=(60, 20, 6, 3),
                            classnames=("red stripes", "lime stripes", "cyan stripes", "violet stripes"))
 new_images = make_image_folder(work / "new images", class_counts=(2, 2, 2, 2), seed=1)

@@ -143,11 +143,11 @@ def test_torchrun_two_gloo_processes_match_one_process(stage1, fixture, workdir)
         (["--set", "batch_size=0"], "batch_size=0"),
         (["--set", "epochs"], "expected KEY=VALUE"),
         (["--val-source", "nope"], "val_source='nope'"),
-        (["--method", "GLA-Train", "--runs-root", "empty"], "GLA-Train needs"),
+        (["--method", "GLA-Train", "--runs-root", "{workdir}/empty"], "GLA-Train needs"),
     ],
 )
 def test_bad_training_parameters_exit_2(fixture, workdir, capsys, extra, message):
-    args = train_args(fixture, "clip", "LA") + extra
+    args = train_args(fixture, "clip", "LA") + [a.format(workdir=workdir) for a in extra]
     assert main(args) == 2
     assert message in capsys.readouterr().err
 
