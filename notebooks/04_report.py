@@ -34,7 +34,7 @@ from ltlib.book import plots
 from ltlib.book.claims import CLAIMS
 from ltlib.book.glue import glue
 from ltlib.book.page import open_page
-from ltlib.book.registry import load_registry, registry_table
+from ltlib.book.registry import load_registry, margin_reasons, registry_table
 from ltlib.book.report import evaluate_claims, provenance_table
 from ltlib.results import load_tables
 
@@ -93,4 +93,11 @@ provenance_table(rows)
 # success. Controls and sanity checks are listed with their role and are left out of the counts.
 
 # %%
-registry_table(load_registry()).style.hide(axis="index")
+registry = load_registry()
+registry_table(registry).style.hide(axis="index")
+
+# %% [markdown]
+# Each margin of a claim of no effect, and why an effect of that size would be negligible:
+
+# %%
+margin_reasons(registry).style.hide(axis="index")

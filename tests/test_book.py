@@ -106,13 +106,14 @@ def test_the_injected_parameters_are_folded_and_the_overridden_defaults_absent(s
 
 def test_the_report_shows_the_preregistered_registry_with_its_margins(smoke_site):
     rows = table_rows(html_of(smoke_site, "book/executed/04_report").read_text())
-    [header] = [row for row in rows if "margin" in row and "direction" in row]
     registry = load_registry()
+    [header] = [row for row in rows if "rule" in row and "priors" in row]
     body = [row for row in rows if len(row) == len(header) and row[header.index("claim")] in
             {c.statement for c in registry}]
     assert len(body) == len(registry)
-    margins = {row[header.index("claim")]: row[header.index("margin")] for row in body}
-    assert all(margins[c.statement].startswith(f"±{c.margin:g} (") for c in registry if c.direction == "equivalent")
+    [reasons] = [row for row in rows if "why this size" in row]
+    margins = {row[reasons.index("claim")]: row[reasons.index("margin")] for row in rows if len(row) == len(reasons)}
+    assert all(margins[c.statement] == f"±{c.margin:g} {c.unit}" for c in registry if c.direction == "equivalent")
 
 
 def test_math_is_rendered_by_the_local_mathjax(smoke_site):

@@ -10,7 +10,7 @@ from scipy import stats
 
 from ltlib.book.registry import (INCONCLUSIVE, NO_VERDICT, NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, SINGLE_RUN,
                                  ClaimSpec, check_regime, decide, load_registry, load_regime,
-                                 registry_table)
+                                 margin_reasons, registry_table)
 from ltlib.errors import ConfigError
 
 
@@ -168,10 +168,15 @@ def test_regime_card_refuses_unknown_properties():
         load_regime("nonexistent")
 
 
-def test_the_books_registry_table_has_a_row_per_claim_and_shows_every_margin():
+def test_the_books_registry_tables_show_every_claim_rule_and_margin():
     claims = load_registry()
     table = registry_table(claims)
     assert list(table["claim"]) == [c.statement for c in claims]
-    null_rows = table[table["direction"] == "equivalent"]
-    assert len(null_rows) and all(m.startswith("±") and "(" in m for m in null_rows["margin"])
-    assert (table.loc[table["direction"] != "equivalent", "margin"] == "").all()
+    rules = dict(zip(table["claim"], table["rule"]))
+    for c in claims:
+        expected = f"|x| < {c.margin:g}" if c.direction == "equivalent" else {"positive": "> 0", "negative": "< 0",
+                                                                                "none": "no verdict"}[c.direction]
+        assert rules[c.statement] == expected
+    reasons = margin_reasons(claims)
+    assert list(reasons["claim"]) == [c.statement for c in claims if c.direction == "equivalent"]
+    assert all(reasons["why this size"].str.len() > 20)

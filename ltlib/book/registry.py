@@ -149,12 +149,22 @@ def _is_firm(x: np.ndarray, verdict: str, spec: ClaimSpec) -> bool:
     return bool(claimed.all()) if verdict == REPRODUCED else bool((~claimed).all())
 
 
+_RULE_TEXT = {"positive": "> 0", "negative": "< 0", "none": "no verdict"}
+
+
 def registry_table(claims: Sequence[ClaimSpec]) -> pd.DataFrame:
-    """The registry as the book shows it: one row per claim, human column names, margins with their reason."""
-    rows = [{"claim": c.statement, "artefact": c.artefact, "role": c.role, "direction": c.direction,
-             "unit": c.unit, "margin": "" if c.margin is None else f"±{c.margin:g} ({c.margin_why})",
+    """The registry as the book shows it: one row per claim, its rule in one short cell (``> 0``, ``< 0``,
+    ``|x| < margin``), the prior sources and the scale; :func:`margin_reasons` gives each margin's reason."""
+    rows = [{"claim": c.statement, "artefact": c.artefact, "role": c.role, "unit": c.unit,
+             "rule": f"|x| < {c.margin:g}" if c.direction == "equivalent" else _RULE_TEXT[c.direction],
              "priors": ", ".join(c.prior), "scale": c.scale} for c in claims]
     return pd.DataFrame(rows)
+
+
+def margin_reasons(claims: Sequence[ClaimSpec]) -> pd.DataFrame:
+    """Each claim of no effect with its equivalence margin and why that size is negligible."""
+    return pd.DataFrame([{"claim": c.statement, "margin": f"±{c.margin:g} {c.unit}", "why this size": c.margin_why}
+                         for c in claims if c.direction == "equivalent"])
 
 
 # --------------------------------------------------------------------------- the regime card
