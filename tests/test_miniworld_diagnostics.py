@@ -7,7 +7,9 @@ import pytest
 from scipy.stats import spearmanr
 from tolerances import CLOSED_ABS  # float64 closed forms
 
-from ltlib.miniworld.diagnostics import parameter_imbalance, prior_recovery, zero_shot_accuracy, zero_shot_logits
+from ltlib.miniworld.diagnostics import (PriorRecovery, parameter_imbalance, prior_recovery, recovery_summary,
+                                        zero_shot_accuracy, zero_shot_logits)
+from ltlib.errors import ConfigError
 from ltlib.priors import fit_prior, kl_divergence
 
 
@@ -39,3 +41,19 @@ def test_prior_recovery_uses_gla_on_the_balanced_val_split(pretrained_world, sol
     )
     assert np.allclose(recovery.truth, pretrained_world.true_prior("mini-openclip"), rtol=0, atol=CLOSED_ABS)
     assert recovery.kl == pytest.approx(kl_divergence(recovery.truth, recovery.estimate), abs=CLOSED_ABS)
+
+
+def test_recovery_summary_counts_what_the_world_page_states():
+    truth = np.array([0.5, 0.3, 0.2])
+
+    def recovery(model: str, solver: str, rho: float, p: float, kl: float) -> PriorRecovery:
+        return PriorRecovery(model, solver, np.array([0.4, 0.35, 0.25]), truth, rho, p, kl, 0.1, 1.0)
+
+    recoveries = [recovery("a", "exact", 0.6, 0.01, 0.05), recovery("b", "exact", -0.2, 0.3, 0.2),
+                  recovery("c", "exact", 0.3, 0.2, 0.08), recovery("a", "reference", 0.9, 0.001, 0.01)]
+    summary = recovery_summary(recoveries, "exact")
+    assert (summary["rho_min"], summary["rho_max"], summary["p_min"]) == (-0.2, 0.6, 0.01)
+    assert summary["significant"] == 1 and summary["beats_uniform"] == 2  # the reference fit is not counted
+    assert summary["kl_mean"] == pytest.approx((0.05 + 0.2 + 0.08) / 3, abs=CLOSED_ABS)
+    with pytest.raises(ConfigError, match="no prior recovery"):
+        recovery_summary(recoveries, "fixed-point")

@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from .attribution import PartAttribution, attribute
 from ..backbones import Backbone
+from ..errors import ConfigError
 from ..heads import ZeroShotClassifier
 from ..metrics import per_class_accuracy
 from ..priors import fit_prior, prior_agreement
@@ -249,6 +250,26 @@ class PriorRecovery:
                  "temperature": self.temperature, "log_range_ratio": self.log_range_ratio}
         return [{"metric": m, "value": v, "method": f"gla-{self.solver}", "backbones": self.model}
                 for m, v in stats.items()]
+
+
+def recovery_summary(recoveries: Sequence[PriorRecovery], solver: str = "exact") -> dict[str, float | int]:
+    """What the world page says about GLA's estimates of one ``solver`` (book: Mini world, decision 4).
+
+    Returns:
+        rho_min / rho_max: the range of Spearman(P̂_P, π_m) over models; p_min: the smallest p-value;
+        kl_mean / kl_uniform: mean KL(π_m ‖ P̂_P) and mean KL of the uniform guess; range_max: the largest
+        log-range ratio; significant: models with ρ > 0 at p < 0.05; beats_uniform: models whose estimate is
+        closer to π_m than the uniform guess.
+    """
+    chosen = [r for r in recoveries if r.solver == solver]
+    if not chosen:
+        raise ConfigError(f"no prior recovery with solver {solver!r}")
+    return {"rho_min": min(r.rho for r in chosen), "rho_max": max(r.rho for r in chosen),
+            "p_min": min(r.p for r in chosen), "kl_mean": float(np.mean([r.kl for r in chosen])),
+            "kl_uniform": float(np.mean([r.kl_uniform for r in chosen])),
+            "range_max": max(r.log_range_ratio for r in chosen),
+            "significant": sum(r.rho > 0 and r.p < 0.05 for r in chosen),
+            "beats_uniform": sum(r.kl < r.kl_uniform for r in chosen)}
 
 
 def prior_recovery(world: World, name: str, solver: str = "exact", split: str = "val") -> PriorRecovery:
