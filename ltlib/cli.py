@@ -181,15 +181,14 @@ def _add_group_options(p: argparse.ArgumentParser) -> None:
                    help="P-groups: shares of P-many and P-medium classes by prior (default: the paper's 0.3 0.3)")
 
 
-DEFAULT_D_THRESHOLDS, DEFAULT_P_FRACTIONS = (100, 20), (0.3, 0.3)
 
 
 def _groups_info(args: argparse.Namespace) -> dict:
     """The group settings a ``train`` run records (stage 2 reads them back), validated now."""
-    from .metrics import d_groups, p_groups
+    from .metrics import D_THRESHOLDS, P_FRACTIONS, d_groups, p_groups
 
-    d = tuple(args.d_thresholds or DEFAULT_D_THRESHOLDS)
-    p = tuple(args.p_fractions or DEFAULT_P_FRACTIONS)
+    d = tuple(args.d_thresholds or D_THRESHOLDS)
+    p = tuple(args.p_fractions or P_FRACTIONS)
     d_groups([1], *d), p_groups([1.0], p)  # raise ConfigError on bad values before any work
     return {"d_thresholds": list(d), "p_fractions": list(p)}
 
@@ -356,10 +355,11 @@ def _adjust(args: argparse.Namespace) -> int:
 def _recorded_p_fractions(args: argparse.Namespace) -> tuple[float, float]:
     """P-group shares: the command line's, else those the first run recorded at training, else the paper's.
     (D-thresholds need no such lookup: stage 2 reads each task's record itself.)"""
+    from .metrics import P_FRACTIONS
     from .runs import load_run
 
     recorded = load_run(args.runs[0]).get("task_info", {}) if (args.runs[0] / "run.json").is_file() else {}
-    return tuple(args.p_fractions or recorded.get("p_fractions") or DEFAULT_P_FRACTIONS)
+    return tuple(args.p_fractions or recorded.get("p_fractions") or P_FRACTIONS)
 
 
 def _default_stage2_dir(record: dict) -> Path:
@@ -402,8 +402,6 @@ def _configure_predict(p: argparse.ArgumentParser) -> None:
 @command("predict", "classify a folder of images with one model or the backdoor adjustment of several; CSV out",
          _configure_predict)
 def _predict(args: argparse.Namespace) -> int:
-    import torch
-
     from .export import load_model, predict_folder
     from .storage import write_text
 
@@ -411,7 +409,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"--weights: {len(args.weights)} files for {len(args.models)} models; give one per model")
     if args.top_k < 1 or args.batch_size < 1:
         raise ConfigError(f"--top-k={args.top_k} and --batch-size={args.batch_size} must be >= 1")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     weights = args.weights or [None] * len(args.models)
     models = [load_model(m, device, w) for m, w in zip(args.models, weights)]
     table = predict_folder(models, args.images, rule=args.rule, top_k=args.top_k, batch_size=args.batch_size)
@@ -440,7 +438,7 @@ def _validate_manifest(args: argparse.Namespace) -> int:
     config = load_dataset_config(args.dataset)
     checked = validate_user_manifest(args.file, config, args.split, cache_dir=args.cache_dir)
     counts = class_counts(checked.manifest.labels, checked.manifest.num_classes)
-    sizes = group_sizes(counts, *(args.d_thresholds or DEFAULT_D_THRESHOLDS))
+    sizes = group_sizes(counts, *(args.d_thresholds or ()))  # default: the paper's thresholds
     pinned = "recorded on first use in" if checked.first_use else "matches the SHA-256 recorded in"
     lift = {True: "yes", False: "no", None: "unknown"}[checked.matches_lift]
     print(f"OK: {args.file} is a valid {config.title} {args.split} list: {len(checked.manifest)} lines, "

@@ -54,16 +54,17 @@ def ensemble_cost(models: Sequence[Callable[[torch.Tensor], torch.Tensor]], imag
 
     gflops = count_gflops(lambda: forward(images[:1]))
     forward(images[:1])  # warm-up
-    seconds = min(_seconds(forward, images) for _ in range(repeats))
+    seconds = min(timed(lambda: forward(images))[1] for _ in range(repeats))
     return {"gflops_per_image": gflops, "images_per_second": len(images) / seconds}
 
 
-def _seconds(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> float:
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """``(fn(), wall seconds)``; on CUDA the device is synchronised on both sides."""
     _synchronize()
     start = time.perf_counter()
-    fn(x)
+    out = fn()
     _synchronize()
-    return time.perf_counter() - start
+    return out, time.perf_counter() - start
 
 
 def _synchronize() -> None:

@@ -65,7 +65,13 @@ class Groups:
         return self.indices[self.names.index(name)]
 
 
-def d_groups(class_counts: Any, many: int = 100, few: int = 20) -> Groups:
+# The paper's group settings (book: Method, 'Groups'): D-groups by downstream training count (OLTR: many
+# n > 100, few n < 20) and P-groups by the prior's ranking (top 30 %, next 30 %, the rest).
+D_THRESHOLDS: tuple[int, int] = (100, 20)
+P_FRACTIONS: tuple[float, float] = (0.3, 0.3)
+
+
+def d_groups(class_counts: Any, many: int = D_THRESHOLDS[0], few: int = D_THRESHOLDS[1]) -> Groups:
     """D-groups from downstream training counts (OLTR convention, book: Method, 'Evaluation').
 
     many = {j : n_j > many}, medium = {j : few ≤ n_j ≤ many}, few = {j : n_j < few}.
@@ -85,7 +91,7 @@ def d_groups(class_counts: Any, many: int = 100, few: int = 20) -> Groups:
     return Groups(GROUP_NAMES, tuple(np.flatnonzero(m) for m in masks), counts.size)
 
 
-def p_groups(prior: Any, fractions: tuple[float, float] = (0.3, 0.3)) -> Groups:
+def p_groups(prior: Any, fractions: tuple[float, float] = P_FRACTIONS) -> Groups:
     """P-groups from an estimated pre-training prior P̂_P (book: Method, 'Groups').
 
     Classes are ranked by prior, descending; ties keep class-index order (stable sort). The first

@@ -24,7 +24,7 @@ import torch
 from .adjust import RULES, backdoor_adjust
 from .cache import split_path
 from .errors import ConfigError, NonFiniteError
-from .metrics import Groups, d_groups, dp_matrix, group_accuracy, p_groups
+from .metrics import D_THRESHOLDS, P_FRACTIONS, Groups, d_groups, dp_matrix, group_accuracy, p_groups
 from .phases import phase
 from .priors import PriorFit, fit_prior
 from .provenance import config_hash, git_sha, library_versions, run_record
@@ -68,7 +68,7 @@ class Stage2Options:
     split: str = "test"
     prior_split: str = "val"
     subsets: bool = False
-    p_fractions: tuple[float, float] = (0.3, 0.3)
+    p_fractions: tuple[float, float] = P_FRACTIONS
     d_thresholds: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
@@ -100,7 +100,7 @@ class CachedRun:
     class_counts: np.ndarray
     logits: np.ndarray
     targets: np.ndarray
-    thresholds: tuple[int, int] = (100, 20)
+    thresholds: tuple[int, int] = D_THRESHOLDS
 
 
 @dataclass(frozen=True, eq=False)
@@ -234,7 +234,7 @@ def task_thresholds(record: dict[str, Any]) -> tuple[int, int]:
     if info.get("d_thresholds"):  # recorded by `python -m ltlib train --d-thresholds` (own data)
         many, few = info["d_thresholds"]
         return int(many), int(few)
-    return int(info.get("many_threshold", 100)), int(info.get("few_threshold", 20))
+    return int(info.get("many_threshold", D_THRESHOLDS[0])), int(info.get("few_threshold", D_THRESHOLDS[1]))
 
 
 def run_d_groups(run: CachedRun) -> Groups:

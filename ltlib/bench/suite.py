@@ -24,7 +24,6 @@ import os
 import platform
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -35,7 +34,7 @@ import torch
 
 from ..cache import SplitOutputs, split_path
 from ..errors import ConfigError
-from ..flops import PAPER_GFLOPS, ensemble_cost
+from ..flops import PAPER_GFLOPS, ensemble_cost, timed
 from ..parallel import torch_threads
 from ..paths import book_executed_dir, smoke_executed_dir
 from ..provenance import git_sha, library_versions
@@ -87,20 +86,6 @@ class BenchOptions:
 def row(benchmark: str, case: str, metric: str, value: float, unit: str, note: str = "") -> dict[str, Any]:
     """One tidy measurement (provenance columns are added by :func:`run_benchmarks`)."""
     return {"benchmark": benchmark, "case": case, "metric": metric, "value": float(value), "unit": unit, "note": note}
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    """``(fn(), wall seconds)``; on CUDA the device is synchronised on both sides."""
-    _synchronize()
-    start = time.perf_counter()
-    out = fn()
-    _synchronize()
-    return out, time.perf_counter() - start
-
-
-def _synchronize() -> None:
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
 
 
 def describe_device(device: torch.device) -> str:

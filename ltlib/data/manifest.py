@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ManifestError
+from ..metrics import D_THRESHOLDS
 from ..storage import atomic_path, write_text
 
 SHA256SUMS = "SHA256SUMS"
 _GZIP_MAGIC = b"\x1f\x8b"
 _INTEGER = re.compile(r"-?[0-9]+")
 # D-group thresholds of book: Method, 'Evaluation' (OLTR convention): many n > 100, medium 20 <= n <= 100, few n < 20.
-MANY_ABOVE, FEW_BELOW = 100, 20
+MANY_ABOVE, FEW_BELOW = D_THRESHOLDS
 
 
 @dataclass(frozen=True, eq=False)
