@@ -62,7 +62,7 @@ class ResultsTable:
 
     def add(self, metric: str, value: float, *, method: str, backbones: str | Sequence[str] = "",
             seed: int | None = None, group: str = "all", config: Any = None, n_models: int | None = None,
-            **keys: Any) -> None:
+            world_seed: int | None = None, **keys: Any) -> None:
         """Record one number; ``config`` (any plain data or dataclass) is hashed for provenance.
 
         Args:
@@ -70,6 +70,7 @@ class ResultsTable:
                 combination (stored as their :func:`backbone_key`).
             n_models: models combined; default: 1 for a string, the number of members for a sequence, 0 for
                 none.
+            world_seed: the world the number comes from (default: the table's).
             keys: any of ``rule``, ``scenario``, ``control``, ``prior_source`` (see :data:`DEFAULTS`).
         """
         unknown = set(keys) - {"rule", "scenario", "control", "prior_source"}
@@ -80,7 +81,8 @@ class ResultsTable:
         else:
             members = list(backbones)
         self.rows.append({**DEFAULTS, "run_id": self.run_id, "notebook": self.notebook, "scale": self.scale,
-                          "world": self.world, "world_seed": int(self.world_seed), "backbones": backbone_key(members),
+                          "world": self.world, "world_seed": int(self.world_seed if world_seed is None else world_seed),
+                          "backbones": backbone_key(members),
                           "n_models": len(members) if n_models is None else int(n_models), "method": method,
                           **{k: str(v) for k, v in keys.items()}, "seed": -1 if seed is None else int(seed),
                           "metric": metric, "group": group, "value": float(value), "git_sha": git_sha(),
@@ -94,13 +96,14 @@ class ResultsTable:
 
     def add_frame(self, frame: pd.DataFrame, metric: str | None = None, config: Any = None) -> None:
         """Record every row of a tidy frame with columns ``value``, ``method`` and optionally ``metric``
-        (else the ``metric`` argument), ``backbone``/``backbones``, ``seed``, ``group``, ``n_models``,
-        ``rule``, ``scenario``, ``control`` and ``prior_source``."""
+        (else the ``metric`` argument), ``backbone``/``backbones``, ``seed``, ``world_seed``, ``group``,
+        ``n_models``, ``rule``, ``scenario``, ``control`` and ``prior_source``."""
         optional = ("rule", "scenario", "control", "prior_source")
         for row in frame.to_dict("records"):
             self.add(row.get("metric", metric), row["value"], method=row["method"],
                      backbones=row.get("backbones", row.get("backbone", "")), seed=row.get("seed"),
                      group=str(row.get("group", "all")), config=config, n_models=_given(row.get("n_models")),
+                     world_seed=_given(row.get("world_seed")),
                      **{k: row[k] for k in optional if isinstance(row.get(k), str)})  # NaN: not set
 
     def frame(self) -> pd.DataFrame:

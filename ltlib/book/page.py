@@ -31,7 +31,8 @@ class Page:
     Attributes:
         notebook: its name; setting: the plan setting; parameters: the resolved plan parameters (scale, world,
             dataset, seeds, out_dir, runs_root).
-        study: the ``ltlib.miniworld.experiments.Study`` of a study page (runs trained or reused), else None.
+        studies: one ``ltlib.miniworld.experiments.Study`` per independent world (the plan's ``worlds``: world
+            seeds) of a study page, runs trained or reused; empty elsewhere. ``study`` is the first.
         world: the mini ``World`` (study pages at mini scale and the world page), else None.
         world_config: the mini world's ``WorldConfig`` (mini scale), else None.
         table: the page's ``ResultsTable`` (pages that write results), else None.
@@ -40,10 +41,23 @@ class Page:
     notebook: str
     setting: str
     parameters: Mapping[str, Any]
-    study: Any = None
+    studies: tuple = ()
     world: Any = None
     world_config: Any = None
     table: ResultsTable | None = None
+
+    @property
+    def study(self) -> Any:
+        """The first world's study (the one the page's figures show); None on pages without a study."""
+        return self.studies[0] if self.studies else None
+
+    @property
+    def world_seeds(self) -> list[int]:
+        """The independent worlds' seeds (the replicates of every world-level claim)."""
+        if self.studies:
+            return [s.world_seed for s in self.studies]
+        worlds = self.parameters.get("worlds")
+        return list(worlds) if worlds else [int(self.world_config.seed)] if self.world_config is not None else [-1]
 
     @property
     def scale(self) -> str:
@@ -85,10 +99,10 @@ def open_page(notebook: str, setting: str = "default", overrides: Mapping[str, A
     """
     params = resolve_parameters(notebook, setting or "default", overrides)
     torch.set_num_threads(threads)
-    study = world = config = None
+    studies, world, config = (), None, None
     if notebook in STUDY_PAGES:
-        study = _open_study(params, STUDY_PAGES[notebook], workers)
-        world = study.world
+        studies = tuple(_open_studies(params, STUDY_PAGES[notebook], workers))
+        world = studies[0].world
     elif notebook in WORLD_PAGES:
         from ..miniworld import load_world
         world = load_world(params["world"])
@@ -97,15 +111,16 @@ def open_page(notebook: str, setting: str = "default", overrides: Mapping[str, A
     elif notebook in WORLD_CONFIG_PAGES or (notebook in STUDY_PAGES and params["scale"] == "mini"):
         from ..miniworld import load_world_config
         config = load_world_config(params["world"] or "default")
-    page = Page(notebook, setting, params, study, world, config)
+    page = Page(notebook, setting, params, studies, world, config)
     return _with_table(page) if notebook in TABLE_PAGES else page
 
 
-def _open_study(params: Mapping[str, Any], jobs_for: str, workers: int | None):
+def _open_studies(params: Mapping[str, Any], jobs_for: str, workers: int | None):
     from ..miniworld import experiments
 
-    return experiments.open_study(params["scale"], params["world"], params["dataset"], params["seeds"],
-                                  params["runs_root"], jobs_for=getattr(experiments, jobs_for), workers=workers)
+    return experiments.open_studies(params["scale"], params["world"], params["dataset"], params["seeds"],
+                                    params["runs_root"], jobs_for=getattr(experiments, jobs_for), workers=workers,
+                                    world_seeds=params.get("worlds") or None)
 
 
 def _with_table(page: Page) -> Page:
@@ -113,4 +128,4 @@ def _with_table(page: Page) -> Page:
     label = page.world_config.name if page.notebook in WORLD_CONFIG_PAGES else page.label
     table = ResultsTable(notebook=page.notebook, scale=page.scale, world=label, out_dir=page.out_dir / "tables",
                          world_seed=world_seed)
-    return Page(page.notebook, page.setting, page.parameters, page.study, page.world, page.world_config, table)
+    return Page(page.notebook, page.setting, page.parameters, page.studies, page.world, page.world_config, table)

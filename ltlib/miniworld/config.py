@@ -78,6 +78,8 @@ class FoundationModelConfig:
     head_fraction: float  # P_m(C = head-dominant): the part bias of its corpus
     uniform_prior: bool = False  # the reference model: π = 1/K instead of the world's long-tailed profile
     description: str = ""
+    copy: int = 0  # > 0: an independently pre-trained copy of the model of the same name without the
+    #                "-copy<k>" suffix: same prior and part bias, its own images and initialisation
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ class PretrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.1  # on matrices and embeddings only (see pretrain.param_groups)
     warmup_fraction: float = 0.1
-    seed: int = 0
+    seed: int = 0  # mixed with the world's seed and the model's name: each world pre-trains its own models
     threads: int = 1  # torch threads while training (see ltlib.parallel.torch_threads): fixed, so in the cache key
 
 
@@ -158,12 +160,29 @@ class WorldConfig:
             raise ConfigError(f"world {self.name!r}: model names must be distinct, got {names}")
 
     def model(self, name: str) -> FoundationModelConfig:
-        """The foundation model (or the reference) called ``name``."""
+        """The foundation model (or the reference) called ``name``; ``<name>-copy<k>`` (k ≥ 1) is an
+        independently pre-trained copy of ``<name>`` (:func:`copy_name`)."""
+        base, k = split_copy_name(name)
         for m in (*self.models, self.reference):
-            if m.name == name:
-                return m
+            if m.name == base:
+                return m if k == 0 else dataclasses.replace(m, name=name, copy=k,
+                                                            description=f"{m.description} (copy {k})")
         known = [m.name for m in (*self.models, self.reference)]
         raise ConfigError(f"world {self.name!r} has no model {name!r}; known: {known}")
+
+
+COPY_SUFFIX = "-copy"
+
+
+def copy_name(name: str, k: int) -> str:
+    """The name of the k-th independently pre-trained copy of model ``name`` (k = 0: the model itself)."""
+    return name if k == 0 else f"{name}{COPY_SUFFIX}{k}"
+
+
+def split_copy_name(name: str) -> tuple[str, int]:
+    """(base model name, copy index) of a name from :func:`copy_name`."""
+    base, sep, k = name.rpartition(COPY_SUFFIX)
+    return (base, int(k)) if sep and k.isdigit() and int(k) > 0 else (name, 0)
 
 
 def load_world_config(key_or_path: str | Path, **overrides: Any) -> WorldConfig:

@@ -19,7 +19,9 @@ from ..parallel import run_parallel
 from ..recipes import load_recipe
 from ..runs import RunSpec, estimate_run_prior, find_runs, run_stage1
 
-INDEX_COLUMNS = ("backbone", "method", "model", "seed", "task_seed", "order", "task", "run_dir")
+INDEX_COLUMNS = ("backbone", "method", "model", "seed", "task_seed", "order", "recipe", "variant", "world_seed",
+                 "task", "run_dir")
+MAIN_RECIPE = "mini_lift"  # the book's LIFT recipe (AdaptFormer); other recipes are named in the index
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class MiniJob:
         relative_to: the prior ``consistent`` / ``reverse`` follow (default: the world's first model).
         model: ``lift`` | ``scratch`` | ``joint`` (see ``ltlib.runs.RunSpec``).
         recipe: training recipe key; overrides: ``(field, value)`` pairs applied to it.
+        variant: a short name for a run with ``overrides`` (e.g. ``matched scale``), "" for none.
+        world_seed: the world's seed (None: the config's); the replicate of every world-level claim.
     """
 
     world: str
@@ -48,6 +52,8 @@ class MiniJob:
     model: str = "lift"
     recipe: str = "mini_lift"
     overrides: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+    variant: str = ""
+    world_seed: int | None = None
 
 
 def run_mini_grid(jobs: Iterable[MiniJob], runs_root: str | Path, workers: int | None = None,
@@ -59,8 +65,9 @@ def run_mini_grid(jobs: Iterable[MiniJob], runs_root: str | Path, workers: int |
     jobs = list(jobs)
     run_dirs = run_parallel(_run_job, [(job, str(runs_root), cache_root) for job in jobs], workers)
     rows = [{"backbone": j.backbone, "method": j.method, "model": j.model, "seed": j.seed,
-             "task_seed": j.task_seed, "order": j.order, "task": Path(d).parents[2].name.replace("__", "/"),
-             "run_dir": Path(d)} for j, d in zip(jobs, run_dirs)]
+             "task_seed": j.task_seed, "order": j.order, "recipe": j.recipe, "variant": j.variant,
+             "world_seed": -1 if j.world_seed is None else j.world_seed,
+             "task": Path(d).parents[2].name.replace("__", "/"), "run_dir": Path(d)} for j, d in zip(jobs, run_dirs)]
     return pd.DataFrame(rows, columns=list(INDEX_COLUMNS))
 
 
@@ -74,26 +81,27 @@ def grid(world: str, backbones: Sequence[str], methods: Sequence[str], seeds: Se
 def full_run_index(runs_root: str | Path, dataset: str) -> pd.DataFrame:
     """The run index of a full-scale dataset from the runs ``make reproduce`` wrote under ``runs_root``."""
     runs = find_runs(runs_root, task=dataset)
-    runs = runs.assign(task_seed=0, order="independent")
+    runs = runs.assign(task_seed=0, order="independent", recipe=MAIN_RECIPE, variant="", world_seed=-1)
     return runs[list(INDEX_COLUMNS)].reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- worker side
 @functools.lru_cache(maxsize=4)
-def _world(key: str, cache_root: str | None):
+def _world(key: str, cache_root: str | None, world_seed: int | None = None):
     from . import load_world
-    return load_world(key, cache_root=cache_root)
+    return load_world(key, cache_root=cache_root, **({} if world_seed is None else {"seed": world_seed}))
 
 
 @functools.lru_cache(maxsize=32)
-def _task(world_key: str, cache_root: str | None, order: str, task_seed: int, relative_to: str | None):
-    return _world(world_key, cache_root).task(order, seed=task_seed, relative_to=relative_to)
+def _task(world_key: str, cache_root: str | None, world_seed: int | None, order: str, task_seed: int,
+          relative_to: str | None):
+    return _world(world_key, cache_root, world_seed).task(order, seed=task_seed, relative_to=relative_to)
 
 
 def _run_job(args: tuple[MiniJob, str, str | None]) -> str:
     job, runs_root, cache_root = args
-    world = _world(job.world, cache_root)
-    task = _task(job.world, cache_root, job.order, job.task_seed, job.relative_to)
+    world = _world(job.world, cache_root, job.world_seed)
+    task = _task(job.world, cache_root, job.world_seed, job.order, job.task_seed, job.relative_to)
     recipe = load_recipe(job.recipe, **dict(job.overrides))
     prior = None
     if job.method == "GLA-Train":  # GLA-Train adds log P̂_P, estimated from the zero-shot run (book: Method, 'Losses')
@@ -105,42 +113,66 @@ def _run_job(args: tuple[MiniJob, str, str | None]) -> str:
 
 
 # ----------------------------------------------------------------------------- the book's grids
-def imbalance_jobs(world: str, backbones: Sequence[str], reference: str, seeds: Sequence[int]) -> list[MiniJob]:
-    """Notebook 01's runs: zero-shot, CE, LA and GLA-Train per foundation model and seed; LA of the
-    uniform-prior reference model (difficulty control); LA from scratch on the first model's architecture
-    (the Fig. 9 control, trained with its own recipe)."""
-    jobs = grid(world, backbones, ("zeroshot", "CE", "LA", "GLA-Train"), seeds)
-    jobs += grid(world, (reference,), ("zeroshot", "LA"), seeds)
-    jobs += grid(world, backbones[:1], ("LA",), seeds, model="scratch", recipe="mini_scratch")
+VPT_RECIPE = "mini_lift_vpt"  # §4.1's second parameter-efficient method
+SAME_BACKBONE_COPIES = 2  # independently pre-trained copies of one model beside it (the same-backbone control)
+
+
+def control_backbone(backbones: Sequence[str], world_seed: int) -> str:
+    """The model whose pre-trained copies form the same-backbone control: rotates with the world's seed."""
+    return backbones[world_seed % len(backbones)]
+
+
+def copies(backbones: Sequence[str], world_seed: int, n: int = SAME_BACKBONE_COPIES) -> list[str]:
+    """The names of the copies :func:`main_table_jobs` fine-tunes (``ltlib.miniworld.config.copy_name``)."""
+    from .config import copy_name
+    base = control_backbone(backbones, world_seed)
+    return [copy_name(base, k) for k in range(1, n + 1)]
+
+
+def imbalance_jobs(world: str, backbones: Sequence[str], reference: str, seeds: Sequence[int],
+                   world_seed: int | None = None) -> list[MiniJob]:
+    """Notebook 01's runs: zero-shot, CE, LA and GLA-Train per foundation model and seed; LA with VPT instead
+    of AdaptFormer; LA of the uniform-prior reference model (difficulty control); LA from scratch on the first
+    model's architecture (the Fig. 9 control, trained with its own recipe)."""
+    keys = {"world_seed": world_seed}
+    jobs = grid(world, backbones, ("zeroshot", "CE", "LA", "GLA-Train"), seeds, **keys)
+    jobs += grid(world, backbones, ("LA",), seeds, recipe=VPT_RECIPE, **keys)
+    jobs += grid(world, (reference,), ("zeroshot", "LA"), seeds, **keys)
+    jobs += grid(world, backbones[:1], ("LA",), seeds, model="scratch", recipe="mini_scratch", **keys)
     return jobs
 
 
 def main_table_jobs(world: str, backbones: Sequence[str], reference: str, seeds: Sequence[int],
-                    extra_seeds: int = 2) -> list[MiniJob]:
-    """Notebook 03's runs: LA per model and seed (shared with notebook 01); for the same-backbone control,
-    ``extra_seeds`` more LA trainings of one backbone per replicate (rotating over the backbones) on the
-    same task; the consistent / reverse / balanced scenarios (Tab. 13); the jointly trained ensemble.
+                    world_seed: int | None = None) -> list[MiniJob]:
+    """Notebook 03's runs: zero-shot and LA per model and seed (shared with notebook 01); LA of the
+    independently pre-trained copies of one model (the same-backbone control, :func:`copies`); the
+    consistent / reverse / balanced scenarios (Tab. 13); the jointly trained ensemble at the recipe's cosine
+    scale (its summed logits then have M times a single model's scale) and at scale / M (matched).
     (``reference`` is unused: the signature is shared with :func:`imbalance_jobs`.)"""
-    jobs = grid(world, backbones, ("zeroshot", "LA"), seeds)
-    for r, seed in enumerate(seeds):
-        backbone = backbones[r % len(backbones)]
-        jobs += [MiniJob(world, backbone, "LA", seed=1000 * (k + 1) + seed, task_seed=seed) for k in range(extra_seeds)]
+    keys = {"world_seed": world_seed}
+    jobs = grid(world, backbones, ("zeroshot", "LA"), seeds, **keys)
+    jobs += grid(world, copies(backbones, world_seed or 0), ("zeroshot", "LA"), seeds, **keys)
     for order in ("consistent", "reverse", "balanced"):
-        jobs += grid(world, backbones, ("LA",), seeds, order=order, relative_to="consensus")
-    jobs += grid(world, ("+".join(backbones),), ("LA",), seeds, model="joint")
+        jobs += grid(world, backbones, ("LA",), seeds, order=order, relative_to="consensus", **keys)
+    members = ("+".join(backbones),)
+    jobs += grid(world, members, ("LA",), seeds, model="joint", **keys)
+    scale = load_recipe("mini_lift").cosine_scale / len(backbones)
+    jobs += grid(world, members, ("LA",), seeds, model="joint", overrides=(("cosine_scale", scale),),
+                 variant="matched scale", **keys)
     return jobs
 
 
 @dataclass(frozen=True, eq=False)
 class Study:
-    """What a notebook analyses, whatever the scale.
+    """What a notebook analyses in one world (or one real dataset), whatever the scale.
 
     Attributes:
         scale: ``mini`` or ``full``; label: the world or dataset name used in result tables.
         backbones: the foundation models; reference: the mini world's uniform-prior model (None at full scale).
         index: the run index (``INDEX_COLUMNS``).
-        true_priors: backbone → true π (mini world only; None at full scale).
+        true_priors: backbone → true π (mini world only, copies included; None at full scale).
         world: the mini ``World`` (None at full scale).
+        world_seed: the world's seed (the replicate of the book's claims); -1 at full scale.
     """
 
     scale: str
@@ -150,6 +182,7 @@ class Study:
     reference: str | None = None
     true_priors: dict[str, Any] | None = None
     world: Any = None
+    world_seed: int = -1
 
     def runs(self, **keys: Any) -> pd.DataFrame:
         """Rows of the index matching ``keys`` (e.g. ``method="LA", model="lift"``)."""
@@ -160,20 +193,40 @@ class Study:
 
 
 def open_study(scale: str, world: str, dataset: str, seeds: Sequence[int], runs_root: str | Path,
-               jobs_for=imbalance_jobs, workers: int | None = None) -> Study:
-    """Resolve a notebook's parameters into a :class:`Study`.
+               jobs_for=imbalance_jobs, workers: int | None = None, world_seed: int | None = None) -> Study:
+    """Resolve a notebook's parameters into a :class:`Study` (one world; :func:`open_studies` for several).
 
     Mini scale: load and pre-train the world (cached), then run ``jobs_for(world, backbones, …, seeds)``.
     Full scale: read the runs of ``dataset`` that ``make reproduce`` wrote under ``runs_root``.
     """
+    return open_studies(scale, world, dataset, seeds, runs_root, jobs_for, workers,
+                        None if world_seed is None else [world_seed])[0]
+
+
+def open_studies(scale: str, world: str, dataset: str, seeds: Sequence[int], runs_root: str | Path,
+                 jobs_for=imbalance_jobs, workers: int | None = None,
+                 world_seeds: Sequence[int] | None = None) -> list[Study]:
+    """One :class:`Study` per independent world (``world_seeds``; default: the world config's own seed).
+
+    Every world's models (with the copies its jobs use) are pre-trained first, several at a time, then every
+    run of every world goes through one pool of worker processes, so no core idles between worlds.
+    """
     if scale == "full":
         index = full_run_index(runs_root, dataset)
         backbones = tuple(sorted(set(index.loc[index["model"] == "lift", "backbone"]) - {""}))
-        return Study("full", dataset, backbones, index)
+        return [Study("full", dataset, backbones, index)]
     from . import load_world
-    w = load_world(world)
-    w.prepare()
-    backbones = w.model_names
-    index = run_mini_grid(jobs_for(world, backbones, w.reference_name, seeds), runs_root, workers)
-    truths = {b: w.true_prior(b) for b in (*backbones, w.reference_name)}
-    return Study("mini", world, tuple(backbones), index, w.reference_name, truths, w)
+    from .world import prepare_worlds
+    worlds = [load_world(world, **({} if ws is None else {"seed": ws})) for ws in (world_seeds or [None])]
+    jobs = {w.config.seed: jobs_for(world, w.model_names, w.reference_name, seeds, world_seed=w.config.seed)
+            for w in worlds}
+    prepare_worlds({w: sorted({b for j in jobs[w.config.seed] for b in j.backbone.split("+")}) for w in worlds},
+                   workers)
+    index = run_mini_grid([j for js in jobs.values() for j in js], runs_root, workers)
+    studies = []
+    for w in worlds:
+        own = index[index.world_seed == w.config.seed].reset_index(drop=True)
+        names = sorted({*own.backbone, *w.model_names, w.reference_name} - {""})
+        truths = {b: w.true_prior(b) for b in names if "+" not in b}
+        studies.append(Study("mini", world, tuple(w.model_names), own, w.reference_name, truths, w, w.config.seed))
+    return studies

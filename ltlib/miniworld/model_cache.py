@@ -29,7 +29,7 @@ from ..storage import atomic_path, read_json, write_json
 
 # Bump when code changes what a given config produces (generator, captions, corpus or training loop),
 # so that stale cached models are not reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 WEIGHTS, TRUTH, LOG = "weights.pt", "truth.json", "pretrain.json"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
@@ -21,7 +22,7 @@ from ..parallel import run_parallel
 from ..phases import phase
 from ..provenance import config_hash, run_record, to_plain
 from ..tasks import Task
-from .config import WorldConfig, load_world_config
+from .config import WorldConfig, load_world_config, split_copy_name
 from .confounder import ConfounderStudy, build_confounder_study
 from .corpora import (Corpus, build_corpus, integer_counts, labels_and_visibility, popularity_orders,
                       prior_for_order, prior_profile)
@@ -99,7 +100,7 @@ class World:
         if model.uniform_prior:
             return np.full(self.num_classes, 1.0 / self.num_classes)
         profile = prior_profile(self.num_classes, c.profile, c.imbalance_ratio)
-        return prior_for_order(profile, self._orders[self.model_names.index(name)])
+        return prior_for_order(profile, self._orders[self.model_names.index(split_copy_name(name)[0])])
 
     def corpus_counts(self, name: str) -> np.ndarray:
         """Images per class in the corpus of ``name``; int64 [K]."""
@@ -128,18 +129,24 @@ class World:
 
     def corpus(self, name: str) -> Corpus:
         """Render the pre-training corpus of ``name`` (image–caption pairs)."""
-        model = self.config.model(name)
+        model, (base, k) = self.config.model(name), split_copy_name(name)
+        seed = derive_seed(self.config.seed, f"corpus/{base}", *([k] if k else []))
         return build_corpus(self.layout, self.config.render, self.config.captions, self.corpus_counts(name),
-                            model.head_fraction, derive_seed(self.config.seed, f"corpus/{name}"))
+                            model.head_fraction, seed)
+
+    def pretrain_seed(self, name: str) -> int:
+        """The seed of the initialisation and batch order of ``name``'s pre-training: a function of the world's
+        seed, the model (copies included) and ``PretrainConfig.seed``, so every world is an independent draw."""
+        return derive_seed(self.config.seed, f"pretrain/{name}", self.config.pretrain.seed)
 
     # ------------------------------------------------------------------ pre-trained models
     def model_key(self, name: str) -> dict[str, Any]:
         """Everything that determines the pre-trained model ``name`` (its cache key)."""
-        c = self.config
-        row = self.model_names.index(name) if name in self.model_names else -1
+        c, base = self.config, split_copy_name(name)[0]
+        row = self.model_names.index(base) if base in self.model_names else -1
         return {"name": name, "order_row": row, "model": c.model(name), "seed": c.seed, "parts": c.parts,
                 "render": c.render, "captions": c.captions, "corpus": c.corpus, "num_models": len(c.models),
-                "architecture": c.architecture, "pretrain": c.pretrain}
+                "architecture": c.architecture, "pretrain": c.pretrain, "pretrain_seed": self.pretrain_seed(name)}
 
     def pretrained(self, name: str) -> CachedModel:
         """The cache entry of ``name``, pre-training it first if needed (a few tens of seconds)."""
@@ -202,8 +209,9 @@ class World:
         generation = time.perf_counter() - start
         model_config = open_clip_config(self.config.architecture, self.config.render.image_size)
         with phase("pre-training: training steps"):
-            model, log = pretrain(corpus, model_config, self.config.pretrain, progress=self.progress)
-        record = run_record(self.model_key(name), seed=self.config.pretrain.seed, world=self.config.name,
+            schedule = dataclasses.replace(self.config.pretrain, seed=self.pretrain_seed(name))
+            model, log = pretrain(corpus, model_config, schedule, progress=self.progress)
+        record = run_record(self.model_key(name), seed=schedule.seed, world=self.config.name,
                             model=name, generation_seconds=generation, **to_plain(log))
         return model, model_config, self._truth(name, corpus), record
 
@@ -266,6 +274,18 @@ class World:
         """The datasets of the confounder study (book: Mini world, item 7)."""
         return build_confounder_study(self.layout, self.config.render, self.config.confounder, self.mean, self.std,
                                       self.config.seed, seed)
+
+
+def prepare_worlds(models: dict[World, Sequence[str]], workers: int | None = None) -> None:
+    """Pre-train the named models of several worlds in one pool of processes (as :meth:`World.prepare` does
+    for one world): every missing model of every world is one job, so both cores stay busy across worlds."""
+    jobs = [(w.config, w.cache_root, w.progress, n) for w, names in models.items() for n in names
+            if not is_complete(entry_dir(n, w.model_key(n), w.cache_root))]
+    workers = min(len(jobs), workers or os.cpu_count() or 1)
+    if jobs and workers > 1:
+        run_parallel(_pretrain_in_worker, jobs, workers)
+    for w, names in models.items():
+        w.prepare(names, workers=1)
 
 
 def _pretrain_in_worker(job: tuple[WorldConfig, str | Path | None, bool, str]) -> str:
