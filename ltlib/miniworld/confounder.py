@@ -117,7 +117,7 @@ class ConfounderStudy:
 
 def render_study_split(layout: PartLayout, render_config: RenderConfig, config: ConfounderConfig, name: str,
                        train: bool, mean: Sequence[float], std: Sequence[float], world_seed: int, seed: int = 0,
-                       augment: bool = True) -> WorldImages:
+                       augment: bool = True, copy: int = 0) -> WorldImages:
     """Render one split of the study (the same images :func:`build_confounder_study` gives).
 
     Args:
@@ -127,6 +127,8 @@ def render_study_split(layout: PartLayout, render_config: RenderConfig, config: 
         mean, std: normalisation of the model that will be trained.
         world_seed, seed: seeds (the images depend on both, and on ``name`` and ``train``).
         augment: pad-crop-flip augmentation on a training split.
+        copy: 0 for the study's split; k > 0 for an independent draw of the same design (fresh labels order,
+            C assignment and images), as the training set of an independently trained copy of a CNN.
     Returns:
         The split, labels 0..K'−1, class-balanced, C realising the propensity of ``name``.
     """
@@ -137,7 +139,9 @@ def render_study_split(layout: PartLayout, render_config: RenderConfig, config: 
                           f"choose one of {TRAIN_SETS if train else TEST_SETS}")
     counts = np.full(len(config.classes), config.train_per_class if train else config.test_per_class, dtype=np.int64)
     heads = np.floor(counts * props[name] + 0.5).astype(np.int64)
-    purpose = f"confounder/{'train' if train else 'test'}/{name}"
+    if copy < 0:
+        raise ConfigError(f"copy must be >= 0, got {copy}")
+    purpose = f"confounder/{'train' if train else 'test'}/{name}" + (f"/copy{copy}" if copy else "")
     local, visibility = labels_and_visibility(counts, heads, derive_seed(world_seed, purpose + "/labels", seed))
     renders = render(layout, np.asarray(config.classes)[local], visibility, render_config,
                      derive_seed(world_seed, purpose, seed))
