@@ -131,7 +131,7 @@ def test_a_page_resolves_its_setting_and_overrides_like_the_runner(tmp_path):
     assert resolve_parameters("04_report", **job.injected()) == job.parameters
     assert resolve_parameters("00_miniworld", "full")["scale"] == "mini"  # the plan's per-notebook setting
     page = open_page("04_report", **job.injected())
-    assert page.out_dir == tmp_path and page.scale == "mini" and page.seeds == [0, 1]
+    assert page.out_dir == tmp_path and page.scale == "mini" and page.seeds == [0] and page.world_seeds == [0, 1]
     assert page.study is None and page.table is None  # the report only reads the other pages' tables
     confounder = open_page("02_confounder", "smoke", {"out_dir": str(tmp_path)})
     assert confounder.table.world == confounder.world_config.name == "smoke"

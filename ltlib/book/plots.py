@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from ..miniworld.diagnostics import ImbalanceResult, PriorRecovery
 
 PALETTE = "colorblind"
+# Display names of result metrics and columns (tables show these, never the snake_case keys).
+HUMAN_NAMES = {"spearman": "Spearman ρ", "spearman_p": "Spearman p", "kl": "KL(π ‖ P̂_P)",
+               "kl_uniform": "KL(π ‖ uniform)", "temperature": "temperature", "objective": "objective",
+               "world_seed": "world seed", "n_models": "M", "prior_source": "prior", "wall_s": "wall (s)"}
 
 
 def style() -> None:
@@ -303,37 +307,39 @@ def cost_vs_m(cost: "pd.DataFrame") -> plt.Figure:
     return _finish(fig)
 
 
-VERDICT_COLOURS = {"reproduced": "#1b9e77", "partially reproduced": "#e6ab02", "not reproduced": "#d95f02",
-                   "not measured": "#999999", "pending at full scale": "#7570b3"}
+VERDICT_COLOURS = {"reproduced": "#1b9e77", "not reproduced": "#d95f02", "inconclusive": "#b08a00",
+                   "uninformative": "#666666", "single run": "#7570b3", "not measured": "#999999",
+                   "full scale only": "#7570b3", "no verdict": "#999999"}
 
 
 @phase("plotting")
-def claims_forest(report: "pd.DataFrame", verdict_column: str = "verdict (mini world)") -> plt.Figure:
-    """Every measured claim's effect (mean and 95 % interval) coloured by its verdict, one panel per unit
-    (Spearman ρ, accuracy points, …); the dashed line is zero (no effect)."""
+def registry_forest(report: "pd.DataFrame") -> plt.Figure:
+    """Every measured claim's effect (mean and 95 % interval over worlds, small dots: the worlds) coloured by
+    its verdict, one panel per unit; the dashed line is zero (no effect), the grey band ±margin for a claim
+    of no effect. ``report``: lines of ``ltlib.book.report.evaluate``."""
+    import json
+
     style()
-    measured = report.dropna(subset=["stat_mean"])
+    measured = report[report["n_worlds"] > 0]
     units = list(dict.fromkeys(measured["unit"]))
     heights = [max((measured["unit"] == u).sum(), 1) for u in units]
-    fig, axes = plt.subplots(len(units), 1, figsize=(7.5, 0.4 * sum(heights) + 1.2 * len(units)),
+    fig, axes = plt.subplots(len(units), 1, figsize=(9.0, 0.42 * sum(heights) + 1.1 * len(units)),
                              gridspec_kw={"height_ratios": heights}, squeeze=False)
     for ax, unit in zip(axes[:, 0], units):
         part = measured[measured["unit"] == unit].iloc[::-1]
-        columns = zip(part["stat_mean"], part["stat_ci_low"], part["stat_ci_high"], part[verdict_column])
-        for y, (mean, low, high, result) in enumerate(columns):
-            colour = VERDICT_COLOURS.get(result, "k")
-            ax.plot([low if low == low else mean, high if high == high else mean], [y, y], color=colour, lw=2.2)
-            ax.plot(mean, y, "o", color=colour)
+        for y, line in enumerate(part.itertuples()):
+            colour = VERDICT_COLOURS.get(line.verdict, "k")
+            worlds = json.loads(line.per_world)
+            ax.plot(worlds, [y] * len(worlds), ".", color=colour, alpha=0.5, ms=5)
+            if line.low == line.low:
+                ax.plot([line.low, line.high], [y, y], color=colour, lw=2.2)
+            ax.plot(line.mean, y, "o", color=colour)
         ax.axvline(0, ls="--", color="0.4", lw=1)
-        low, high = ax.get_xlim()
-        if high - low < 0.2:  # e.g. an exact ratio: show zero in a readable window, not at 1e-16 scale
-            centre = (low + high) / 2
-            ax.set_xlim(centre - 0.1, centre + 0.1)
-        ax.set_yticks(range(len(part)), part["key"])
-        ax.set_xlabel(f"{unit} (mean, 95 % CI over seeds)", fontsize=8)
+        ax.set_yticks(range(len(part)), part["key"], fontsize=8)
+        ax.set_xlabel(f"{unit} (mean, 95 % CI over worlds)", fontsize=8)
     handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in VERDICT_COLOURS.items()
-               if v in set(measured[verdict_column])]
-    fig.legend(handles=handles, fontsize=7, loc="upper center", ncol=len(handles), frameon=False)
+               if v in set(measured["verdict"])]
+    fig.legend(handles=handles, fontsize=7, loc="upper center", ncol=max(len(handles), 1), frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     plt.close(fig)
     return fig

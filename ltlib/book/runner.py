@@ -196,21 +196,28 @@ def _papermill(job: NotebookJob, source_nb: Path, out: Path, cwd: Path, timeout:
         raise NotebookError(f"notebook {job.name} ({job.source}) could not be executed: {exc}") from exc
 
 
+DOWNLOADS = "downloads"  # <out_dir parameter>/downloads/<notebook>/: further files a page offers for download
+
+
 def publish_table(job: NotebookJob, out_dir: Path, cwd: Path) -> Path | None:
-    """Copy the notebook's result table, ``<out_dir parameter>/tables/<name>.csv``, to ``<out_dir>/data/``
-    beside the executed notebook, where its page links it for download; None when it wrote no table."""
+    """Copy the notebook's result table, ``<out_dir parameter>/tables/<name>.csv``, and the files it wrote under
+    ``<out_dir parameter>/downloads/<name>/`` to ``<out_dir>/data/`` beside the executed notebook, where its page
+    links them for download; returns the table's copy, None when it wrote no table."""
     import shutil
 
     if not job.parameters.get("out_dir"):
         return None
-    table = Path(cwd) / str(job.parameters["out_dir"]) / "tables" / f"{job.name}.csv"
-    if not table.is_file():
-        return None
-    target = Path(out_dir) / "data" / table.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp:
-        shutil.copyfile(table, tmp)
-    return target
+    results = Path(cwd) / str(job.parameters["out_dir"])
+    table = results / "tables" / f"{job.name}.csv"
+    extra = sorted((results / DOWNLOADS / job.name).glob("*.csv"))
+    published = None
+    for source in ([table] if table.is_file() else []) + extra:
+        target = Path(out_dir) / "data" / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
+        published = published or (target if source == table else None)
+    return published
 
 
 def hide_injected_parameters(path: Path) -> None:
