@@ -136,6 +136,14 @@ def load_tables(table_dir: str | Path, notebooks: Iterable[str] | None = None) -
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
 
 
+def select(rows: pd.DataFrame, **keys: Any) -> pd.DataFrame:
+    """Rows matching every ``column=value`` (a list/tuple/set value matches any of its items)."""
+    mask = pd.Series(True, index=rows.index)
+    for column, value in keys.items():
+        mask &= rows[column].isin(value) if isinstance(value, (list, tuple, set)) else rows[column] == value
+    return rows[mask]
+
+
 def normalized(rows: pd.DataFrame) -> pd.DataFrame:
     """``rows`` with every descriptive column of :data:`COLUMNS` present and filled (missing columns and empty
     cells at :data:`DEFAULTS`), so that selecting by a column never depends on who wrote the rows."""

@@ -10,7 +10,7 @@ import pytest
 from tolerances import CLOSED_ABS  # float64 closed forms
 
 from ltlib.book.claims import MEASURES
-from ltlib.book.registry import INCONCLUSIVE, NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, ClaimSpec, load_registry
+from ltlib.book.registry import INCONCLUSIVE, NOT_MEASURED, REPRODUCED, ClaimSpec, load_registry
 from ltlib.book.report import (OTHER_SCALE, UNINFORMATIVE, evaluate, headline_table, per_world_counts,
                                provenance_table, summary_counts, variants, verdict_records)
 from ltlib.results import COLUMNS, normalized

@@ -323,8 +323,8 @@ def _mean_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return sum(frames) / len(frames)
 
 
-def method_scores(study, p_hat: Mapping[str, np.ndarray] | None = None, methods: Sequence[str] = ("CE", "LA", "GLA-Train"),
-                  posthoc: bool = True) -> pd.DataFrame:
+def method_scores(study, p_hat: Mapping[str, np.ndarray] | None = None,
+                  methods: Sequence[str] = ("CE", "LA", "GLA-Train"), posthoc: bool = True) -> pd.DataFrame:
     """Tab. 3: accuracy overall and per D-group of every run of ``methods`` and, with ``posthoc``, of
     GLA's post-hoc combination of each LA run with its zero-shot run. Tidy: method, backbone, seed, group, value."""
     p_hat = estimated_priors(study) if p_hat is None else p_hat

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import JOINT_MATCHED, POSTHOC, SAME_BACKBONE, DIFFERENT_BACKBONES, VPT
-from .report import select
+from ..results import select
 
 NB00, NB01, NB02, NB03 = "00_miniworld", "01_imbalance", "02_confounder", "03_main_tables"
 RULE = "logit_sum"  # the official code's rule: the method's claims are about it

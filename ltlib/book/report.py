@@ -16,21 +16,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .claims import MEASURES, REQUIREMENTS
 from .registry import (INCONCLUSIVE, NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, SINGLE_RUN, ClaimSpec, Verdict,
                        decide)
 
 UNINFORMATIVE, OTHER_SCALE = "uninformative", "full scale only"
 VERDICT_ORDER = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, UNINFORMATIVE, SINGLE_RUN, NOT_MEASURED)
 CALIBRATION_NAMES = {"": "fixed rule", "val": "τ on validation"}
-
-
-# ----------------------------------------------------------------------------- selecting result rows
-def select(rows: pd.DataFrame, **keys) -> pd.DataFrame:
-    """Rows matching every ``column=value`` (a list/tuple value matches any of its items)."""
-    mask = pd.Series(True, index=rows.index)
-    for column, value in keys.items():
-        mask &= rows[column].isin(value) if isinstance(value, (list, tuple, set)) else rows[column] == value
-    return rows[mask]
 
 
 def variants(spec: ClaimSpec) -> list[tuple[str, str]]:
@@ -59,8 +51,6 @@ def evaluate(specs: Sequence[ClaimSpec], rows: pd.DataFrame, scale: str = "mini"
     (the claim's first variant), verdict, firm, mean, low, high, n_worlds, per_world (JSON), worlds (the
     per-world marks), note (a failed precondition, or a verdict that changes across variants).
     """
-    from .claims import MEASURES, REQUIREMENTS
-
     lines = []
     for spec in specs:
         requirement = REQUIREMENTS.get(spec.key, lambda _: (True, ""))(rows)
