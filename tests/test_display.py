@@ -64,3 +64,14 @@ def test_tab8_panels_follow_the_group_order_and_wrap():
     figure = plots.tab8_subsets(pd.DataFrame(rows), groups=("D-few", "D-many", "overall", "D-medium"))
     assert [ax.get_title() for ax in figure.axes] == ["overall", "D-many", "D-medium", "D-few"]
     assert figure.get_figwidth() <= plots.PAGE_WIDTH
+
+
+def test_the_widest_figures_fit_the_page_width():
+    images = np.zeros((14, 3, 16, 16), dtype=np.uint8)
+    masks = np.zeros((14, 2, 16, 16), dtype=bool)
+    figure = plots.miniworld_examples(images, masks, np.repeat(np.arange(7), 2), np.tile([0, 1], 7),
+                                      [f"class {k}" for k in range(7)])
+    assert figure.get_figwidth() <= plots.PAGE_WIDTH
+    rows = [{"method": m, "test_set": t, "group": "all", "seed": s, "value": 50.0 + s}
+            for m in ("A", "B", "proxy") for t in ("A", "B", "confounded", "interventional") for s in (0, 1)]
+    assert plots.fig12_confounder(pd.DataFrame(rows), ["A", "proxy"]).get_figwidth() <= plots.PAGE_WIDTH

@@ -157,7 +157,8 @@ def miniworld_examples(images: np.ndarray, masks: np.ndarray, labels: np.ndarray
     """
     style()
     n = len(images) // 2
-    fig, axes = plt.subplots(4, n, figsize=(1.35 * n, 5.6), squeeze=False)
+    width = min(PAGE_WIDTH, 1.35 * n)  # the images keep their aspect: height shrinks with the width
+    fig, axes = plt.subplots(4, n, figsize=(width, 5.6 * width / (1.35 * n)), squeeze=False)
     for i in range(len(images)):
         column, row = i // 2, 2 * int(visibility[i])
         _show_image(axes[row, column], images[i])
@@ -411,7 +412,7 @@ def fig12_confounder(accuracy: "pd.DataFrame", methods: Sequence[str], labels: M
     style()
     names = dict(labels or {})
     rows = accuracy[accuracy["group"] == "all"].assign(label=lambda d: d["method"].map(lambda m: names.get(m, m)))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 3.9), gridspec_kw={"width_ratios": [1, 1.9]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 4.3), gridspec_kw={"width_ratios": [1, 1.7]})
     paper = rows[rows["method"].isin(["A", "B"]) & rows["test_set"].isin(["A", "B"])]
     sns.barplot(data=paper, x="label", y="value", hue="test_set", hue_order=["A", "B"], errorbar="sd", ax=left)
     left.set(title="the paper's 2×2", xlabel="", ylabel="top-1 accuracy (%)")
@@ -419,8 +420,8 @@ def fig12_confounder(accuracy: "pd.DataFrame", methods: Sequence[str], labels: M
     right_rows = rows[rows["method"].isin(methods) & rows["test_set"].isin(["confounded", "interventional"])]
     sns.barplot(data=right_rows, y="label", x="value", hue="test_set", order=[names.get(m, m) for m in methods],
                 hue_order=["confounded", "interventional"], errorbar="sd", orient="h", ax=right)
-    right.set(title="done right: observational vs interventional test set", ylabel="", xlabel="top-1 accuracy (%)")
-    right.legend(title="test set", fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    right.set(title="done right: observational vs interventional", ylabel="", xlabel="top-1 accuracy (%)")
+    right.legend(title="test set", fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     fig.tight_layout()
     return fig
 
