@@ -142,7 +142,9 @@ def test_command_errors_are_one_line_naming_the_file_exit_2(tmp_path, capsys, ca
 
 
 def test_the_readme_block_is_the_rendering_of_the_committed_snapshot(monkeypatch):
-    if not SNAPSHOT.is_file():
+    if not SNAPSHOT.is_file():  # then the block may hold no verdicts at all, only the note that none are in
+        block = summary.readme_block((REPO / "README.md").read_text())
+        assert "|" not in block and "reproduced" not in block and "book/data/verdicts.csv" in block
         pytest.skip("book/data/verdicts.csv is not committed yet (the lead commits it from the final build)")
     monkeypatch.chdir(REPO)
     expected = summary.render_summary(summary.read_verdicts(SNAPSHOT), source="book/data/verdicts.csv")
