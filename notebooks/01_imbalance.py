@@ -22,6 +22,7 @@ overrides = {}
 # %%
 import pandas as pd
 from ltlib.book import analysis, measures, plots
+from ltlib.book.display import human_columns
 from ltlib.book.glue import glue
 from ltlib.book.page import open_page
 from ltlib.results import summarize
@@ -57,8 +58,8 @@ prior_rows = analysis.over_worlds(studies, analysis.prior_rows)
 table.add_frame(prior_rows)
 agreement = prior_rows[prior_rows.method == "gla-exact"].pivot_table(
     index=["group", "backbone"], columns="metric", values="value", aggfunc="mean")
-agreement.rename(columns=plots.HUMAN_NAMES).rename(index={"prior": "P̂_P of the model",
-                                                          "reference floor": "noise floor"}).round(3)
+human_columns(agreement.rename(index={"prior": "P̂_P of the model", "reference floor": "noise floor"}),
+              {"spearman": "Spearman ρ", "kl": "KL(π ‖ P̂_P)", "kl_uniform": "KL(π ‖ uniform)"}).round(3)
 
 # %% [markdown]
 # ## Fig. 3: per-class accuracy sorted by $P_S$ and by $\hat P_P$
