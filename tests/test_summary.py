@@ -53,6 +53,17 @@ def test_only_the_primary_claims_are_counted(tmp_path):
             counts["single run"], counts["firm"]) == (2, 1, 1, 1, 1, 2)
 
 
+def test_the_reports_headline_column_picks_each_claims_headline_variant(tmp_path):
+    # a claim judged only against the truth (GLA-Train must never be scored against the prior it trained
+    # with) has no estimate variant: its headline is its first listed source
+    rows = [{**row("t", "reproduced", prior_source="truth"), "headline": True},
+            {**row("t", "inconclusive", prior_source="reference"), "headline": False},
+            {**row("u", "inconclusive", prior_source="estimate"), "headline": True},
+            {**row("u", "reproduced", prior_source="estimate", calibration="val"), "headline": False}]
+    claims = summary.primary_claims(summary.read_verdicts(write(tmp_path, rows)))
+    assert list(zip(claims["key"], claims["verdict"])) == [("t", "reproduced"), ("u", "inconclusive")]
+
+
 def test_the_summary_states_counts_firmness_worlds_and_a_row_per_claim(tmp_path):
     text = summary.render_summary(summary.read_verdicts(write(tmp_path)), source="book/data/verdicts.csv")
     headline = text.splitlines()[0]

@@ -20,8 +20,9 @@ from .registry import INCONCLUSIVE, NO_VERDICT, NOT_MEASURED, NOT_REPRODUCED, RE
 
 COLUMNS = ("key", "statement", "artefact", "role", "prior_source", "calibration", "verdict", "firm", "mean",
            "low", "high", "n_worlds", "per_world", "unit")
-UNINFORMATIVE = "uninformative"
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, SINGLE_RUN, NOT_MEASURED, NO_VERDICT, UNINFORMATIVE)
+UNINFORMATIVE, OTHER_SCALE = "uninformative", "full scale only"  # as ltlib.book.report writes them
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, SINGLE_RUN, NOT_MEASURED, NO_VERDICT, UNINFORMATIVE,
+            OTHER_SCALE)
 COUNTED = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_MEASURED)  # the summary's headline counts
 DECISIVE = (REPRODUCED, NOT_REPRODUCED)
 PRIMARY_PRIOR_SOURCES = ("", "estimate")  # the paper's own variant: GLA's estimate of the prior, uncalibrated
@@ -100,8 +101,12 @@ def _per_world(text: str, where: str) -> tuple[float, ...]:
 
 
 def primary_claims(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows the headline counts: the paper's claims (``role == "claim"``) in their primary variant,
-    GLA's estimated prior (``prior_source`` "" or "estimate") without calibration (``calibration`` "")."""
+    """The rows the headline counts: the paper's claims (``role == "claim"``) in their headline variant (the
+    report's ``headline`` column: the first prior source the claim lists, at the fixed rule); without that
+    column, GLA's estimated prior (``prior_source`` "" or "estimate") without calibration."""
+    if "headline" in table:
+        keep = (table["role"] == "claim") & table["headline"].astype(str).str.lower().eq("true")
+        return table[keep].reset_index(drop=True)
     keep = (table["role"] == "claim") & table["prior_source"].isin(PRIMARY_PRIOR_SOURCES) \
         & (table["calibration"] == "")
     return table[keep].reset_index(drop=True)
