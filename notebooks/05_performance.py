@@ -53,7 +53,19 @@ plots.notebook_times(timings)
 # up to 100 %), the CPU seconds spent in it, and how many cores it kept busy on average.
 
 # %%
+human_columns(perf.profile_comparison(), {"arithmetic_percent": "model arithmetic (%)",
+                                          "outside_percent": "outside model arithmetic (%)"})
+
+# %% [markdown]
+# The phases of the latest profiled build (after), then of the one before the worlds-as-replicates and
+# performance work (before). "Model arithmetic" is pre-training and fine-tuning forward/backward steps and
+# evaluation; everything else (data generation, start-up, notebook code, plotting, idle cores) is outside it.
+
+# %%
 human_columns(perf.build_profile())
+
+# %%
+human_columns(perf.build_profile(perf.PROFILE_DIR / "before"))
 
 # %% [markdown]
 # ## Pre-training the mini foundation models

@@ -76,5 +76,5 @@ def test_the_readme_first_screen_quotes_the_registry_and_the_measured_costs():
     quoted = f"{stage1['places_lt']:.1f} h (Places-LT), {stage1['imagenet_lt']:.1f} h (ImageNet-LT) and " \
              f"{stage1['inat2018']:.1f} h"
     assert quoted in readme
-    profile = pd.read_csv(REPO / "book" / "data" / "profile" / "profile.csv")
+    profile = pd.read_csv(REPO / "book" / "data" / "profile" / "profile.csv")  # the latest `make profile`
     assert f"**{profile['wall_s'].sum():.0f} s** from a clean cache" in readme
