@@ -13,7 +13,7 @@ export PYTHONHASHSEED ?= 0
 # One cache per clone (mini models, pinned list checksums): a fresh clone starts from a clean cache.
 export LTLIB_CACHE ?= $(CURDIR)/.cache/ltlib
 
-.PHONY: help setup lint browser test test-numeric-alt book notebooks html bench profile reproduce clean distclean
+.PHONY: help setup lint browser test test-numeric-alt book notebooks html bench profile readme reproduce clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ profile: setup ## make book from a clean cache (mini models, runs) with phase ti
 	mkdir -p results/profile
 	LTLIB_PHASES=$(CURDIR)/results/profile/phases.jsonl $(MAKE) book
 	$(PY) -m ltlib.bench.profile results/profile/phases.jsonl --timings book/executed/timings.csv --out book/data/profile
+
+readme: setup ## rewrite the README's verdict summary from the committed book/data/verdicts.csv
+	$(PY) -m ltlib summary --verdicts book/data/verdicts.csv --write-readme README.md
 
 reproduce: setup ## full-scale stage 1 + 2 + notebooks: make reproduce DATASET=places_lt DATA_ROOT=... WEIGHTS_DIR=...
 	@test -n "$(DATASET)" -a -n "$(DATA_ROOT)" || { echo "usage: make reproduce DATASET=<imagenet_lt|places_lt|inat2018> DATA_ROOT=<dir> [WEIGHTS_DIR=<dir>] [TRAIN_LIST=<file>] [NPROC=<gpus>] [PARALLEL=1]" >&2; exit 2; }

@@ -60,7 +60,8 @@ def _main_rank() -> bool:
 # --------------------------------------------------------------------------- what runs where
 # Precision each command computes in, where it does not follow a training recipe.
 _COMMAND_PRECISION = {"train": "recipe", "reproduce": "each run's recipe (auto: bf16/fp16 on CUDA, fp32 on CPU)",
-                      "run-notebooks": "as each notebook sets (fp32 on CPU)", "bench": "as each benchmark states"}
+                      "run-notebooks": "as each notebook sets (fp32 on CPU)", "bench": "as each benchmark states",
+                      "summary": "none (reads a table)"}
 
 
 def resolve_device(requested: str | None) -> str:
@@ -103,11 +104,13 @@ def _command_banner(args: argparse.Namespace) -> None:
     device = resolve_device(getattr(args, "device", None)) if args.command in ("predict", "train") else "cpu"
     if args.command in ("reproduce", "run-notebooks", "bench"):
         device = resolve_device(None)
-    folder = next((getattr(args, k) for k in ("out", "runs_root", "cache_dir") if getattr(args, k, None)), None)
+    folder = next((getattr(args, k) for k in ("out", "runs_root", "cache_dir", "write_readme")
+                   if getattr(args, k, None)), None)
     if folder is None:
         from .paths import book_executed_dir, cache_root
 
-        folder = {"run-notebooks": book_executed_dir(), "validate-manifest": cache_root()}.get(
+        folder = {"run-notebooks": book_executed_dir(), "validate-manifest": cache_root(),
+                  "summary": "standard output"}.get(
             args.command, "results/stage2/<task>/<methods> (default)")
     precision = _train_precision(args, device) if args.command == "train" else \
         _COMMAND_PRECISION.get(args.command, "fp32")
@@ -506,6 +509,35 @@ def _bench(args: argparse.Namespace) -> int:
     table = run_benchmarks(args.out, BenchOptions(quick=args.quick, only=tuple(args.only or ())), RUNNERS)
     print(table[["benchmark", "case", "metric", "value", "unit"]].to_string(index=False))
     return 0
+
+
+def _configure_summary(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verdicts", type=Path, required=True,
+                   help="the report's verdicts.csv (committed snapshot: book/data/verdicts.csv)")
+    p.add_argument("--write-readme", type=Path, default=None, metavar="README",
+                   help="replace the block between <!-- verdicts:start --> and <!-- verdicts:end --> of this file "
+                        "instead of printing")
+
+
+@command("summary", "the verdict summary of the report, as markdown (or into the README)", _configure_summary)
+def _summary(args: argparse.Namespace) -> int:
+    from .book.summary import read_verdicts, render_summary, write_readme
+
+    block = render_summary(read_verdicts(args.verdicts), source=_shown_path(args.verdicts))
+    if args.write_readme is None:
+        print(block, end="")
+    else:
+        write_readme(args.write_readme, block)
+        print(f"[ltlib summary] {args.write_readme}: verdict block rewritten from {args.verdicts}", file=sys.stderr)
+    return 0
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the current directory when it lies below it (as the README names files)."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
 
 
 def build_parser() -> argparse.ArgumentParser:

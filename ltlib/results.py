@@ -24,7 +24,8 @@ from .provenance import config_hash, git_sha, library_versions
 from .storage import write_text
 
 COLUMNS = ("run_id", "notebook", "scale", "world", "world_seed", "backbones", "n_models", "method", "rule", "scenario",
-           "control", "prior_source", "seed", "metric", "group", "value", "git_sha", "config_hash", "versions")
+           "control", "prior_source", "calibration", "seed", "metric", "group", "value", "git_sha", "config_hash",
+           "versions")
 # The columns that describe a row, with their value when a row does not set them:
 #   world_seed: the mini world's seed (the replicate of a world-level claim); -1 at full scale.
 #   n_models: models combined by the backdoor adjustment (1: a single model; 0: no model, e.g. a generator check).
@@ -32,11 +33,14 @@ COLUMNS = ("run_id", "notebook", "scale", "world", "world_seed", "backbones", "n
 #   scenario: the downstream class order (Tab. 13: consistent / reverse / balanced); "" is the main setting.
 #   control: the arm of a control experiment ("same backbone, different seeds", "from scratch", …); "" is
 #     the main experiment.
-#   prior_source: the prior that defined the row's P-groups (``ltlib.stage2.PRIOR_POLICY``); "" when none.
+#   prior_source: the prior that defined the row's P-groups (``ltlib.stage2.PRIOR_POLICY``; in the registry's
+#     group-wise rows estimate / truth / reference, ``ltlib.book.measures``); "" when none.
+#   calibration: "" for the paper's fixed rule; "val" for a post-hoc τ chosen on the validation split.
 DEFAULTS = {"world_seed": -1, "n_models": 0, "rule": "", "scenario": "", "control": "", "prior_source": "",
-            "seed": -1, "group": "all", "backbones": "", "config_hash": ""}
+            "calibration": "", "seed": -1, "group": "all", "backbones": "", "config_hash": ""}
 TEXT_COLUMNS = ("run_id", "notebook", "scale", "world", "backbones", "method", "rule", "scenario", "control",
-                "prior_source", "metric", "group", "git_sha", "config_hash", "versions")
+                "prior_source", "calibration", "metric", "group", "git_sha", "config_hash", "versions")
+KEY_COLUMNS = ("rule", "scenario", "control", "prior_source", "calibration")  # free-text keys a row may set
 
 
 def backbone_key(backbones: str | Sequence[str]) -> str:
@@ -71,9 +75,9 @@ class ResultsTable:
             n_models: models combined; default: 1 for a string, the number of members for a sequence, 0 for
                 none.
             world_seed: the world the number comes from (default: the table's).
-            keys: any of ``rule``, ``scenario``, ``control``, ``prior_source`` (see :data:`DEFAULTS`).
+            keys: any of :data:`KEY_COLUMNS` (see :data:`DEFAULTS`).
         """
-        unknown = set(keys) - {"rule", "scenario", "control", "prior_source"}
+        unknown = set(keys) - set(KEY_COLUMNS)
         if unknown:
             raise TypeError(f"ResultsTable.add: unknown columns {sorted(unknown)}")
         if isinstance(backbones, str):
@@ -97,8 +101,8 @@ class ResultsTable:
     def add_frame(self, frame: pd.DataFrame, metric: str | None = None, config: Any = None) -> None:
         """Record every row of a tidy frame with columns ``value``, ``method`` and optionally ``metric``
         (else the ``metric`` argument), ``backbone``/``backbones``, ``seed``, ``world_seed``, ``group``,
-        ``n_models``, ``rule``, ``scenario``, ``control`` and ``prior_source``."""
-        optional = ("rule", "scenario", "control", "prior_source")
+        ``n_models`` and the :data:`KEY_COLUMNS`."""
+        optional = KEY_COLUMNS
         for row in frame.to_dict("records"):
             self.add(row.get("metric", metric), row["value"], method=row["method"],
                      backbones=row.get("backbones", row.get("backbone", "")), seed=row.get("seed"),
@@ -130,6 +134,14 @@ def load_tables(table_dir: str | Path, notebooks: Iterable[str] | None = None) -
     text = {c: str for c in TEXT_COLUMNS}
     frames = [normalized(pd.read_csv(p, dtype=text).fillna({c: "" for c in TEXT_COLUMNS})) for p in paths]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
+
+
+def select(rows: pd.DataFrame, **keys: Any) -> pd.DataFrame:
+    """Rows matching every ``column=value`` (a list/tuple/set value matches any of its items)."""
+    mask = pd.Series(True, index=rows.index)
+    for column, value in keys.items():
+        mask &= rows[column].isin(value) if isinstance(value, (list, tuple, set)) else rows[column] == value
+    return rows[mask]
 
 
 def normalized(rows: pd.DataFrame) -> pd.DataFrame:

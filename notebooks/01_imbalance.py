@@ -21,21 +21,26 @@ overrides = {}
 
 # %%
 import pandas as pd
-from ltlib.book import analysis, plots
+from ltlib.book import analysis, measures, plots
+from ltlib.book.display import human_columns
 from ltlib.book.glue import glue
 from ltlib.book.page import open_page
 from ltlib.results import summarize
 
 page = open_page("01_imbalance", setting, overrides)
-study, table = page.study, page.table
-study.world.config if study.world is not None else study.label
+studies, table = page.studies, page.table
+pd.DataFrame({"world seed": page.world_seeds, "fine-tuning seeds": [page.seeds] * len(studies),
+              "runs": [len(s.index) for s in studies]}).set_index("world seed")
 
 # %% [markdown]
-# Every run below is a cached stage-1 run (a directory with its seed, recipe hash and git revision in
-# `run.json`); an existing run is reused, a missing one is trained.
+# Each row above is an **independent world**: its own pre-training corpora, pre-trained models and downstream
+# draws. Worlds are the replicates of every claim the [reproduction report](04_report.ipynb) judges;
+# fine-tuning seeds nest inside a world. Every run is a cached stage-1 run (a directory with its seed, recipe
+# hash and git revision in `run.json`); an existing run is reused, a missing one is trained. The runs of
+# the first world:
 
 # %%
-study.index.groupby(["backbone", "method", "model"]).size().rename("runs").to_frame()
+page.study.index.groupby(["backbone", "method", "model", "recipe"]).size().rename("runs").to_frame()
 
 # %% [markdown]
 # ## Estimating the pre-training prior
@@ -43,46 +48,48 @@ study.index.groupby(["backbone", "method", "model"]).size().rename("runs").to_fr
 # GLA's estimate $\hat P_P$ is fitted on each model's zero-shot logits on the class-balanced validation
 # split after temperature calibration, with the exact solver and with GLA's own truncated loop
 # ("reference"). In the mini world it is compared with the truth: Spearman's ρ, the KL divergence
-# $\mathrm{KL}(\pi_m \Vert \hat P_P)$, and the KL of a uniform guess as the baseline to beat.
+# $\mathrm{KL}(\pi_m \Vert \hat P_P)$, and the KL of a uniform guess as the baseline to beat. The
+# **noise floor** row is the estimate of the uniform-prior reference model (pre-trained on a balanced
+# corpus, so it has no prior to find) scored against each model's π: agreement at that level is what the
+# estimator produces with no imbalance to measure.
 
 # %%
-p_hat, prior_rows = analysis.prior_fits(study)
+prior_rows = analysis.over_worlds(studies, analysis.prior_rows)
 table.add_frame(prior_rows)
-prior_rows.pivot_table(index=["backbone", "method"], columns="metric", values="value").round(3)
-
-# %%
-if study.true_priors is not None:
-    exact = prior_rows[prior_rows.method == "gla-exact"].groupby("metric")["value"].mean()
-    glue("prior_rho", exact["spearman"], display=False)
-    glue("prior_kl", exact["kl"], display=False)
-    glue("prior_kl_uniform", exact["kl_uniform"], display=False)
+agreement = prior_rows[prior_rows.method == "gla-exact"].pivot_table(
+    index=["group", "backbone"], columns="metric", values="value", aggfunc="mean")
+human_columns(agreement.rename(index={"prior": "P̂_P of the model", "reference floor": "noise floor"}),
+              {"spearman": "Spearman ρ", "kl": "KL(π ‖ P̂_P)", "kl_uniform": "KL(π ‖ uniform)"}).round(3)
 
 # %% [markdown]
 # ## Fig. 3: per-class accuracy sorted by $P_S$ and by $\hat P_P$
 #
 # In every run, classes are sorted from the most to the least frequent under each prior and cut into
-# five equal bins; a line is the mean per-class accuracy of a bin over backbones and seeds (band: ±1 sd
-# over runs). The right-hand panel (mini world only) sorts by the true $\pi_m$.
+# five equal bins; a line is the mean per-class accuracy of a bin over models and worlds (band: ±1 sd
+# over runs). The right-hand panels (mini world only) sort by the true $\pi_m$ and by the reference
+# model's estimate (the noise floor).
 
 # %%
-keys = ("p_s", "p_hat", "pi") if study.true_priors is not None else ("p_s", "p_hat")
-labels = {"p_s": "$P_S$", "p_hat": r"$\hat P_P$", "pi": r"true $\pi_m$"}
-per_class = analysis.per_class_table(analysis.lift_runs(study, ["zeroshot", "CE", "LA", "GLA-Train"]), p_hat,
-                                     study.true_priors)
-binned = pd.concat([analysis.binned_accuracy(per_class, k) for k in keys])
+keys = ("p_s", "p_hat", "pi", "p_ref") if page.scale == "mini" else ("p_s", "p_hat")
+labels = {"p_s": "$P_S$", "p_hat": r"$\hat P_P$", "pi": r"true $\pi_m$", "p_ref": r"reference's $\hat P_P$"}
+per_class = analysis.over_worlds(studies, analysis.per_class_runs)
+main = per_class[per_class.method.isin(["zeroshot", "CE", "LA", "GLA-Train"])]
+binned = pd.concat([analysis.binned_accuracy(main, k) for k in keys])
 plots.fig3_sorted_accuracy(binned, keys, labels)
 
 # %% [markdown]
-# The same trends as numbers: Spearman's ρ between per-class accuracy and each prior in each run; mean ±
-# sd over backbones × seeds. ρ > 0: frequent classes do better.
+# The same trends as numbers: Spearman's ρ between per-class accuracy and each prior in each run (ρ > 0:
+# frequent classes do better); mean ± sd over models and worlds. "LA (VPT)" is LA with deep visual prompt
+# tuning instead of AdaptFormer, the paper's second parameter-efficient method (§4.1).
 
 # %%
-trends = analysis.trend_rows(analysis.trend_statistics(per_class, keys))
-table.add_frame(trends, metric="trend_rho")
-analysis.summary_cells(trends, digits=3)
+trends = analysis.over_worlds(studies, analysis.world_trends)
+table.add_frame(trends)
+analysis.summary_cells(trends[trends.metric == "trend_rho"], digits=3)
 
 # %%
-trend_means = summarize(trends.assign(world=study.label), by=("method", "group")).set_index(["method", "group"])["mean"]
+trend_means = summarize(trends[trends.metric == "trend_rho"].assign(world="w"),
+                        by=("method", "group")).set_index(["method", "group"])["mean"]
 glue("rho_ce_ps", trend_means["CE", "p_s"], display=False)
 glue("rho_la_ps", trend_means["LA", "p_s"], display=False)
 glue("rho_la_phat", trend_means["LA", "p_hat"], display=False)
@@ -90,47 +97,57 @@ glue("rho_la_phat", trend_means["LA", "p_hat"], display=False)
 # %% [markdown]
 # With CE, accuracy follows $P_S$ (mean ρ = {glue:text}`rho_ce_ps:.2f`); with LA that trend is
 # {glue:text}`rho_la_ps:.2f`, and the trend against $\hat P_P$ after LA is {glue:text}`rho_la_phat:.2f`.
-# The [reproduction report](04_report.ipynb) turns these into verdicts with confidence intervals.
+# The [reproduction report](04_report.ipynb) turns these into verdicts with intervals over worlds.
 #
 # ### Controlling for class difficulty (mini world)
 #
 # Some classes are harder in this world whatever their frequency. The uniform-prior reference model,
-# fine-tuned with the same LA recipe on the same task and seed, measures that difficulty; a model's
-# *excess* accuracy over the reference isolates the effect of its own pre-training prior.
+# on the same task and seed (zero-shot against zero-shot, LA against every fine-tuned method), measures that
+# difficulty; a model's *excess* accuracy over the reference isolates the effect of its own pre-training
+# prior. Mean ± sd of ρ(excess accuracy, prior) over models and worlds:
 
 # %%
-if study.reference is not None:
-    reference = analysis.per_class_table(study.runs(backbone=study.reference, method="LA"),
-                                         {study.reference: None}, study.true_priors)
-    controlled = analysis.with_reference(per_class[per_class.method.isin(["zeroshot", "LA"])], reference)
-    excess = analysis.trend_rows(analysis.trend_statistics(controlled, ("pi", "p_hat"), value="excess"))
-    table.add_frame(excess, metric="excess_trend_rho")
+excess = trends[trends.metric == "excess_trend_rho"]
+if len(excess):
     display(analysis.summary_cells(excess, digits=3))
-    display(plots.fig3_sorted_accuracy(analysis.binned_accuracy(controlled, "pi", value="excess"), ("pi",),
-                                       labels, value="excess"))
 
 # %% [markdown]
 # ## Fig. 2: D-group × P-group accuracy
 #
-# D-groups come from the downstream training counts (OLTR thresholds), P-groups from $\hat P_P$ (top 30 %,
-# next 30 %, rest). A cell is the mean per-class accuracy of its classes, averaged over seeds (and
-# backbones for single models). The backdoor adjustment sums the fine-tuned LA models' logits; its
-# P-groups use the geometric mean of their estimates.
+# D-groups come from the downstream training counts (the task's thresholds), P-groups from $\hat P_P$ (top
+# 30 %, next 30 %, rest). A cell is the mean per-class accuracy of its classes, averaged over models and
+# worlds. The backdoor adjustment sums the fine-tuned LA models' logits; its P-groups use the geometric mean
+# of their estimates.
 
 # %%
-matrices = analysis.dp_matrices(study, p_hat)
-table.add_frame(analysis.dp_rows(matrices), metric="dp_accuracy")
-plots.fig2_dp_matrix(analysis.dp_figure(matrices))
+dp = analysis.over_worlds(studies, analysis.dp_table)
+table.add_frame(dp.drop(columns="label"), metric="dp_accuracy")
+plots.fig2_dp_matrix(analysis.dp_figure_from_rows(dp))
+
+# %% [markdown]
+# The report's group-wise claims (Fig. 2's gaps, parameter against data imbalance, the method's gains per
+# cell) read the same accuracies computed three ways and at two calibrations
+# (`ltlib.book.measures`): with P-groups from each model's own $\hat P_P$, from the true π and from the
+# reference model's $\hat P_P$ (a grouping with no pre-training imbalance in it: the noise floor), and
+# at the paper's fixed rule or after a post-hoc $z - t \log P_S$ with $t$ chosen on the validation split.
+# The $t$ chosen per model and world:
+
+# %%
+groups = analysis.over_worlds(studies, measures.group_accuracy_rows)
+table.add_frame(groups.drop(columns="tau"))
+taus = groups[groups.calibration == "val"].drop_duplicates(["world_seed", "method", "backbones", "seed"])
+taus.pivot_table(index=["method", "backbones"], columns="world_seed", values="tau").rename_axis(
+    columns="world seed").round(2)
 
 # %% [markdown]
 # ## Tab. 3: where should the pre-training prior go?
 #
 # CE and LA fine-tuning; GLA-Train (cross-entropy on $z + \log P_S + \log \hat P_P$); and GLA's post-hoc
 # combination of the LA model with the zero-shot model, $z_{ft}/T_{ft} + z_{zs}/T_{zs} - \log \hat P_P$.
-# Accuracy (%) overall and per D-group, mean ± sd over backbones × seeds.
+# Accuracy (%) overall and per D-group, mean ± sd over models and worlds.
 
 # %%
-tab3 = analysis.method_scores(study, p_hat)
+tab3 = analysis.over_worlds(studies, analysis.method_scores)
 table.add_frame(tab3, metric="accuracy")
 analysis.summary_cells(tab3)
 
@@ -142,7 +159,7 @@ analysis.summary_cells(tab3)
 # frozen backbone before fine-tuning.
 
 # %%
-knn = analysis.knn_scores(study)
+knn = analysis.over_worlds(studies, analysis.knn_scores)
 table.add_frame(knn, metric="knn_accuracy")
 display(analysis.summary_cells(knn))
 plots.tab4_knn(knn)
@@ -152,35 +169,25 @@ plots.tab4_knn(knn)
 #
 # The mini models' image tower trained from random weights (no pre-training, so no parameter imbalance)
 # with the LA loss. If the trend of the fine-tuned models against $\hat P_P$ or $\pi_m$ comes from
-# pre-training, this model should show none.
+# pre-training, this model should show none, provided it learned something: the report calls the claim
+# uninformative when its accuracy is below five times chance.
 
 # %%
-scratch = study.runs(model="scratch")
-scratch_acc = scratch_sd = chance = float("nan")  # stay NaN where there are no from-scratch runs
+scratch = analysis.over_worlds(studies, analysis.scratch_rows)
+scratch_acc = chance = float("nan")
 if len(scratch):
-    scratch_table = analysis.per_class_table(scratch, p_hat, study.true_priors)
-    scratch_trends = analysis.trend_rows(analysis.trend_statistics(scratch_table, keys), control="from scratch")
-    table.add_frame(scratch_trends, metric="trend_rho")
-    scratch_acc, scratch_sd = analysis.mean_class_accuracy(scratch_table)
-    chance = 100 / scratch_table["class"].nunique()
-    display(analysis.summary_cells(scratch_trends, digits=3))
-    display(plots.fig3_sorted_accuracy(pd.concat([analysis.binned_accuracy(scratch_table, k) for k in keys])
-                                       .assign(method="LA from scratch"), keys, labels))
-
-# %% [markdown]
-# How much this control can say depends on how much the scratch model learned: its class-mean test
-# accuracy is {glue:text}`scratch_accuracy:.1f`% (sd {glue:text}`scratch_accuracy_sd:.1f` over seeds;
-# chance {glue:text}`chance_accuracy:.1f`%). The closer that is to chance, the less an absent trend says:
-# a model that learned little has no signal to show a trend with, and the "reproduced" verdict of this
-# claim in the report is then weak evidence for the paper's reading of Fig. 9.
-
-# %%
+    table.add_frame(scratch)
+    display(analysis.summary_cells(scratch[scratch.metric == "trend_rho"], digits=3))
+    scratch_acc = scratch.loc[scratch.metric == "accuracy", "value"].mean()
+    chance = scratch.loc[scratch.metric == "chance", "value"].mean()
 glue("scratch_accuracy", scratch_acc, display=False)
-glue("scratch_accuracy_sd", scratch_sd, display=False)
 glue("chance_accuracy", chance, display=False)
 table.save();
 
 # %% [markdown]
+# The from-scratch model's class-mean test accuracy is {glue:text}`scratch_accuracy:.1f`% (mean over worlds;
+# chance {glue:text}`chance_accuracy:.1f`%).
+#
 # Download the rows behind every number on this page:
-# {download}`01_imbalance.csv <data/01_imbalance.csv>` (one row per measured value, with its seed, configuration
-# hash, git revision and library versions).
+# {download}`01_imbalance.csv <data/01_imbalance.csv>` (one row per measured value, with its world, seed,
+# configuration hash, git revision and library versions).

@@ -8,22 +8,30 @@
 # %% [markdown]
 # # Reproduction report
 #
-# Each claim of the paper, the number the paper reports (or "not reported"), what we measured with its
-# 95 % confidence interval over seeds, and a verdict. Everything on this page is computed from the result
-# tables the other notebooks wrote; the rules that turn an interval into a verdict are fixed in
-# `ltlib/book/report.py` and were written before the default-scale numbers existed:
+# Each claim of the paper, the number the paper reports, what we measured with its 95 % interval over
+# **independent worlds**, and a verdict. Everything on this page is computed from the result tables the
+# other pages wrote; the rules that turn the numbers into verdicts were committed, with every claim's
+# direction, unit and (for a claim of *no* effect) equivalence margin, before the numbers existed: the
+# claims registry `ltlib/configs/claims/registry.yaml`, applied by `ltlib.book.registry.decide`.
 #
-# - an effect claimed by the paper is **reproduced** when its interval lies above zero, **partially
-#   reproduced** when the mean has the right sign but the interval includes zero, **not reproduced**
-#   otherwise;
-# - a claimed *absence* of an effect is reproduced when the interval includes zero;
-# - claims about ImageNet-LT / Places-LT / iNaturalist numbers stay **pending at full scale** until
-#   `make reproduce` has produced real logits; the mini-world analogue is shown beside them.
-#
-# The four Fig. 12 rows (the confounder study) joined this registry after that page's numbers existed;
-# they use the same rules, and the confounder page applied the same interval rule before them.
-# A "reproduced" claim of *no* effect with a wide interval (few seeds) is weak evidence: read the
-# interval, not only the colour.
+# - **The replicate is a world.** A world seed draws the pre-training corpora, pre-trains every model from
+#   its own initialisation and batch order, and draws the downstream data; fine-tuning seeds nest inside a
+#   world and are averaged there first, with the models. One value per world enters the interval.
+# - **A claimed effect** is *reproduced* when the 95 % t-interval over worlds lies on the claimed side of
+#   zero, *not reproduced* when it lies on the other side, and **inconclusive** otherwise.
+# - **A claimed absence of an effect** is reproduced only when the 90 % interval lies inside ±margin (two
+#   one-sided tests at 5 %); not reproduced when the 95 % interval lies entirely beyond the margin;
+#   inconclusive otherwise. A wide interval is never a success.
+# - **Firm**: decisive, and every world's own value lies on the verdict's side (inside the margin, for a
+#   claim of no effect). The summary counts firm verdicts separately: they are the ones another machine's
+#   float rounding cannot flip unless it moves a world across zero.
+# - **Controls and sanity checks** (a positive control that must come out a known way; a quantity true by
+#   construction) are shown with their role and left out of the counts. A claim whose precondition fails
+#   (the from-scratch control must learn) is **uninformative**.
+# - **Truth beside the estimate**: a claim that ranks classes by the pre-training prior is computed with
+#   GLA's estimate (the headline, as the paper does), with the world's true π and with the uniform-prior
+#   reference model's estimate (the estimator's noise floor); group-wise claims also at a τ chosen on the
+#   validation split. A verdict that changes with the variant says so in the note.
 
 # %% tags=["parameters"]
 setting = "default"
@@ -31,73 +39,97 @@ overrides = {}
 
 # %%
 from ltlib.book import plots
-from ltlib.book.claims import CLAIMS
 from ltlib.book.glue import glue
 from ltlib.book.page import open_page
 from ltlib.book.registry import load_registry, margin_reasons, registry_table
-from ltlib.book.report import evaluate_claims, provenance_table
+from ltlib.book.report import (evaluate, headline_table, per_world_counts, provenance_table, summary_counts,
+                               variant_table, verdict_records)
 from ltlib.results import load_tables
+from ltlib.storage import write_text
 
 page = open_page("04_report", setting, overrides)
-scale = page.scale
 rows = load_tables(page.out_dir / "tables")
-report = evaluate_claims(CLAIMS, rows, scale)
-verdict_column = "verdict" if scale == "full" else "verdict (mini world)"
-counts = report[verdict_column].value_counts()
-for name in ("reproduced", "partially reproduced", "not reproduced", "not measured"):
-    glue(f"n_{name.replace(' ', '_')}", int(counts.get(name, 0)), display=False)
-glue("n_claims", len(report), display=False)
+registry = load_registry()
+report = evaluate(registry, rows, page.scale)
+write_text(page.out_dir / "downloads" / "04_report" / "verdicts.csv", verdict_records(report).to_csv(index=False))
+counts = summary_counts(report)
+for name, value in counts.items():
+    glue(f"n_{name.replace(' ', '_')}", value, display=False)
+glue("n_worlds", int(report.n_worlds.max()), display=False)
 
 # %% [markdown]
-# Of {glue:text}`n_claims` claims, {glue:text}`n_reproduced` are reproduced,
-# {glue:text}`n_partially_reproduced` partially reproduced and {glue:text}`n_not_reproduced` not
-# reproduced in this setting ({glue:text}`n_not_measured` not measured here).
+# Of {glue:text}`n_claims` claims, over {glue:text}`n_worlds` independent worlds:
+# **{glue:text}`n_reproduced` reproduced** ({glue:text}`n_firm_reproduced` firm),
+# **{glue:text}`n_not_reproduced` not reproduced** ({glue:text}`n_firm_not_reproduced` firm),
+# **{glue:text}`n_inconclusive` inconclusive**, {glue:text}`n_uninformative` uninformative,
+# {glue:text}`n_not_measured` not measured here and {glue:text}`n_full_scale_only` about the real datasets only.
 #
 # ## The claims
 
 # %%
-shown = ["artefact", "claim", "paper", "measured", verdict_column, "full scale", "how we measure"]
-report[shown].style.map(lambda v: f"background-color: {plots.VERDICT_COLOURS.get(v, 'transparent')}; color: white"
-                        if v in plots.VERDICT_COLOURS else "", subset=[verdict_column, "full scale"]).hide(axis="index")
+def colour(value):
+    return (f"background-color: {plots.VERDICT_COLOURS[value]}; color: white"
+            if value in plots.VERDICT_COLOURS else "")
+
+
+headline_table(report, "claim").style.map(colour, subset=["verdict"]).hide(axis="index")
 
 # %% [markdown]
 # ## Effects at a glance
 #
-# The measured effect of every claim with its 95 % interval (each in its own unit: a Spearman ρ, an
-# accuracy difference in points, a cost ratio), coloured by verdict.
+# The headline effect of every measured claim with its 95 % interval over worlds (each in its own unit), coloured
+# by verdict; the small dots are the worlds.
 
 # %%
-plots.claims_forest(report, verdict_column)
+plots.registry_forest(report[report.headline & (report.role == "claim")])
+
+# %% [markdown]
+# ## Each world on its own
+#
+# How many claims each world, read alone, puts on the claimed side (✓) or not (✗): a claim whose worlds
+# disagree cannot be firm.
+
+# %%
+per_world_counts(report)
+
+# %% [markdown]
+# ## Every variant: the truth and the noise floor beside the estimate, and calibration
+#
+# The same claims measured with each prior source (the model's own estimate P̂_P, the world's true π, the
+# uniform-prior reference model's estimate) and at each calibration (the paper's fixed rule, or a τ chosen
+# on the validation split).
+
+# %%
+variant_table(report).style.map(colour, subset=["verdict"]).hide(axis="index")
+
+# %% [markdown]
+# ## Controls, sanity checks and descriptive rows
+#
+# Shown with their role; not counted above. A positive control must come out as stated if the measurement
+# works; a sanity check is true by construction (balanced data spreads the same total evenly; M identical
+# towers cost M times one).
+
+# %%
+headline_table(report[report.role != "claim"]).style.map(colour, subset=["verdict"]).hide(axis="index")
+
+# %% [markdown]
+# ## The registry
+#
+# The pre-registered rules, as committed before the numbers (git history is the record): the role, the unit,
+# the rule and the prior sources of every claim, then each equivalence margin with the reason for its size.
+
+# %%
+registry_table(registry).style.hide(axis="index")
+
+# %%
+margin_reasons(registry).style.hide(axis="index")
 
 # %% [markdown]
 # ## Provenance
 #
 # The result rows behind this report: which notebook wrote them, at which git revision, from how many
-# runs and seeds. Every row also carries the library versions and a config hash.
+# runs, worlds and fine-tuning seeds. Every row also carries the library versions and a config hash.
+# {download}`verdicts.csv <data/verdicts.csv>` holds this page's verdicts, one line per claim and variant.
 
 # %%
 provenance_table(rows)
-
-# %% [markdown]
-# ## The registry that will judge the next world
-#
-# The verdicts above pool fine-tuning seeds and backbones of **one** mini world, so their intervals
-# understate the real uncertainty, and a claim of no effect passes whenever its interval includes zero.
-# The registry below replaces those rules for the next version of the mini world (the one that meets the
-# regime card of `ltlib/configs/regimes/paper.yaml`). It was committed before any number of that world
-# existed: every claim states its direction and unit, and every claim of *no* effect an equivalence margin
-# with the reason for its size. The new rules (`ltlib.book.registry.decide`) take one value per
-# independent world: a directional claim is reproduced when the 95 % interval over worlds lies on the
-# claimed side of zero, and **inconclusive** when it straddles zero; a claim of no effect is reproduced
-# only when the 90 % interval lies inside ±margin (two one-sided tests), so a wide interval is never a
-# success. Controls and sanity checks are listed with their role and are left out of the counts.
-
-# %%
-registry = load_registry()
-registry_table(registry).style.hide(axis="index")
-
-# %% [markdown]
-# Each margin of a claim of no effect, and why an effect of that size would be negligible:
-
-# %%
-margin_reasons(registry).style.hide(axis="index")

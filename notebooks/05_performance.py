@@ -19,6 +19,7 @@ overrides = {}
 # %%
 import pandas as pd
 from ltlib.book import perf, plots
+from ltlib.book.display import human_columns
 from ltlib.book.glue import glue
 from ltlib.book.page import open_page
 
@@ -38,7 +39,7 @@ glue("notebook_seconds", timings["seconds"].sum(), display=False)
 # than a first build; the `book` rows of the benchmark table below record a build from a clean clone.
 
 # %%
-timings[["notebook", "status", "seconds"]].round(1)
+human_columns(timings[["notebook", "status", "seconds"]].round(1))
 
 # %%
 plots.notebook_times(timings)
@@ -52,7 +53,19 @@ plots.notebook_times(timings)
 # up to 100 %), the CPU seconds spent in it, and how many cores it kept busy on average.
 
 # %%
-perf.build_profile()
+human_columns(perf.profile_comparison(), {"arithmetic_percent": "model arithmetic (%)",
+                                          "outside_percent": "outside model arithmetic (%)"})
+
+# %% [markdown]
+# The phases of the latest profiled build (after), then of the one before the worlds-as-replicates and
+# performance work (before). "Model arithmetic" is pre-training and fine-tuning forward/backward steps and
+# evaluation; everything else (data generation, start-up, notebook code, plotting, idle cores) is outside it.
+
+# %%
+human_columns(perf.build_profile())
+
+# %%
+human_columns(perf.build_profile(perf.PROFILE_DIR / "before"))
 
 # %% [markdown]
 # ## Pre-training the mini foundation models
@@ -61,7 +74,8 @@ perf.build_profile()
 # pre-trained two at a time on two cores).
 
 # %%
-perf.pretraining_times(page.parameters["world"]) if page.scale == "mini" else "not applicable at full scale"
+human_columns(perf.pretraining_times(page.parameters["world"])) if page.scale == "mini" else \
+    "not applicable at full scale"
 
 # %% [markdown]
 # ## Benchmarks
@@ -71,10 +85,10 @@ perf.pretraining_times(page.parameters["world"]) if page.scale == "mini" else "n
 
 # %%
 bench = perf.benchmark_table()
-perf.benchmark_provenance(bench)
+human_columns(perf.benchmark_provenance(bench))
 
 # %%
-perf.benchmark_view(bench)
+human_columns(perf.benchmark_view(bench))
 
 # %% [markdown]
 # ### How the book's time grows with the mini world
@@ -83,7 +97,7 @@ perf.benchmark_view(bench)
 # by `python -m ltlib bench --only book`.
 
 # %%
-perf.book_scaling(bench)
+human_columns(perf.book_scaling(bench))
 
 # %% [markdown]
 # ## Full-scale estimates
@@ -98,4 +112,4 @@ perf.book_scaling(bench)
 # %%
 for key, value in perf.full_scale_inputs(bench).items():
     glue(f"bench_{key}", value, display=False)
-perf.full_scale_table(bench)
+human_columns(perf.full_scale_table(bench))

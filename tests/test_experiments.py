@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ltlib.miniworld.experiments import (INDEX_COLUMNS, MiniJob, Study, full_run_index, grid, imbalance_jobs,
-                                         main_table_jobs, run_mini_grid)
+from ltlib.miniworld.experiments import (INDEX_COLUMNS, VPT_RECIPE, MiniJob, Study, copies, full_run_index, grid,
+                                         imbalance_jobs, main_table_jobs, run_mini_grid)
 from ltlib.runs import find_runs
 
 MODELS = ("mini-clip", "mini-openclip", "mini-metaclip")
@@ -25,34 +25,41 @@ def test_grid_is_the_product_with_the_task_seed_following_the_seed_unless_given(
 
 def test_imbalance_jobs_hold_every_method_the_reference_and_the_scratch_control():
     jobs = imbalance_jobs("smoke", MODELS, "mini-reference", seeds=(0, 1))
-    per = Counter((j.backbone, j.method, j.model) for j in jobs)
+    per = Counter((j.backbone, j.method, j.model) for j in jobs if j.recipe != VPT_RECIPE)
     for backbone in MODELS:
         for method in ("zeroshot", "CE", "LA", "GLA-Train"):
             assert per[(backbone, method, "lift")] == 2
     assert per[("mini-reference", "zeroshot", "lift")] == per[("mini-reference", "LA", "lift")] == 2
+    vpt = [j for j in jobs if j.recipe == VPT_RECIPE]
+    assert sorted((j.backbone, j.method, j.seed) for j in vpt) == sorted((b, "LA", s) for b in MODELS for s in (0, 1))
     scratch = [j for j in jobs if j.model == "scratch"]
     assert [(j.backbone, j.recipe) for j in scratch] == [("mini-clip", "mini_scratch")] * 2
     assert len(jobs) == len(set(jobs))
 
 
-def test_main_table_jobs_add_distinct_same_backbone_seeds_scenarios_and_the_joint_model():
-    seeds = (0, 1, 2)
-    jobs = main_table_jobs("smoke", MODELS, "mini-reference", seeds, extra_seeds=2)
-    assert len(jobs) == len(set(jobs))
-    la = [j for j in jobs if j.method == "LA" and j.model == "lift" and j.order == "independent"]
-    extra = [j for j in la if j.seed not in seeds]
-    # two more seeds per replicate, on that replicate's task, rotating over the backbones
-    assert sorted((j.task_seed, j.backbone) for j in extra) == sorted(
-        (s, MODELS[r % 3]) for r, s in enumerate(seeds) for _ in range(2))
+def test_main_table_jobs_add_pretrained_copies_scenarios_and_both_joint_models():
+    seeds = (0,)
+    for world_seed in (0, 1, 2, 3):
+        jobs = main_table_jobs("smoke", MODELS, "mini-reference", seeds, world_seed=world_seed)
+        assert len(jobs) == len(set(jobs)) and {j.world_seed for j in jobs} == {world_seed}
+        # the same-backbone control: two independently pre-trained copies of one model, rotating with the world
+        base = MODELS[world_seed % 3]
+        assert copies(MODELS, world_seed) == [f"{base}-copy1", f"{base}-copy2"]
+        la = {j.backbone for j in jobs if j.method == "LA" and j.model == "lift" and j.order == "independent"}
+        assert la == {*MODELS, f"{base}-copy1", f"{base}-copy2"}
     for order in ("consistent", "reverse", "balanced"):
         assert sum(j.order == order and j.relative_to == "consensus" for j in jobs) == len(MODELS) * len(seeds)
-    [joint_backbone] = {j.backbone for j in jobs if j.model == "joint"}
-    assert joint_backbone.split("+") == list(MODELS)
+    joint = [j for j in jobs if j.model == "joint"]
+    assert {j.backbone for j in joint} == {"+".join(MODELS)}
+    # the matched-scale joint model divides the cosine scale by M: its summed logits have a single model's scale
+    assert sorted((j.variant, dict(j.overrides).get("cosine_scale")) for j in joint) == [
+        ("", None), ("matched scale", 25.0 / 3)]
 
 
 def test_study_runs_filters_the_index():
     index = pd.DataFrame([{"backbone": b, "method": m, "model": "lift", "seed": 0, "task_seed": 0,
-                           "order": "independent", "task": "t", "run_dir": Path(b + m)}
+                           "order": "independent", "recipe": "mini_lift", "variant": "", "world_seed": 0,
+                           "task": "t", "run_dir": Path(b + m)}
                           for b in ("x", "y") for m in ("CE", "LA")], columns=list(INDEX_COLUMNS))
     study = Study("mini", "smoke", ("x", "y"), index)
     assert list(study.runs(method="LA")["backbone"]) == ["x", "y"]

@@ -45,3 +45,19 @@ def test_provenance_is_shown_once_per_device_and_revision():
     provenance = perf.benchmark_provenance(table)
     assert list(provenance["rows"]) == [4, 4] and set(provenance["git_sha"]) == {"abc", "0123456789ab"}
     assert list(perf.benchmark_view(table).columns) == ["benchmark", "case", "metric", "value", "unit", "note"]
+
+
+def test_profile_comparison_splits_each_build_into_arithmetic_and_the_rest(tmp_path):
+    import pandas as pd
+
+    from ltlib.book.perf import profile_comparison
+
+    table = pd.DataFrame({"phase": ["fine-tuning: forward/backward", "evaluation", "notebook"],
+                          "wall_s": [60.0, 20.0, 20.0], "cpu_s": [120.0, 40.0, 0.0], "share": [0.6, 0.2, 0.2],
+                          "cores_busy": [2.0, 2.0, 0.0]})
+    (tmp_path / "a").mkdir()
+    table.to_csv(tmp_path / "a" / "profile.csv", index=False)
+    out = profile_comparison({"a": tmp_path / "a", "missing": tmp_path / "b"})
+    assert list(out["build"]) == ["a"]  # a profile not committed is left out, not an error
+    row = out.iloc[0]
+    assert (row.wall_s, row.arithmetic_percent, row.outside_percent, row.cores_busy) == (100.0, 80.0, 20.0, 1.6)

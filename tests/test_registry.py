@@ -35,6 +35,9 @@ def test_directional_verdicts_follow_the_side_of_the_interval():
     assert decide([-2.0, -3.0, -4.0], spec()).verdict == NOT_REPRODUCED
     assert decide([-2.0, -3.0, -4.0], spec("negative")).verdict == REPRODUCED
     assert decide([2.0, 3.0, 4.0], spec("negative")).verdict == NOT_REPRODUCED
+    # a straddling interval is inconclusive whichever side is claimed (the sign flip swaps the interval's ends)
+    assert decide([1.0, 2.0, 3.0], spec("negative")).verdict == INCONCLUSIVE
+    assert decide([-1.0, -2.0, -3.0], spec("negative")).verdict == INCONCLUSIVE
 
 
 def test_firm_needs_every_world_on_the_verdicts_side():

@@ -1,110 +1,143 @@
-"""Verdict rules and the claims registry evaluated on hand-made result rows."""
+"""The reproduction report: the registry's claims measured per world from hand-made result rows, judged by
+``ltlib.book.registry.decide``, with variants, preconditions and per-world readings."""
 
 from __future__ import annotations
 
-import numpy as np
+import json
+
 import pandas as pd
 import pytest
 from tolerances import CLOSED_ABS  # float64 closed forms
 
-from ltlib.book.claims import CLAIMS
-from ltlib.book.report import (MISSING, NOT_REPRODUCED, PARTIAL, PENDING, REPRODUCED, Claim, evaluate_claims,
-                          verdict)
+from ltlib.book.claims import MEASURES
+from ltlib.book.registry import INCONCLUSIVE, NOT_MEASURED, REPRODUCED, ClaimSpec, load_registry
+from ltlib.book.report import (OTHER_SCALE, UNINFORMATIVE, evaluate, headline_table, per_world_counts,
+                               provenance_table, summary_counts, variants, verdict_records)
+from ltlib.results import COLUMNS, normalized
+
+REGISTRY = {spec.key: spec for spec in load_registry()}
 
 
-@pytest.mark.parametrize("values, rule, expected", [
-    ([0.5, 0.6, 0.55], "positive", REPRODUCED),
-    ([0.5, -0.4, 0.2], "positive", PARTIAL),
-    ([-0.5, -0.6, -0.55], "positive", NOT_REPRODUCED),
-    ([0.05, -0.04, 0.01], "null", REPRODUCED),
-    ([0.5, 0.6, 0.55], "null", NOT_REPRODUCED),
-    ([0.01], "zero", REPRODUCED),
-    ([0.5], "zero", NOT_REPRODUCED),
-    ([0.3], "positive", PARTIAL),
-    ([], "positive", MISSING),
-])
-def test_verdict_rules(values, rule, expected):
-    assert verdict(np.array(values), rule)[0] == expected
+def rows(values: dict[int, list[float]], **columns) -> pd.DataFrame:
+    """Result rows: ``values`` maps a world seed to its values (one per backbone a, b, c, …), ``columns`` the rest."""
+    base = {"notebook": "01_imbalance", "metric": "trend_rho", "group": "p_s", "method": "LA", "seed": 0}
+    out = [{**base, **columns, "world_seed": w, "backbones": columns.get("backbones", "abc"[i]), "value": v}
+           for w, vs in values.items() for i, v in enumerate(vs)]
+    return normalized(pd.DataFrame(out))
 
 
-def rows(**columns) -> pd.DataFrame:
-    base = {"notebook": "01_imbalance", "metric": "trend_rho", "group": "p_s", "backbones": "a"}
-    return pd.DataFrame([{**base, **columns, "seed": s, "value": v} for s, v in enumerate(columns.pop("values"))])
+def judge(table: pd.DataFrame, *keys: str, scale: str = "mini") -> pd.DataFrame:
+    return evaluate([REGISTRY[k] for k in keys], table, scale).set_index(["key", "prior_source", "calibration"])
 
 
-def test_claims_are_evaluated_from_rows_and_full_scale_claims_stay_pending_in_the_mini_world():
-    ce = rows(method="CE", values=[0.9, 0.8, 0.85])
-    la = rows(method="LA", values=[0.1, 0.0, 0.05])
-    report = evaluate_claims(CLAIMS, pd.concat([ce, la], ignore_index=True), scale="mini").set_index("key")
-    assert report.loc["ce_follows_ps", "verdict (mini world)"] == REPRODUCED
-    assert report.loc["la_flattens_ps", "verdict (mini world)"] == REPRODUCED
-    assert report.loc["la_flattens_ps", "stat_mean"] == pytest.approx(0.8, abs=CLOSED_ABS)
-    assert report.loc["method_beats_lift", "verdict (mini world)"] == MISSING
-    assert report.loc["method_beats_lift", "full scale"] == PENDING
-    assert report.loc["ce_follows_ps", "full scale"] == "—"
-    assert len({c.key for c in CLAIMS}) == len(CLAIMS)
+def test_every_registry_claim_has_a_measurement_or_is_honestly_not_measured():
+    unmeasured = {key for key in REGISTRY if key not in MEASURES}
+    assert unmeasured <= {"factorial_part_over_prior", "factorial_prior_over_seed"}
+    report = evaluate(list(REGISTRY.values()), normalized(pd.DataFrame(columns=list(COLUMNS))))
+    assert set(report.key) == set(REGISTRY) and (report.verdict == NOT_MEASURED).all()
 
 
-def test_a_claim_of_no_effect_uses_the_null_rule():
-    claim = Claim("k", "Fig. 9", "no trend", "qualitative", "rho", lambda r: r["value"].to_numpy(), rule="null")
-    flat = evaluate_claims([claim], pd.DataFrame({"value": [0.1, -0.1, 0.05]}), "mini")
-    assert flat["verdict (mini world)"].item() == REPRODUCED
-    full = evaluate_claims([claim], pd.DataFrame({"value": [0.5, 0.6, 0.7]}), "full")
-    assert full["verdict"].item() == NOT_REPRODUCED
+def test_a_claim_is_judged_over_worlds_with_models_averaged_inside_each_world():
+    # CE − LA trend against P_S: per world the mean over models a, b, c of the paired differences
+    ce = rows({0: [0.6, 0.5, 0.7], 1: [0.6, 0.6, 0.6], 2: [0.5, 0.7, 0.6]}, method="CE")
+    la = rows({0: [0.1, 0.0, 0.2], 1: [0.2, 0.0, 0.1], 2: [0.0, 0.1, 0.2]}, method="LA")
+    line = judge(pd.concat([ce, la]), "la_flattens_ps").iloc[0]
+    assert json.loads(line.per_world) == pytest.approx([0.5, 0.5, 0.5], abs=CLOSED_ABS)
+    assert line.n_worlds == 3 and line.verdict == REPRODUCED and line.firm
 
 
-def test_confounder_claims_read_the_contrasts_the_confounder_notebook_writes():
-    def contrast(key: str, values: list[float]) -> pd.DataFrame:
-        return rows(notebook="02_confounder", metric="contrast", group=key, method="m", backbones="", values=values)
-
-    table = pd.concat([contrast("paper_b", [4.0, 5.0, 6.0]), contrast("paper_a", [0.5, -0.5, 0.2]),
-                       contrast("remix_b", [3.0, 4.0, 3.5]), contrast("proxy", [-2.0, -1.0, -3.0])],
-                      ignore_index=True)
-    report = evaluate_claims(CLAIMS, table, scale="mini").set_index("key")["verdict (mini world)"]
-    assert report["fig12_b_gap"] == REPRODUCED
-    assert report["fig12_a_no_gap"] == REPRODUCED
-    assert report["fig12_gap_is_pc_shift"] == NOT_REPRODUCED  # a remix residual far from 0
-    assert report["proxy_undoes_confounding"] == NOT_REPRODUCED
+def test_a_negative_claim_straddling_zero_is_inconclusive_not_reproduced():
+    def cell(method: str, values: dict[int, list[float]]) -> pd.DataFrame:
+        return rows(values, metric="group_accuracy", method=method, group="D-many×P-few", prior_source="estimate",
+                    n_models=1)
+    table = pd.concat([cell("LA", {0: [40.0], 1: [60.0], 2: [50.0]}), cell("CE", {0: [50.0], 1: [50.0], 2: [50.0]})])
+    line = judge(table, "la_hurts_pfew_in_dmany").loc[("la_hurts_pfew_in_dmany", "estimate", "")]
+    assert line.verdict == INCONCLUSIVE and not line.firm
 
 
-def test_provenance_table_counts_rows_runs_and_seeds_per_notebook_and_short_revision():
+def test_each_prior_source_is_a_variant_and_a_changing_verdict_is_noted():
+    def trend(group: str, values: dict[int, list[float]]) -> pd.DataFrame:
+        return rows(values, metric="excess_trend_rho", method="LA", group=group)
+    table = pd.concat([trend("p_hat", {0: [0.3], 1: [0.4], 2: [0.35]}), trend("pi", {0: [0.2], 1: [-0.3], 2: [0.1]}),
+                       trend("p_ref", {0: [0.3], 1: [0.3], 2: [0.31]})])
+    report = judge(table, "la_trend_prior")
+    assert [v for v in variants(REGISTRY["la_trend_prior"])] == [("estimate", ""), ("truth", ""), ("reference", "")]
+    assert report.loc[("la_trend_prior", "estimate", ""), "verdict"] == REPRODUCED
+    assert report.loc[("la_trend_prior", "truth", ""), "verdict"] == INCONCLUSIVE
+    assert "truth: inconclusive" in report.loc[("la_trend_prior", "estimate", ""), "note"]
+
+
+def test_a_null_claim_with_a_wide_interval_is_inconclusive_and_a_tight_one_reproduced():
+    wide = rows({0: [-8.0], 1: [9.0], 2: [0.5]}, notebook="02_confounder", metric="contrast", group="fig12_a_no_gap")
+    tight = rows({0: [0.4], 1: [-0.3], 2: [0.1]}, notebook="02_confounder", metric="contrast", group="fig12_a_no_gap")
+    assert judge(wide, "fig12_a_no_gap").iloc[0].verdict == INCONCLUSIVE
+    assert judge(tight, "fig12_a_no_gap").iloc[0].verdict == REPRODUCED
+
+
+def test_the_scratch_claim_is_uninformative_when_the_scratch_model_does_not_learn():
+    keys = dict(control="from scratch", backbones="a")
+    trend = pd.concat([rows({0: [0.01], 1: [-0.02], 2: [0.0]}, group=g, **keys) for g in ("p_hat", "pi")])
+    chance = rows({0: [2.5], 1: [2.5], 2: [2.5]}, metric="chance", group="overall", **keys)
+    weak = rows({0: [5.0], 1: [6.0], 2: [4.0]}, metric="accuracy", group="overall", **keys)
+    strong = rows({0: [20.0], 1: [18.0], 2: [25.0]}, metric="accuracy", group="overall", **keys)
+    assert judge(pd.concat([trend, chance, weak]), "scratch_no_trend").iloc[0].verdict == UNINFORMATIVE
+    assert judge(pd.concat([trend, chance, strong]), "scratch_no_trend").iloc[0].verdict == REPRODUCED
+
+
+def test_method_claims_use_the_combination_of_every_model_against_the_mean_and_the_best_single():
+    def acc(backbones: str, n: int, values: dict[int, list[float]], **keys) -> pd.DataFrame:
+        return rows(values, **{"notebook": "03_main_tables", "metric": "accuracy", "group": "overall",
+                               "rule": "logit_sum", "backbones": backbones, "n_models": n, **keys})
+    table = pd.concat([acc("a", 1, {0: [30.0], 1: [31.0]}), acc("b", 1, {0: [34.0], 1: [35.0]}),
+                       acc("a+b", 2, {0: [99.0], 1: [99.0]}, rule="prob_mean"),  # the other rule: ignored
+                       acc("a+b", 2, {0: [0.0], 1: [0.0]}, scenario="reverse"),  # Tab. 13: ignored here
+                       acc("a+b", 2, {0: [37.0], 1: [38.0]})])
+    report = judge(table, "method_beats_lift_mean", "method_beats_best_single")
+    assert json.loads(report.loc[("method_beats_lift_mean", "", ""), "per_world"]) == pytest.approx([5.0, 5.0])
+    assert json.loads(report.loc[("method_beats_best_single", "", ""), "per_world"]) == pytest.approx([3.0, 3.0])
+
+
+def test_scenarios_and_costs_are_selected_by_column():
+    def scenario(order: str, values: dict[int, list[float]]) -> pd.DataFrame:
+        return rows(values, notebook="03_main_tables", metric="scenario_accuracy", group="overall", rule="logit_sum",
+                    backbones="a+b+c", n_models=3, scenario=order)
+    cost = pd.concat([rows({0: [2.0 * m], 1: [2.0 * m]}, notebook="03_main_tables", metric="gflops_per_image",
+                           method="backdoor adjustment", n_models=m, group="inference") for m in (1, 2, 3)])
+    table = pd.concat([scenario("balanced", {0: [50.0], 1: [52.0]}), scenario("consistent", {0: [40.0], 1: [42.0]}),
+                       scenario("reverse", {0: [45.0], 1: [45.0]}), cost])
+    report = judge(table, "balance_best", "reverse_over_consistent", "cost_linear")
+    assert report.loc[("balance_best", "", ""), "mean"] == pytest.approx(6.0, abs=CLOSED_ABS)
+    assert report.loc[("reverse_over_consistent", "", ""), "mean"] == pytest.approx(4.0, abs=CLOSED_ABS)
+    assert report.loc[("cost_linear", "", ""), "mean"] == pytest.approx(0.0, abs=CLOSED_ABS)
+
+
+def test_counts_take_headline_claims_only_and_count_firm_verdicts_separately():
+    ce = rows({0: [0.6], 1: [0.6], 2: [0.6]}, method="CE")  # ce_follows_ps is a control: not counted
+    la = rows({0: [0.1], 1: [-0.1], 2: [0.3]}, method="LA")
+    report = evaluate([REGISTRY[k] for k in ("ce_follows_ps", "la_flattens_ps", "method_beats_lift_mean")],
+                      pd.concat([ce, la]))
+    counts = summary_counts(report)
+    assert counts["claims"] == 2 and counts[REPRODUCED] == 1 and counts[NOT_MEASURED] == 1
+    assert counts["firm_reproduced"] == 1
+    readings = per_world_counts(report)
+    assert readings.loc["w1", "✓"] == 1 and "verdict" in headline_table(report).columns
+    assert list(verdict_records(report).columns[:3]) == ["key", "statement", "artefact"]
+
+
+def test_a_full_scale_claim_is_not_judged_on_the_mini_world():
+    spec = ClaimSpec(key="ce_follows_ps", artefact="a", statement="s", paper="p", role="claim", direction="positive",
+                     unit="ρ", measure="m", scale="full")
+    table = rows({0: [0.6], 1: [0.7]}, method="CE")
+    assert evaluate([spec], table, "mini").iloc[0].verdict == OTHER_SCALE
+    assert evaluate([spec], table, "full").iloc[0].verdict != OTHER_SCALE
+
+
+def test_provenance_table_counts_rows_runs_worlds_and_seeds_per_notebook_and_short_revision():
     table = pd.DataFrame({"notebook": ["a", "a", "a", "b"],
                           "git_sha": ["0123456789abcdef"] * 3 + ["fedcba9876543210-dirty"],
-                          "run_id": ["r1", "r1", "r2", "r3"], "seed": [0, 1, -1, 2], "value": [1.0, 2.0, 3.0, 4.0]})
-    from ltlib.book.report import provenance_table
+                          "run_id": ["r1", "r1", "r2", "r3"], "seed": [0, 1, -1, 2], "world_seed": [0, 1, 1, -1],
+                          "value": [1.0, 2.0, 3.0, 4.0]})
     out = provenance_table(table).set_index("notebook")
     assert out.loc["a", "git_sha"] == "0123456789ab" and out.loc["b", "git_sha"] == "fedcba987654-dirty"
     assert out.loc["a", "rows"] == 3 and out.loc["a", "run_ids"] == 2 and out.loc["a", "seeds"] == [0, 1]
-
-
-def test_method_claims_use_the_combination_of_every_model_not_the_subsets():
-    def acc(backbones: str, n_models: int, values: list[float], **keys) -> pd.DataFrame:
-        return rows(**{"notebook": "03_main_tables", "metric": "accuracy", "group": "overall", "method": "LA",
-                       "rule": "logit_sum", "backbones": backbones, "n_models": n_models, "values": values, **keys})
-
-    table = pd.concat([acc("a", 1, [30.0, 30.0, 30.0]),
-                       acc("a+b", 2, [31.0, 31.0, 31.0]),      # a Tab. 8 subset: must be ignored
-                       acc("a+b+c", 3, [37.0, 38.0, 39.0]),
-                       acc("a+b+c", 3, [90.0, 90.0, 90.0], rule="prob_mean"),  # the other rule: ignored
-                       acc("a+b+c", 3, [0.0, 0.0, 0.0], control="same backbone, different seeds"),  # a control
-                       acc("a+b+c", 3, [0.0, 0.0, 0.0], scenario="reverse")],  # Tab. 13: ignored here
-                      ignore_index=True)
-    report = evaluate_claims(CLAIMS, table, scale="mini").set_index("key")
-    assert report.loc["method_beats_lift", "stat_mean"] == pytest.approx(8.0, abs=CLOSED_ABS)
-
-
-def test_claims_select_scenarios_and_costs_by_column():
-    def scenario(order: str, values: list[float]) -> pd.DataFrame:
-        return rows(notebook="03_main_tables", metric="scenario_accuracy", group="overall", method="LA",
-                    rule="logit_sum", backbones="a+b+c", n_models=3, scenario=order, values=values)
-
-    singles = rows(notebook="03_main_tables", metric="scenario_accuracy", group="overall", method="LA",
-                   rule="logit_sum", backbones="a", n_models=1, scenario="balanced", values=[99.0, 99.0, 99.0])
-    cost = pd.DataFrame({"notebook": "03_main_tables", "metric": "gflops_per_image", "method": "backdoor adjustment",
-                         "n_models": [1, 2, 3], "value": [2.0, 4.0, 6.0], "seed": -1, "group": "inference"})
-    table = pd.concat([scenario("balanced", [50.0, 51.0, 52.0]), scenario("consistent", [40.0, 41.0, 42.0]),
-                       scenario("reverse", [45.0, 45.0, 45.0]), singles, cost], ignore_index=True)
-    report = evaluate_claims(CLAIMS, table, scale="mini").set_index("key")
-    assert report.loc["balance_best", "stat_mean"] == pytest.approx(6.0, abs=CLOSED_ABS)  # balanced − reverse, per seed
-    assert report.loc["reverse_over_consistent", "stat_mean"] == pytest.approx(4.0, abs=CLOSED_ABS)
-    assert report.loc["cost_linear", "stat_mean"] == pytest.approx(0.0, abs=CLOSED_ABS)
+    assert out.loc["a", "worlds"] == [0, 1] and out.loc["b", "worlds"] == []

@@ -131,7 +131,7 @@ def test_a_page_resolves_its_setting_and_overrides_like_the_runner(tmp_path):
     assert resolve_parameters("04_report", **job.injected()) == job.parameters
     assert resolve_parameters("00_miniworld", "full")["scale"] == "mini"  # the plan's per-notebook setting
     page = open_page("04_report", **job.injected())
-    assert page.out_dir == tmp_path and page.scale == "mini" and page.seeds == [0, 1]
+    assert page.out_dir == tmp_path and page.scale == "mini" and page.seeds == [0] and page.world_seeds == [0, 1]
     assert page.study is None and page.table is None  # the report only reads the other pages' tables
     confounder = open_page("02_confounder", "smoke", {"out_dir": str(tmp_path)})
     assert confounder.table.world == confounder.world_config.name == "smoke"
@@ -147,3 +147,59 @@ def test_the_notebook_table_is_published_beside_the_executed_notebook(tmp_path):
     assert published == tmp_path / "executed" / "data" / "01_x.csv"
     assert published.read_text() == "metric,value\na,1\n"
     assert publish_table(NotebookJob("02_y", tmp_path / "02_y.py", {"out_dir": "res"}), tmp_path, cwd=tmp_path) is None
+
+
+def test_time_left_adds_the_previous_times_and_counts_the_untimed():
+    from ltlib.book.runner import time_left
+
+    previous = {"a": 100.4, "b": 30.0}
+    assert time_left(["a", "b"], previous) == "about 130 s left by the previous build's times"
+    assert time_left(["b", "c", "d"], previous) == ("about 30 s left by the previous build's times"
+                                                    " + 2 notebook(s) not timed before")
+    assert time_left(["c"], previous) == "time left unknown: 1 notebook(s) not timed before"
+    assert time_left([], previous) == "nothing left"
+
+
+def test_previous_times_ignore_a_missing_broken_or_nan_timings_file(tmp_path):
+    from ltlib.book.runner import previous_seconds
+
+    assert previous_seconds(tmp_path) == {}
+    (tmp_path / "timings.csv").write_text("notebook,status,seconds\na,executed,12.5\nb,executed,\nc,executed,x\n")
+    assert previous_seconds(tmp_path) == {"a": 12.5}
+    (tmp_path / "timings.csv").write_text("no,such,columns\n1,2,3\n")
+    assert previous_seconds(tmp_path) == {}
+
+
+def test_progress_lines_number_the_notebooks_and_estimate_from_the_previous_build(plan, tmp_path):
+    [good, _] = load_plan("quick", plan)
+    lines: list[str] = []
+    first = run_all([good], tmp_path / "out", log=lines.append)
+    assert lines[0].startswith("[runner] 1/1 good: executing (time left unknown: 1 notebook(s) not timed before)")
+    assert lines[1].startswith(f"[runner] 1/1 good: done in {first['seconds'][0]:.1f} s (")
+    assert lines[1].endswith(" s elapsed; nothing left)")
+    lines.clear()
+    run_all([good], tmp_path / "out", log=lines.append)
+    assert lines == ["[runner] 1/1 good: up to date, skipped"]
+    lines.clear()
+    run_all([good], tmp_path / "out", force=True, log=lines.append)
+    assert lines[0].startswith(f"[runner] 1/1 good: executing (about {first['seconds'][0]:.0f} s left by the "
+                               "previous build's times)")
+
+
+def test_progress_streams_without_a_terminal(plan, tmp_path):
+    # stdout is a file, not a terminal: the second notebook reads it while the runner is still running, so
+    # the first notebook's lines are there only if the runner flushed them (a pipe or file is block-buffered)
+    log = tmp_path / "runner.log"
+    write_notebook(plan.parent, "second", f"assert ': done in ' in open({str(log)!r}).read(), 'not streamed'\n")
+    plan.write_text(plan.read_text().replace("  - name: bad\n    settings: {quick: {value: 5}}\n",
+                                             "  - name: second\n"))
+    script = ("import sys; from pathlib import Path; from ltlib.book.runner import load_plan, run_all; "
+              "run_all(load_plan('quick', Path(sys.argv[1])), Path(sys.argv[2]))")
+    repo = Path(__file__).resolve().parent.parent
+    with log.open("w") as out:
+        done = subprocess.run([sys.executable, "-c", script, str(plan), str(tmp_path / "out")], stdout=out,
+                              stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=300,
+                              env={**__import__("os").environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = log.read_text().splitlines()
+    assert [line.split(":")[0] for line in text] == ["[runner] 1/2 good"] * 2 + ["[runner] 2/2 second"] * 2

@@ -29,7 +29,8 @@ from ..stage2 import (ALL, Stage2Options, combined_predictions, run_stage2, scor
                       task_thresholds)
 
 SORT_KEYS = {"p_s": "downstream prior P_S", "p_hat": "estimated pre-training prior P̂_P",
-             "pi": "true pre-training prior π"}
+             "pi": "true pre-training prior π", "p_ref": "the reference model's P̂_P (noise floor)"}
+PRIOR_KEYS = {"estimate": "p_hat", "truth": "pi", "reference": "p_ref"}  # registry prior source → column
 
 
 # ----------------------------------------------------------------------------- run facts
@@ -55,6 +56,7 @@ def run_d_groups(run_dir: str | Path) -> Groups:
 
 
 # ----------------------------------------------------------------------------- priors
+@functools.lru_cache(maxsize=256)
 def zero_shot_prior(run_dir: str | Path, solver: str = "exact", split: str = "val"):
     """GLA's fit of P̂_P on a zero-shot run's class-balanced split (``ltlib.priors.PriorFit``)."""
     out = outputs(run_dir, split)
@@ -63,7 +65,8 @@ def zero_shot_prior(run_dir: str | Path, solver: str = "exact", split: str = "va
 
 # ----------------------------------------------------------------------------- per-class trends (Fig. 3, Fig. 9)
 def per_class_table(index: pd.DataFrame, p_hat: Mapping[str, np.ndarray],
-                    pi: Mapping[str, np.ndarray] | None = None, split: str = "test") -> pd.DataFrame:
+                    pi: Mapping[str, np.ndarray] | None = None, split: str = "test",
+                    p_ref: np.ndarray | None = None) -> pd.DataFrame:
     """One row per (run, class): accuracy with the class's P_S, P̂_P and (when known) true π.
 
     Args:
@@ -71,6 +74,7 @@ def per_class_table(index: pd.DataFrame, p_hat: Mapping[str, np.ndarray],
         p_hat: backbone → P̂_P [C] (for an ensemble or a from-scratch model, pass the prior to sort by
             under the run's backbone name).
         pi: backbone → true π [C], or None at full scale.
+        p_ref: the uniform-prior reference model's P̂_P (column ``p_ref``: the estimator's noise floor), or None.
     """
     frames = []
     for row in index.itertuples(index=False):
@@ -80,6 +84,8 @@ def per_class_table(index: pd.DataFrame, p_hat: Mapping[str, np.ndarray],
                               "accuracy": per_class_accuracy(out.logits.argmax(1), out.targets, len(counts))})
         if pi is not None:
             frame["pi"] = pi[row.backbone]
+        if p_ref is not None:
+            frame["p_ref"] = p_ref
         frames.append(frame.assign(**{k: getattr(row, k) for k in ("backbone", "method", "model", "seed")},
                                    run_dir=str(row.run_dir)))
     return pd.concat(frames, ignore_index=True)
@@ -190,6 +196,20 @@ def knn_group_accuracy(run_dir: str | Path, k: int = 200, temperature: float = 0
 
 
 # ----------------------------------------------------------------------------- study-level tables
+def estimated_priors(study) -> dict[str, np.ndarray]:
+    """GLA's exact P̂_P of the foundation models and the reference model (from their zero-shot runs), by
+    backbone (fits are memoised per run)."""
+    names = [*study.backbones, *([study.reference] if study.reference else [])]
+    runs = study.index[(study.index.method == "zeroshot") & (study.index.model == "lift")
+                       & study.index.backbone.isin(names)]
+    return {r.backbone: zero_shot_prior(r.run_dir).prior for r in runs.drop_duplicates("backbone").itertuples()}
+
+
+def prior_rows(study) -> pd.DataFrame:
+    """The tidy rows of :func:`prior_fits` (for :func:`over_worlds`)."""
+    return prior_fits(study)[1]
+
+
 def prior_fits(study, solvers: Sequence[str] = ("exact", "reference")) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """GLA's P̂_P of every foundation model (from its zero-shot run) with each solver.
 
@@ -199,7 +219,7 @@ def prior_fits(study, solvers: Sequence[str] = ("exact", "reference")) -> tuple[
     """
     rows, exact = [], {}
     for b in study.backbones:
-        run = study.runs(backbone=b, method="zeroshot").iloc[0].run_dir
+        run = study.runs(backbone=b, method="zeroshot", model="lift").iloc[0].run_dir
         for solver in solvers:
             fit = zero_shot_prior(run, solver)
             exact.setdefault(b, fit.prior)
@@ -208,20 +228,38 @@ def prior_fits(study, solvers: Sequence[str] = ("exact", "reference")) -> tuple[
                 values |= prior_agreement(fit.prior, study.true_priors[b])
             rows += [{"backbone": b, "method": f"gla-{solver}", "group": "prior", "metric": k, "value": v}
                      for k, v in values.items()]
-    return exact, pd.DataFrame(rows)
+    return exact, pd.DataFrame(rows + _reference_floor(study))
 
 
-def lift_runs(study, methods: Sequence[str], main_only: bool = True) -> pd.DataFrame:
+def _reference_floor(study) -> list[dict]:
+    """The estimator's noise floor: agreement of the uniform-prior reference model's P̂_P (exact solver) with
+    each foundation model's true π (group ``reference floor``, backbones = the model whose π it is)."""
+    if study.true_priors is None or study.reference is None:
+        return []
+    runs = study.runs(backbone=study.reference, method="zeroshot", model="lift")
+    if runs.empty:
+        return []
+    fit = zero_shot_prior(runs.iloc[0].run_dir, "exact")
+    return [{"backbone": b, "method": "gla-exact", "group": "reference floor", "metric": k, "value": v}
+            for b in study.backbones for k, v in prior_agreement(fit.prior, study.true_priors[b]).items()]
+
+
+def lift_runs(study, methods: Sequence[str], main_only: bool = True, recipe: str | None = None) -> pd.DataFrame:
     """The study's LIFT runs of the foundation models for ``methods``; with ``main_only``, only the main
-    setting (independent class order, training seed = task seed), not the controls' extra runs."""
+    setting (independent class order, training seed = task seed), not the controls' extra runs. ``recipe``:
+    only runs of that recipe (default: the book's main recipe, no variant); at full scale every run."""
+    from ..miniworld.experiments import MAIN_RECIPE
+
     index = study.index
     runs = index[(index.model == "lift") & index.backbone.isin(study.backbones) & index.method.isin(methods)]
+    if study.scale == "mini":
+        runs = runs[(runs.recipe == (recipe or MAIN_RECIPE)) & (runs.variant == "")]
     if main_only:
         runs = runs[(runs.order == "independent") & (runs.seed == runs.task_seed)]
     return runs
 
 
-def dp_matrices(study, p_hat: Mapping[str, np.ndarray], methods: Sequence[str] = ("CE", "LA")
+def dp_matrices(study, p_hat: Mapping[str, np.ndarray] | None = None, methods: Sequence[str] = ("CE", "LA")
                 ) -> dict[str, tuple[dict, pd.DataFrame]]:
     """Fig. 2: mean D×P matrix of each single-model method (each run's P-groups from its own model's P̂_P) and
     of the backdoor adjustment of the LA runs (M = all backbones, per seed; P-groups from the geometric mean
@@ -231,6 +269,7 @@ def dp_matrices(study, p_hat: Mapping[str, np.ndarray], methods: Sequence[str] =
         display label → (the result-table columns of its rows, the mean matrix).
     """
     out, everyone = {}, backbone_key(study.backbones)
+    p_hat = estimated_priors(study) if p_hat is None else p_hat
     for method in methods:
         runs = lift_runs(study, [method])
         matrices = [_dp_matrix([r.run_dir], {r.backbone: p_hat[r.backbone]}) for r in runs.itertuples()]
@@ -264,14 +303,31 @@ def dp_figure(matrices: Mapping[str, tuple[dict, pd.DataFrame]]) -> dict[str, pd
     return {label: m for label, (_, m) in matrices.items()}
 
 
+def dp_table(study, p_hat: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """:func:`dp_rows` of :func:`dp_matrices` with a display ``label`` column (for :func:`over_worlds`)."""
+    matrices = dp_matrices(study, p_hat)
+    labels = [label for label, (_, m) in matrices.items() for _ in range(m.size)]
+    return dp_rows(matrices).assign(label=labels)
+
+
+def dp_figure_from_rows(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """label → the 3×3 matrix of the mean of :func:`dp_table` rows over worlds (D rows, P columns)."""
+    order = ["many", "medium", "few"]
+    cells = rows.assign(d=rows.group.str.extract(r"D-(\w+)×")[0], p=rows.group.str.extract(r"P-(\w+)$")[0])
+    return {label: part.pivot_table(index="d", columns="p", values="value", aggfunc="mean")
+            .reindex(index=order, columns=order).rename_axis(index=None, columns=None)
+            for label, part in cells.groupby("label", sort=False)}
+
+
 def _mean_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return sum(frames) / len(frames)
 
 
-def method_scores(study, p_hat: Mapping[str, np.ndarray], methods: Sequence[str] = ("CE", "LA", "GLA-Train"),
-                  posthoc: bool = True) -> pd.DataFrame:
+def method_scores(study, p_hat: Mapping[str, np.ndarray] | None = None,
+                  methods: Sequence[str] = ("CE", "LA", "GLA-Train"), posthoc: bool = True) -> pd.DataFrame:
     """Tab. 3: accuracy overall and per D-group of every run of ``methods`` and, with ``posthoc``, of
     GLA's post-hoc combination of each LA run with its zero-shot run. Tidy: method, backbone, seed, group, value."""
+    p_hat = estimated_priors(study) if p_hat is None else p_hat
     rows = []
     for r in lift_runs(study, methods).itertuples():
         d = run_d_groups(r.run_dir)
@@ -297,6 +353,78 @@ def knn_scores(study, methods: Sequence[str] = ("zeroshot", "CE", "LA")) -> pd.D
     return pd.DataFrame(rows)
 
 
+VPT = "LA (VPT)"  # the method name of LA runs with VPT instead of AdaptFormer (§4.1's second PEFT method)
+
+
+def per_class_runs(study, p_hat: Mapping[str, np.ndarray] | None = None,
+                   methods: Sequence[str] = ("zeroshot", "CE", "LA", "GLA-Train"), vpt: bool = True) -> pd.DataFrame:
+    """:func:`per_class_table` of the main runs of ``methods`` (and of the VPT LA runs as method :data:`VPT`),
+    with the true π and the reference model's P̂_P where the study has them."""
+    from ..miniworld.experiments import VPT_RECIPE
+
+    p_hat = estimated_priors(study) if p_hat is None else p_hat
+    p_ref = p_hat.get(study.reference) if study.reference else None
+    table = per_class_table(lift_runs(study, methods), p_hat, study.true_priors, p_ref=p_ref)
+    vpt_runs = lift_runs(study, ["LA"], recipe=VPT_RECIPE) if (vpt and study.scale == "mini") else []
+    if len(vpt_runs):
+        extra = per_class_table(vpt_runs, p_hat, study.true_priors, p_ref=p_ref).assign(method=VPT)
+        table = pd.concat([table, extra], ignore_index=True)
+    return table
+
+
+def reference_table(study, p_hat: Mapping[str, np.ndarray]) -> pd.DataFrame | None:
+    """Per-class accuracy of the uniform-prior reference model: its zero-shot run (method ``zeroshot``) and its
+    LA run (method ``LA``), on the same task and seeds; None where the study has no reference."""
+    if study.reference is None:
+        return None
+    runs = study.index[(study.index.backbone == study.reference) & (study.index.model == "lift")]
+    return per_class_table(runs, {study.reference: p_hat[study.reference]}, study.true_priors)
+
+
+def excess_table(per_class: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """:func:`with_reference` per method: zero-shot against the reference's zero-shot, every fine-tuned method
+    against the reference's LA run (the reference is fine-tuned with LA only)."""
+    frames = []
+    for method, part in per_class.groupby("method", sort=False):
+        ref = reference[reference.method == ("zeroshot" if method == "zeroshot" else "LA")]
+        frames.append(with_reference(part, ref))
+    return pd.concat(frames, ignore_index=True)
+
+
+def world_trends(study, p_hat: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """Every trend row of notebook 01 for one world: ``trend_rho`` (per-class accuracy against P_S, P̂_P, π and
+    the reference's P̂_P) and, with a reference model, ``excess_trend_rho`` (accuracy minus the reference's
+    against the three pre-training priors); one row per run and prior, with ``metric``."""
+    p_hat = estimated_priors(study) if p_hat is None else p_hat
+    keys = [k for k in ("p_s", "p_hat", "pi", "p_ref") if k != "pi" or study.true_priors is not None]
+    table = per_class_runs(study, p_hat)
+    rows = [trend_rows(trend_statistics(table, keys)).assign(metric="trend_rho")]
+    reference = reference_table(study, p_hat)
+    if reference is not None:
+        excess = excess_table(table, reference)
+        rows.append(trend_rows(trend_statistics(excess, [k for k in keys if k != "p_s"], value="excess"))
+                    .assign(metric="excess_trend_rho"))
+    return pd.concat(rows, ignore_index=True)
+
+
+def scratch_rows(study, p_hat: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """The Fig. 9 control in one world: trend rows (``trend_rho``, control ``from scratch``) of the from-scratch
+    runs against the first model's P̂_P and π, and their class-mean accuracy (metric ``accuracy``, group
+    ``overall``) with chance (metric ``chance``); empty without from-scratch runs."""
+    scratch = study.runs(model="scratch")
+    if scratch.empty:
+        return pd.DataFrame()
+    p_hat = estimated_priors(study) if p_hat is None else p_hat
+    table = per_class_table(scratch, p_hat, study.true_priors)
+    keys = [k for k in ("p_hat", "pi") if k in table]
+    trends = trend_rows(trend_statistics(table, keys), control="from scratch").assign(metric="trend_rho")
+    acc = table.groupby(["backbone", "method", "seed"], as_index=False)["accuracy"].mean()
+    acc = acc.rename(columns={"accuracy": "value"}).assign(group="overall",
+                                                           metric="accuracy", control="from scratch")
+    chance = acc.assign(value=100 / table["class"].nunique(), metric="chance")
+    return pd.concat([trends, acc, chance], ignore_index=True)
+
+
 def trend_rows(trends: pd.DataFrame, control: str = "") -> pd.DataFrame:
     """:func:`trend_statistics` as tidy result rows (group = the prior sorted by; ``control``: the control arm,
     e.g. ``from scratch``)."""
@@ -316,7 +444,7 @@ def summary_cells(frame: pd.DataFrame, index: str = "method", columns: str = "gr
 
 
 # ----------------------------------------------------------------------------- main tables (notebook 03)
-def subset_scores(study, p_hat: Mapping[str, np.ndarray], rules: Sequence[str] = RULES,
+def subset_scores(study, p_hat: Mapping[str, np.ndarray] | None = None, rules: Sequence[str] = RULES,
                   order: str = "independent") -> pd.DataFrame:
     """Tab. 5–8 and 11: every non-empty subset of the foundation models' LA runs (per seed), combined with
     each rule and scored by ``ltlib.stage2.run_stage2`` (the same stage 2 as ``python -m ltlib adjust``),
@@ -327,11 +455,41 @@ def subset_scores(study, p_hat: Mapping[str, np.ndarray], rules: Sequence[str] =
     """
     runs = lift_runs(study, ["LA"], main_only=False)
     runs = runs[(runs.order == order) & (runs.seed == runs.task_seed)]
+    p_hat = estimated_priors(study) if p_hat is None else p_hat
     priors = {b: p_hat[b] for b in study.backbones}
     options = Stage2Options(rules=tuple(rules), subsets=True)
     tables = [run_stage2(part.sort_values("backbone").run_dir.tolist(), options=options, priors=priors).table
               for _, part in runs.groupby("seed")]
     return pd.concat(tables, ignore_index=True)
+
+
+def subset_table(study, p_hat: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """:func:`stage2_rows` of :func:`subset_scores` (for :func:`over_worlds`)."""
+    return stage2_rows(subset_scores(study, p_hat))
+
+
+def gla_posthoc_scores(study, p_hat: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """GLA post-hoc rows of :func:`method_scores` of the LA runs alone."""
+    scores = method_scores(study, p_hat, methods=("LA",))
+    return scores[scores.method == "GLA post-hoc"].reset_index(drop=True)
+
+
+def world_cost(study) -> pd.DataFrame:
+    """:func:`cost_rows` of :func:`inference_cost` measured on the study's own mini backbones (empty at full
+    scale, where the performance page measures ViT-B/16)."""
+    if study.world is None:
+        return pd.DataFrame()
+    backbones = [study.world.backbone(b) for b in study.backbones]
+    return cost_rows(inference_cost(backbones, backbones[0].image_size), study.backbones)
+
+
+def cost_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """:func:`world_cost` rows back as :func:`inference_cost`'s table (mean over worlds), for
+    ``ltlib.book.plots.cost_vs_m``."""
+    from ..flops import PAPER_GFLOPS
+
+    table = rows.pivot_table(index="n_models", columns="metric", values="value", aggfunc="mean").reset_index()
+    return table.assign(paper_gflops=table.n_models.map(lambda m: PAPER_GFLOPS.get(m, float("nan"))))
 
 
 def stage2_rows(table: pd.DataFrame, cells: bool = False, **keys: str) -> pd.DataFrame:
@@ -365,23 +523,31 @@ def combination_rows(run_dirs: Sequence[str], rule: str = RULES[0], **keys: str)
     return stage2_rows(run_stage2(sorted(map(str, run_dirs)), options=Stage2Options(rules=(rule,))).table, **keys)
 
 
+SAME_BACKBONE, DIFFERENT_BACKBONES = "same backbone, independently pre-trained copies", "different backbones"
+
+
 def same_backbone_control(study) -> pd.DataFrame:
-    """The control the paper lacks: per seed, an ensemble of LA runs of ONE backbone trained with
-    different seeds on the same task (logit sum), beside the ensemble of the different backbones.
-    Tidy result rows (:func:`stage2_rows`) of the ensembles, ``control`` = ``different backbones`` or
-    ``same backbone, different seeds`` and ``seed`` = the task seed."""
-    runs = lift_runs(study, ["LA"], main_only=False)
-    runs = runs[runs.order == "independent"]
+    """The control the paper lacks: per seed, the backdoor adjustment (logit sum) over three copies of ONE
+    foundation model pre-trained independently (same corpus recipe: prior and part bias; other images and
+    initialisation; ``ltlib.miniworld.config.copy_name``), beside the one over the different models. Tidy
+    result rows (:func:`stage2_rows`), ``control`` = :data:`SAME_BACKBONE` or :data:`DIFFERENT_BACKBONES`."""
+    index = study.index
+    la = index[(index.model == "lift") & (index.method == "LA") & (index.order == "independent")
+               & (index.variant == "") & (index.seed == index.task_seed)]
+    if study.scale == "mini":
+        from ..miniworld.experiments import MAIN_RECIPE
+        la = la[la.recipe == MAIN_RECIPE]
+    copies = la[la.backbone.str.contains("-copy", regex=False)]
     frames = []
-    for task_seed, part in runs.groupby("task_seed"):
-        mixed = part[part.seed == task_seed]
-        repeats = part.groupby("backbone").filter(lambda g: len(g) > 1)
-        for name, members in (("different backbones", mixed), ("same backbone, different seeds", repeats)):
-            if len(members) < 2:
-                continue
-            rows = combination_rows(members.run_dir.tolist(), control=name)
-            frames.append(rows[rows.n_models == len(members)].assign(seed=task_seed))
-    return pd.concat(frames, ignore_index=True)
+    for seed, part in la.groupby("seed"):
+        mixed = part[part.backbone.isin(study.backbones)]
+        bases = {b.rsplit("-copy", 1)[0] for b in copies.backbone}
+        same = part[part.backbone.isin(bases) | part.backbone.isin(copies.backbone)]
+        for name, members in ((DIFFERENT_BACKBONES, mixed), (SAME_BACKBONE, same)):
+            if len(members) == len(study.backbones) > 1:
+                rows = combination_rows(members.run_dir.tolist(), control=name)
+                frames.append(rows[rows.n_models == len(members)].assign(seed=seed))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def scenario_scores(study, orders: Sequence[str] = ("consistent", "reverse", "balanced", "independent")
@@ -396,19 +562,33 @@ def scenario_scores(study, orders: Sequence[str] = ("consistent", "reverse", "ba
     return pd.concat(frames, ignore_index=True)
 
 
+JOINT, JOINT_MATCHED, POSTHOC = ("jointly trained", "jointly trained, matched scale",
+                                 "post-hoc (separately trained)")
+
+
 def joint_vs_posthoc(study) -> pd.DataFrame:
     """The rebuttal's comparison: the ensemble trained jointly (one LA loss on the summed logits) vs the
-    post-hoc sum of separately trained models, per seed. Tidy result rows, ``control`` = ``jointly trained``
-    or ``post-hoc (separately trained)``."""
+    post-hoc sum of separately trained models, per seed. The joint run at the recipe's cosine scale trains
+    on M times a single model's logit scale; the ``matched scale`` variant divides each member's scale by M.
+    Tidy result rows, ``control`` = :data:`JOINT`, :data:`JOINT_MATCHED` or :data:`POSTHOC`."""
     joint = study.runs(model="joint", method="LA")
     runs = lift_runs(study, ["LA"])
     frames = []
-    for r in joint.itertuples():
-        separate = runs[(runs.seed == r.seed) & (runs.task_seed == r.task_seed)]
-        rows = combination_rows(separate.run_dir.tolist(), control="post-hoc (separately trained)")
+    for seed, part in joint.groupby("seed"):
+        separate = runs[(runs.seed == seed) & (runs.task_seed == part.task_seed.iloc[0])]
+        rows = combination_rows(separate.run_dir.tolist(), control=POSTHOC)
         frames.append(rows[rows.n_models == len(separate)])
-        together = combination_rows([r.run_dir], control="jointly trained")
-        frames.append(together.assign(n_models=len(separate), backbones=backbone_key(separate.backbone), rule=""))
+        for r in part.itertuples():
+            name = JOINT_MATCHED if r.variant else JOINT
+            together = combination_rows([r.run_dir], control=name)
+            frames.append(together.assign(n_models=len(separate), backbones=backbone_key(separate.backbone), rule=""))
+    return pd.concat(frames, ignore_index=True)
+
+
+def over_worlds(studies: Sequence, fn, *args, **kwargs) -> pd.DataFrame:
+    """``fn(study, *args, **kwargs)`` of every world's study, concatenated, each row with its ``world_seed``
+    (the replicate of the report's intervals)."""
+    frames = [fn(study, *args, **kwargs).assign(world_seed=study.world_seed) for study in studies]
     return pd.concat(frames, ignore_index=True)
 
 

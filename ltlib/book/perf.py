@@ -99,6 +99,31 @@ def book_scaling(bench: pd.DataFrame) -> pd.DataFrame:
     return book[["case", "value", "unit", "note"]].reset_index(drop=True)
 
 
+ARITHMETIC_PHASES = ("fine-tuning: forward/backward", "pre-training: training steps", "evaluation")
+# The profiles the performance page compares: before the worlds-as-replicates and performance work (one world,
+# three fine-tuning seeds) and the latest ``make profile`` (every world of the plan).
+PROFILES = {"before (one world × 3 fine-tuning seeds, commit 190d6f9)": PROFILE_DIR / "before",
+            "after (the plan's worlds, this revision's make profile)": PROFILE_DIR}
+
+
+def profile_comparison(profiles: dict[str, Path] | None = None) -> pd.DataFrame:
+    """One row per committed profile: total wall seconds of the build, the share of it spent in model
+    arithmetic (:data:`ARITHMETIC_PHASES`) and outside it (data generation, plumbing, start-up, plotting,
+    idle cores), and the mean number of busy cores; a profile not committed is left out."""
+    rows = []
+    for name, directory in (profiles or PROFILES).items():
+        path = Path(directory) / "profile.csv"
+        if not path.is_file():
+            continue
+        table = pd.read_csv(path)
+        inside = float(table.loc[table["phase"].isin(ARITHMETIC_PHASES), "share"].sum())
+        wall = float(table["wall_s"].sum())
+        busy = float((table["cpu_s"].fillna(0).sum()) / wall) if wall else float("nan")
+        rows.append({"build": name, "wall_s": round(wall, 1), "arithmetic_percent": round(100 * inside, 1),
+                     "outside_percent": round(100 * (1 - inside), 1), "cores_busy": round(busy, 2)})
+    return pd.DataFrame(rows)
+
+
 def build_profile(directory: Path = PROFILE_DIR) -> pd.DataFrame:
     """Where each minute of a profiled ``make book`` went: one row per phase (wall and CPU seconds, share of
     the build's wall time, cores busy), from the committed ``profile.csv``; a one-line note when none is.

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import matplotlib.container
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
 from ..phases import phase
+from .display import order_groups
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,12 +23,48 @@ if TYPE_CHECKING:
     from ..miniworld.diagnostics import ImbalanceResult, PriorRecovery
 
 PALETTE = "colorblind"
+PAGE_WIDTH = 9.0  # inches: the widest figure; a page shows it scaled to its text column (~800 px)
+MAX_COLUMNS = 3  # panels per row; more wrap onto further rows, so each stays readable at page width
 
 
 def style() -> None:
     """The book's figure style (seaborn whitegrid, colour-blind palette, compact fonts)."""
     sns.set_theme(style="whitegrid", palette=PALETTE, font_scale=0.9)
     plt.rcParams.update({"figure.dpi": 110, "savefig.bbox": "tight", "axes.titleweight": "bold"})
+
+
+def panel_grid(n: int, panel_width: float, height: float, **subplots) -> tuple[plt.Figure, list[plt.Axes]]:
+    """``n`` panels in rows of at most :data:`MAX_COLUMNS` (four as 2 × 2), the figure at most
+    :data:`PAGE_WIDTH` wide: a multi-panel figure keeps readable text when the page scales it to its width.
+
+    Args:
+        n: number of panels; panel_width, height: inches of one panel; subplots: passed to ``plt.subplots``.
+    Returns:
+        The figure and its ``n`` axes in reading order (unused grid cells removed).
+    """
+    columns = 2 if n == 4 else min(max(n, 1), MAX_COLUMNS)
+    rows = -(-max(n, 1) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(min(PAGE_WIDTH, panel_width * columns), height * rows),
+                             squeeze=False, **subplots)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        fig.delaxes(ax)
+    return fig, flat[:n]
+
+
+def _first_column(axes: Sequence[plt.Axes]) -> list[plt.Axes]:
+    """The panels at the start of a row of a :func:`panel_grid` (where a shared y label goes)."""
+    return [ax for ax in axes if ax.get_subplotspec().is_first_col()]
+
+
+def _label_bars(ax: plt.Axes, fmt: str = "{:.1f}") -> None:
+    """Write each bar's value on it, so a bar of height zero reads "0.0" rather than looking missing
+    (and a bar with no value reads "n/a")."""
+    for container in ax.containers:
+        if isinstance(container, matplotlib.container.BarContainer):
+            values = [bar.get_height() for bar in container]
+            ax.bar_label(container, labels=[fmt.format(v) if np.isfinite(v) else "n/a" for v in values],
+                         fontsize=6.5, padding=1)
 
 
 def _finish(fig: plt.Figure) -> plt.Figure:
@@ -48,8 +86,8 @@ def fig3_sorted_accuracy(binned: "pd.DataFrame", keys: tuple[str, ...] = ("p_s",
     """
     style()
     keys = tuple(k for k in keys if k in set(binned["key"]))
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), sharey=True, squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    fig, axes = panel_grid(len(keys), 3.6, 3.4, sharey=True)
+    for ax, key in zip(axes, keys):
         sns.lineplot(data=binned[binned["key"] == key], x="bin", y=value, hue="method", marker="o",
                      errorbar="sd", ax=ax)
         ax.set_title(f"sorted by {(labels or {}).get(key, key)}", fontsize=9)
@@ -63,8 +101,9 @@ def fig3_sorted_accuracy(binned: "pd.DataFrame", keys: tuple[str, ...] = ("p_s",
 def fig2_dp_matrix(matrices: dict[str, "pd.DataFrame"], title: str = "") -> plt.Figure:
     """Fig. 2: the 3×3 D-group × P-group accuracy matrices side by side (one panel per method)."""
     style()
-    fig, axes = plt.subplots(1, len(matrices), figsize=(3.6 * len(matrices), 3.2), squeeze=False)
-    for ax, (name, matrix) in zip(axes[0], matrices.items()):
+    fig, axes = panel_grid(len(matrices), 3.2, 3.2)
+    for ax, (name, matrix) in zip(axes, matrices.items()):
+        matrix = matrix.loc[order_groups(matrix.index), order_groups(matrix.columns)]  # many → few, not a–z
         sns.heatmap(matrix.astype(float), annot=True, fmt=".1f", cmap="viridis", vmin=0, vmax=100, cbar=False, ax=ax)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("P-group (by P̂_P)")
@@ -79,7 +118,8 @@ def tab4_knn(scores: "pd.DataFrame") -> plt.Figure:
     """Tab. 4 as bars: kNN accuracy of each model's features per D-group (mean ± sd over runs)."""
     style()
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
-    sns.barplot(data=scores, x="group", y="value", hue="method", errorbar="sd", ax=ax)
+    sns.barplot(data=scores, x="group", y="value", hue="method", order=order_groups(scores["group"]),
+                errorbar="sd", ax=ax)
     ax.set_xlabel("")
     ax.set_ylabel("kNN accuracy (%)")
     ax.legend(fontsize=7, title=None)
@@ -117,7 +157,8 @@ def miniworld_examples(images: np.ndarray, masks: np.ndarray, labels: np.ndarray
     """
     style()
     n = len(images) // 2
-    fig, axes = plt.subplots(4, n, figsize=(1.35 * n, 5.6), squeeze=False)
+    width = min(PAGE_WIDTH, 1.35 * n)  # the images keep their aspect: height shrinks with the width
+    fig, axes = plt.subplots(4, n, figsize=(width, 5.6 * width / (1.35 * n)), squeeze=False)
     for i in range(len(images)):
         column, row = i // 2, 2 * int(visibility[i])
         _show_image(axes[row, column], images[i])
@@ -169,14 +210,15 @@ def miniworld_parameter_imbalance(results: Sequence["ImbalanceResult"]) -> plt.F
     """Parameter imbalance controlled for class difficulty: per-class zero-shot accuracy minus the
     uniform-prior reference model's, against the model's true π_m, one panel per model (Spearman ρ, p)."""
     style()
-    fig, axes = plt.subplots(1, len(results), figsize=(3.3 * len(results), 3.1), sharey=True, squeeze=False)
-    for ax, result in zip(axes[0], results):
+    fig, axes = panel_grid(len(results), 3.3, 3.1, sharey=True)
+    for ax, result in zip(axes, results):
         ax.scatter(result.prior, result.difference, s=14)
         ax.axhline(0, color="0.3", linewidth=0.8)
         ax.set(xscale="log", xlabel="π_m", title=result.model)
         ax.text(0.03, 0.95, f"ρ = {result.rho:.2f}, p = {result.p:.1g}", transform=ax.transAxes, va="top",
                 fontsize=8)
-    axes[0, 0].set_ylabel("accuracy − reference's (points)")
+    for ax in _first_column(axes):
+        ax.set_ylabel("accuracy − reference's (points)")
     return _finish(fig)
 
 
@@ -186,8 +228,8 @@ def miniworld_prior_recovery(recoveries: Sequence["PriorRecovery"]) -> plt.Figur
     line is P̂_P = π_m, the dotted one the uniform prior."""
     style()
     models = list(dict.fromkeys(r.model for r in recoveries))
-    fig, axes = plt.subplots(1, len(models), figsize=(3.3 * len(models), 3.2), sharey=True, squeeze=False)
-    for ax, model in zip(axes[0], models):
+    fig, axes = panel_grid(len(models), 3.3, 3.2, sharey=True)
+    for ax, model in zip(axes, models):
         for r in (r for r in recoveries if r.model == model):
             ax.scatter(r.truth, r.estimate, s=14, label=f"{r.solver}: ρ = {r.rho:.2f}, KL = {r.kl:.2f}")
         truth = next(r.truth for r in recoveries if r.model == model)
@@ -195,7 +237,8 @@ def miniworld_prior_recovery(recoveries: Sequence["PriorRecovery"]) -> plt.Figur
         ax.axhline(1 / len(truth), color="0.3", linestyle=":", linewidth=0.8)
         ax.set(xscale="log", yscale="log", xlabel="true π_m", title=model)
         ax.legend(fontsize=6.5, loc="lower right")
-    axes[0, 0].set_ylabel("GLA estimate P̂_P")
+    for ax in _first_column(axes):
+        ax.set_ylabel("GLA estimate P̂_P")
     return _finish(fig)
 
 
@@ -259,14 +302,15 @@ def tab8_subsets(scores: "pd.DataFrame", groups: tuple[str, ...] = ("overall", "
     seed, combined with ``rule``; the line is the mean), one panel per group. ``scores``: result rows with
     ``n_models``, ``rule``, ``group`` and ``value``."""
     style()
-    fig, axes = plt.subplots(1, len(groups), figsize=(3.1 * len(groups), 3.0), sharex=True, squeeze=False)
-    for ax, group in zip(axes[0], groups):
+    groups = tuple(order_groups(groups))
+    fig, axes = panel_grid(len(groups), 3.4, 3.0, sharex=True)
+    for ax, group in zip(axes, groups):
         part = scores[(scores["group"] == group) & (scores["rule"] == rule)]
         sns.stripplot(data=part, x="n_models", y="value", color="0.6", size=3, ax=ax, jitter=0.15)
         sns.pointplot(data=part, x="n_models", y="value", errorbar=("ci", 95), color="C0", ax=ax)
         ax.set_title(group, fontsize=9)
         ax.set_xlabel("M")
-        ax.set_ylabel("accuracy (%)" if ax is axes[0][0] else "")
+        ax.set_ylabel("accuracy (%)" if ax in _first_column(axes) else "")
     return _finish(fig)
 
 
@@ -274,12 +318,16 @@ def tab8_subsets(scores: "pd.DataFrame", groups: tuple[str, ...] = ("overall", "
 def grouped_bars(frame: "pd.DataFrame", x: str, hue: str, title: str = "", ylabel: str = "accuracy (%)") -> plt.Figure:
     """Bars of ``value`` by ``x`` and ``hue`` (mean ± sd over seeds): Tab. 13, the ensemble controls."""
     style()
-    fig, ax = plt.subplots(figsize=(6.4, 3.2))
-    sns.barplot(data=frame, x=x, y="value", hue=hue, errorbar="sd", ax=ax)
+    fig, ax = plt.subplots(figsize=(7.2, 3.4))
+    sns.barplot(data=frame, x=x, y="value", hue=hue, order=order_groups(frame[x]), hue_order=order_groups(frame[hue]),
+                errorbar="sd", ax=ax)
+    _label_bars(ax)
     ax.set_xlabel("")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, title=None)
+    hues = len(order_groups(frame[hue]))  # the legend below the bars, where it hides none of them
+    ax.legend(fontsize=7, title=None, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(hues, 3),
+              frameon=False)
     return _finish(fig)
 
 
@@ -303,37 +351,39 @@ def cost_vs_m(cost: "pd.DataFrame") -> plt.Figure:
     return _finish(fig)
 
 
-VERDICT_COLOURS = {"reproduced": "#1b9e77", "partially reproduced": "#e6ab02", "not reproduced": "#d95f02",
-                   "not measured": "#999999", "pending at full scale": "#7570b3"}
+VERDICT_COLOURS = {"reproduced": "#1b9e77", "not reproduced": "#d95f02", "inconclusive": "#b08a00",
+                   "uninformative": "#666666", "single run": "#7570b3", "not measured": "#999999",
+                   "full scale only": "#7570b3", "no verdict": "#999999"}
 
 
 @phase("plotting")
-def claims_forest(report: "pd.DataFrame", verdict_column: str = "verdict (mini world)") -> plt.Figure:
-    """Every measured claim's effect (mean and 95 % interval) coloured by its verdict, one panel per unit
-    (Spearman ρ, accuracy points, …); the dashed line is zero (no effect)."""
+def registry_forest(report: "pd.DataFrame") -> plt.Figure:
+    """Every measured claim's effect (mean and 95 % interval over worlds, small dots: the worlds) coloured by
+    its verdict, one panel per unit; the dashed line is zero (no effect), the grey band ±margin for a claim
+    of no effect. ``report``: lines of ``ltlib.book.report.evaluate``."""
+    import json
+
     style()
-    measured = report.dropna(subset=["stat_mean"])
+    measured = report[report["n_worlds"] > 0]
     units = list(dict.fromkeys(measured["unit"]))
     heights = [max((measured["unit"] == u).sum(), 1) for u in units]
-    fig, axes = plt.subplots(len(units), 1, figsize=(7.5, 0.4 * sum(heights) + 1.2 * len(units)),
+    fig, axes = plt.subplots(len(units), 1, figsize=(9.0, 0.42 * sum(heights) + 1.1 * len(units)),
                              gridspec_kw={"height_ratios": heights}, squeeze=False)
     for ax, unit in zip(axes[:, 0], units):
         part = measured[measured["unit"] == unit].iloc[::-1]
-        columns = zip(part["stat_mean"], part["stat_ci_low"], part["stat_ci_high"], part[verdict_column])
-        for y, (mean, low, high, result) in enumerate(columns):
-            colour = VERDICT_COLOURS.get(result, "k")
-            ax.plot([low if low == low else mean, high if high == high else mean], [y, y], color=colour, lw=2.2)
-            ax.plot(mean, y, "o", color=colour)
+        for y, line in enumerate(part.itertuples()):
+            colour = VERDICT_COLOURS.get(line.verdict, "k")
+            worlds = json.loads(line.per_world)
+            ax.plot(worlds, [y] * len(worlds), ".", color=colour, alpha=0.5, ms=5)
+            if line.low == line.low:
+                ax.plot([line.low, line.high], [y, y], color=colour, lw=2.2)
+            ax.plot(line.mean, y, "o", color=colour)
         ax.axvline(0, ls="--", color="0.4", lw=1)
-        low, high = ax.get_xlim()
-        if high - low < 0.2:  # e.g. an exact ratio: show zero in a readable window, not at 1e-16 scale
-            centre = (low + high) / 2
-            ax.set_xlim(centre - 0.1, centre + 0.1)
-        ax.set_yticks(range(len(part)), part["key"])
-        ax.set_xlabel(f"{unit} (mean, 95 % CI over seeds)", fontsize=8)
+        ax.set_yticks(range(len(part)), part["key"], fontsize=8)
+        ax.set_xlabel(f"{unit} (mean, 95 % CI over worlds)", fontsize=8)
     handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in VERDICT_COLOURS.items()
-               if v in set(measured[verdict_column])]
-    fig.legend(handles=handles, fontsize=7, loc="upper center", ncol=len(handles), frameon=False)
+               if v in set(measured["verdict"])]
+    fig.legend(handles=handles, fontsize=7, loc="upper center", ncol=max(len(handles), 1), frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     plt.close(fig)
     return fig
@@ -364,7 +414,7 @@ def fig12_confounder(accuracy: "pd.DataFrame", methods: Sequence[str], labels: M
     style()
     names = dict(labels or {})
     rows = accuracy[accuracy["group"] == "all"].assign(label=lambda d: d["method"].map(lambda m: names.get(m, m)))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 3.9), gridspec_kw={"width_ratios": [1, 1.9]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 4.3), gridspec_kw={"width_ratios": [1, 1.7]})
     paper = rows[rows["method"].isin(["A", "B"]) & rows["test_set"].isin(["A", "B"])]
     sns.barplot(data=paper, x="label", y="value", hue="test_set", hue_order=["A", "B"], errorbar="sd", ax=left)
     left.set(title="the paper's 2×2", xlabel="", ylabel="top-1 accuracy (%)")
@@ -372,8 +422,8 @@ def fig12_confounder(accuracy: "pd.DataFrame", methods: Sequence[str], labels: M
     right_rows = rows[rows["method"].isin(methods) & rows["test_set"].isin(["confounded", "interventional"])]
     sns.barplot(data=right_rows, y="label", x="value", hue="test_set", order=[names.get(m, m) for m in methods],
                 hue_order=["confounded", "interventional"], errorbar="sd", orient="h", ax=right)
-    right.set(title="done right: observational vs interventional test set", ylabel="", xlabel="top-1 accuracy (%)")
-    right.legend(title="test set", fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    right.set(title="done right: observational vs interventional", ylabel="", xlabel="top-1 accuracy (%)")
+    right.legend(title="test set", fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     fig.tight_layout()
     return fig
 
@@ -391,8 +441,8 @@ def fig12_accuracy_by_visibility(accuracy: "pd.DataFrame", panels: Mapping[str, 
     """
     style()
     strata = accuracy[accuracy["group"] != "all"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.3), sharey=True, squeeze=False)
-    for ax, (method, test_sets) in zip(axes[0], panels.items()):
+    fig, axes = panel_grid(len(panels), 3.4, 3.3, sharey=True)
+    for ax, (method, test_sets) in zip(axes, panels.items()):
         part = strata[(strata["method"] == method) & strata["test_set"].isin(test_sets)]
         sns.barplot(data=part, x="test_set", y="value", hue="group", order=list(test_sets),
                     hue_order=["head-dominant", "body-dominant"], errorbar="sd", ax=ax)

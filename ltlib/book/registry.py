@@ -120,8 +120,8 @@ def decide(values: Sequence[float], spec: ClaimSpec) -> Verdict:
     if spec.direction == "equivalent":
         verdict = _equivalence_verdict(x, low, high, float(spec.margin))
     else:
-        sign = 1.0 if spec.direction == "positive" else -1.0
-        verdict = _directional_verdict(sign * low, sign * high)
+        # "< 0" is "−x > 0": flipping the sign also swaps the interval's ends
+        verdict = _directional_verdict(low, high) if spec.direction == "positive" else _directional_verdict(-high, -low)
     return Verdict(verdict, _is_firm(x, verdict, spec), mean, low, high, n, tuple(x))
 
 

@@ -1,125 +1,175 @@
-"""The reproduction report: each claim of the paper, the paper's number, our measured number with its
-uncertainty, and a verdict, computed from the result tables (``ltlib.results``), never typed.
+"""The reproduction report: every claim of the registry (``configs/claims/registry.yaml``), the paper's number,
+ours with its interval over independent worlds, the verdict of ``ltlib.book.registry.decide`` and the
+verdict in each world, computed from the result tables (``ltlib.results``), never typed.
 
-A claim is a measurement (a function of the result rows returning one value per replicate, e.g. per
-seed) and a rule that turns its confidence interval into a verdict. Rules were written before the
-default-scale numbers were seen and are the same for every claim of a kind:
-
-- ``positive``: reproduced when the 95 % interval lies above zero; partially when the mean is positive
-  but the interval includes zero; not reproduced otherwise.
-- ``null``: (a claim of *no* effect) reproduced when the interval includes zero; not reproduced otherwise.
-- ``zero``: (a deterministic quantity that should be 0, e.g. a cost ratio minus its expected value)
-  reproduced when |mean| ≤ 0.05, else not reproduced.
-
-With a single replicate there is no interval: ``positive`` gives at most "partially reproduced".
+Each claim is measured (``ltlib.book.claims.MEASURES``) once per *variant*: each prior source it lists
+(estimate, truth, reference) and, for a group-wise claim, each calibration (the paper's fixed rule and a τ
+chosen on the validation split). The first variant (the model's own estimate at the fixed rule: what the
+paper does) is the claim's headline; a verdict that changes across its variants says so.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+import json
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..results import interval_side, normalized
+from .claims import MEASURES, REQUIREMENTS
+from .registry import (INCONCLUSIVE, NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, SINGLE_RUN, ClaimSpec, Verdict,
+                       decide)
 
-REPRODUCED, PARTIAL, NOT_REPRODUCED, PENDING, MISSING = (
-    "reproduced", "partially reproduced", "not reproduced", "pending at full scale", "not measured")
+UNINFORMATIVE, OTHER_SCALE = "uninformative", "full scale only"
+VERDICT_ORDER = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, UNINFORMATIVE, SINGLE_RUN, NOT_MEASURED)
+CALIBRATION_NAMES = {"": "fixed rule", "val": "τ on validation"}
 
 
-@dataclass(frozen=True)
-class Claim:
-    """One claim of the paper.
+def variants(spec: ClaimSpec) -> list[tuple[str, str]]:
+    """(prior source, calibration) pairs a claim is measured at, the headline first."""
+    priors = list(spec.prior) or [""]
+    calibrations = ["", "val"] if spec.calibration == "both" else [""]
+    return [(p, c) for p in priors for c in calibrations]
 
-    Attributes:
-        key: short identifier; artefact: where the paper makes it; statement: the claim in our words.
-        paper: what the paper reports (a number, or "not reported" / a qualitative statement).
-        measure: how we measure it (shown in the report).
-        values: result rows → one value per replicate (an empty array when not measured).
-        rule: ``positive`` or ``null`` (see the module docstring).
-        full_scale: whether the claim is about the real datasets' numbers (then the full-scale column is
-            pending until ``make reproduce`` has run).
-        unit: the unit of the measured values (``Spearman ρ``, ``accuracy points``, ``ratio``).
+
+def world_marks(values: pd.Series, spec: ClaimSpec) -> str:
+    """Each world's own reading, e.g. ``w0 ✓ 0.21 · w1 ✗ -0.05``: ✓ on the claimed side (inside the margin
+    for a claim of no effect), ✗ otherwise; no marks for a descriptive claim."""
+    def mark(x: float) -> str:
+        if spec.direction == "none":
+            return ""
+        if spec.direction == "equivalent":
+            return "✓ " if abs(x) < float(spec.margin) else "✗ "
+        return "✓ " if (x > 0) == (spec.direction == "positive") else "✗ "
+    return " · ".join(f"w{int(w)} {mark(x)}{x:.3g}" for w, x in values.items())
+
+
+def evaluate(specs: Sequence[ClaimSpec], rows: pd.DataFrame, scale: str = "mini") -> pd.DataFrame:
+    """One line per claim and variant: the measured values per world, the verdict and whether it is firm.
+
+    Columns: key, statement, artefact, paper, role, direction, unit, prior_source, calibration, headline
+    (the claim's first variant), verdict, firm, mean, low, high, n_worlds, per_world (JSON), worlds (the
+    per-world marks), note (a failed precondition, or a verdict that changes across variants).
     """
-
-    key: str
-    artefact: str
-    statement: str
-    paper: str
-    measure: str
-    values: Callable[[pd.DataFrame], np.ndarray]
-    rule: str = "positive"
-    full_scale: bool = False
-    unit: str = "accuracy points"
-
-
-def verdict(values: np.ndarray, rule: str) -> tuple[str, dict[str, float]]:
-    """Apply ``rule`` to the replicate values (``ltlib.results.interval_side``); returns the verdict and the
-    statistics behind it."""
-    values = np.asarray(values, dtype=float)
-    side, stats = interval_side(values[~np.isnan(values)])
-    if side == "none":
-        return MISSING, {}
-    if rule == "zero":
-        return (REPRODUCED if abs(stats["mean"]) <= 0.05 else NOT_REPRODUCED), stats
-    if side == "single":
-        return (PARTIAL if (stats["mean"] > 0) == (rule == "positive") else NOT_REPRODUCED), stats
-    if rule == "null":
-        return (REPRODUCED if side == "contains" else NOT_REPRODUCED), stats
-    if side == "above":
-        return REPRODUCED, stats
-    return (PARTIAL if stats["mean"] > 0 else NOT_REPRODUCED), stats
+    lines = []
+    for spec in specs:
+        requirement = REQUIREMENTS.get(spec.key, lambda _: (True, ""))(rows)
+        for i, (prior, calibration) in enumerate(variants(spec)):
+            values = MEASURES[spec.key](rows, prior, calibration) if spec.key in MEASURES else pd.Series(dtype=float)
+            values = values.dropna().sort_index()
+            result = decide(values.to_numpy(dtype=float), spec)
+            verdict = _applicable(spec, scale, result.verdict, requirement)
+            lines.append(_line(spec, prior, calibration, i == 0, result, verdict, values, requirement))
+    report = pd.DataFrame(lines)
+    return _note_variant_changes(report)
 
 
-def evaluate_claims(claims: list[Claim], rows: pd.DataFrame, scale: str) -> pd.DataFrame:
-    """One line per claim: the paper's number, ours (mean [95 % CI], n), and the verdict at this scale."""
-    lines, rows = [], normalized(rows)
-    for claim in claims:
-        result, stats = verdict(claim.values(rows), claim.rule)
-        measured = _format(stats)
-        full = (result if scale == "full" else PENDING) if claim.full_scale else "—"
-        lines.append({"claim": claim.statement, "artefact": claim.artefact, "paper": claim.paper,
-                      "how we measure": claim.measure, "measured": measured,
-                      "verdict" if scale == "full" else "verdict (mini world)": result,
-                      "full scale": full, "key": claim.key, "unit": claim.unit,
-                      **{f"stat_{k}": v for k, v in stats.items()}})
-    return pd.DataFrame(lines)
+def _applicable(spec: ClaimSpec, scale: str, verdict: str, requirement: tuple[bool, str]) -> str:
+    if spec.scale == "full" and scale == "mini":
+        return OTHER_SCALE
+    if verdict in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE) and not requirement[0]:
+        return UNINFORMATIVE
+    return verdict
 
 
-def _format(stats: dict[str, float]) -> str:
-    if not stats:
+def _line(spec: ClaimSpec, prior: str, calibration: str, headline: bool, result: Verdict, verdict: str,
+          values: pd.Series, requirement: tuple[bool, str]) -> dict:
+    firm = bool(result.firm and verdict == result.verdict)
+    note = "" if requirement[0] else f"precondition failed: {spec.requires} ({requirement[1]})"
+    return {"key": spec.key, "statement": spec.statement, "artefact": spec.artefact, "paper": spec.paper,
+            "role": spec.role, "direction": spec.direction, "unit": spec.unit, "prior_source": prior,
+            "calibration": calibration, "headline": headline, "verdict": verdict, "firm": firm,
+            "mean": result.mean, "low": result.low, "high": result.high, "n_worlds": result.worlds,
+            "per_world": json.dumps([round(float(v), 6) for v in values.to_numpy()]),
+            "worlds": world_marks(values, spec), "note": note}
+
+
+def _note_variant_changes(report: pd.DataFrame) -> pd.DataFrame:
+    """Add to each headline line a note when another variant of the same claim reaches another verdict."""
+    report = report.copy()
+    for key, part in report.groupby("key", sort=False):
+        head = part[part.headline].iloc[0]
+        others = part[~part.headline & (part.verdict != head.verdict)]
+        if len(others):
+            changed = ", ".join(f"{_variant_name(r.prior_source, r.calibration)}: {r.verdict}"
+                                for r in others.itertuples())
+            text = f"verdict changes with the variant ({changed})"
+            index = head.name
+            report.loc[index, "note"] = "; ".join(t for t in (report.loc[index, "note"], text) if t)
+    return report
+
+
+def _variant_name(prior: str, calibration: str) -> str:
+    parts = [f"prior {prior}" if prior else "", CALIBRATION_NAMES[calibration] if calibration else ""]
+    return ", ".join(p for p in parts if p) or "headline"
+
+
+# ----------------------------------------------------------------------------- what the page shows
+def headline_table(report: pd.DataFrame, role: str | None = None) -> pd.DataFrame:
+    """The headline line of every claim (optionally of one role), formatted for the page."""
+    lines = report[report.headline & ((report.role == role) if role else True)]
+    return pd.DataFrame({
+        "artefact": lines.artefact, "claim": lines.statement, "paper": lines.paper,
+        "measured (mean [95 % CI] over worlds)": [_format(r) for r in lines.itertuples()],
+        "verdict": lines.verdict, "firm": lines.firm.map({True: "firm", False: ""}),
+        "each world": lines.worlds, "note": lines.note})
+
+
+def variant_table(report: pd.DataFrame) -> pd.DataFrame:
+    """Every claim with several variants, one line per variant (prior source × calibration)."""
+    multi = report.groupby("key").key.transform("size") > 1
+    lines = report[multi]
+    return pd.DataFrame({
+        "claim": lines.statement, "prior": lines.prior_source.replace("", "—"),
+        "calibration": lines.calibration.map(CALIBRATION_NAMES),
+        "measured": [_format(r) for r in lines.itertuples()], "verdict": lines.verdict,
+        "firm": lines.firm.map({True: "firm", False: ""}), "each world": lines.worlds})
+
+
+def summary_counts(report: pd.DataFrame) -> dict[str, int]:
+    """Counts over the headline lines of role ``claim``: each verdict, and how many decisive ones are firm."""
+    claims = report[report.headline & (report.role == "claim")]
+    counts = {v: int((claims.verdict == v).sum()) for v in (*VERDICT_ORDER, OTHER_SCALE)}
+    counts["claims"] = len(claims)
+    counts["firm"] = int(claims.firm.sum())
+    counts["firm_reproduced"] = int((claims.firm & (claims.verdict == REPRODUCED)).sum())
+    counts["firm_not_reproduced"] = int((claims.firm & (claims.verdict == NOT_REPRODUCED)).sum())
+    return counts
+
+
+def per_world_counts(report: pd.DataFrame) -> pd.DataFrame:
+    """For each world, how many headline claims read on the claimed side (✓) and how many not (✗): the
+    verdict each world would give on its own, without an interval."""
+    claims = report[report.headline & (report.role == "claim")]
+    rows = []
+    for marks in claims.worlds:
+        for item in filter(None, marks.split(" · ")):
+            world, *rest = item.split(" ")
+            rows.append({"world": world, "reading": rest[0] if rest and rest[0] in "✓✗" else "—"})
+    frame = pd.DataFrame(rows, columns=["world", "reading"])
+    return frame.value_counts().unstack(fill_value=0) if len(frame) else frame
+
+
+def _format(line) -> str:
+    if line.n_worlds == 0:
         return "not measured"
-    if np.isnan(stats["sd"]):
-        return f"{stats['mean']:.3f} (n = 1)"
-    return f"{stats['mean']:.3f} [{stats['ci_low']:.3f}, {stats['ci_high']:.3f}] (n = {stats['n']})"
+    if line.n_worlds == 1 or np.isnan(line.low):
+        return f"{line.mean:.3g} {line.unit} (one world)"
+    return f"{line.mean:.3g} [{line.low:.3g}, {line.high:.3g}] {line.unit} ({line.n_worlds} worlds)"
 
 
-# ----------------------------------------------------------------------------- selecting result rows
-def select(rows: pd.DataFrame, **keys) -> pd.DataFrame:
-    """Rows matching every ``column=value`` (a list/tuple value matches any of its items)."""
-    mask = pd.Series(True, index=rows.index)
-    for column, value in keys.items():
-        mask &= rows[column].isin(value) if isinstance(value, (list, tuple, set)) else rows[column] == value
-    return rows[mask]
-
-
-def per_replicate(rows: pd.DataFrame, by: tuple[str, ...] = ("backbones", "seed")) -> pd.Series:
-    """Values indexed by replicate (default: backbone × seed), averaging duplicates."""
-    return rows.groupby(list(by))["value"].mean()
-
-
-def paired_difference(a: pd.DataFrame, b: pd.DataFrame, by: tuple[str, ...] = ("seed",)) -> np.ndarray:
-    """Per replicate, mean(a) − mean(b) over the replicates both have (paired by ``by``)."""
-    left, right = per_replicate(a, by), per_replicate(b, by)
-    common = left.index.intersection(right.index)
-    return (left[common] - right[common]).to_numpy()
+def verdict_records(report: pd.DataFrame) -> pd.DataFrame:
+    """The report as the machine-readable ``verdicts.csv`` (one line per claim and variant)."""
+    columns = ["key", "statement", "artefact", "role", "prior_source", "calibration", "headline", "verdict", "firm",
+               "mean", "low", "high", "n_worlds", "per_world", "unit", "note"]
+    return report[columns]
 
 
 def provenance_table(rows: pd.DataFrame, sha_digits: int = 12) -> pd.DataFrame:
     """Per notebook and git revision (shortened to ``sha_digits``; ``-dirty`` kept): how many result rows,
-    distinct run ids and which seeds stand behind the report."""
+    distinct run ids, which worlds and which fine-tuning seeds stand behind the report."""
     short = rows["git_sha"].map(lambda sha: sha[:sha_digits] + ("-dirty" if sha.endswith("-dirty") else ""))
     table = rows.assign(git_sha=short).groupby(["notebook", "git_sha"]).agg(
-        rows=("value", "size"), run_ids=("run_id", "nunique"), seeds=("seed", lambda s: sorted(set(s) - {-1})))
+        rows=("value", "size"), run_ids=("run_id", "nunique"),
+        worlds=("world_seed", lambda s: sorted(set(s) - {-1})), seeds=("seed", lambda s: sorted(set(s) - {-1})))
     return table.reset_index()

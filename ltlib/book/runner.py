@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from ..config import load_yaml
@@ -196,21 +197,28 @@ def _papermill(job: NotebookJob, source_nb: Path, out: Path, cwd: Path, timeout:
         raise NotebookError(f"notebook {job.name} ({job.source}) could not be executed: {exc}") from exc
 
 
+DOWNLOADS = "downloads"  # <out_dir parameter>/downloads/<notebook>/: further files a page offers for download
+
+
 def publish_table(job: NotebookJob, out_dir: Path, cwd: Path) -> Path | None:
-    """Copy the notebook's result table, ``<out_dir parameter>/tables/<name>.csv``, to ``<out_dir>/data/``
-    beside the executed notebook, where its page links it for download; None when it wrote no table."""
+    """Copy the notebook's result table, ``<out_dir parameter>/tables/<name>.csv``, and the files it wrote under
+    ``<out_dir parameter>/downloads/<name>/`` to ``<out_dir>/data/`` beside the executed notebook, where its page
+    links them for download; returns the table's copy, None when it wrote no table."""
     import shutil
 
     if not job.parameters.get("out_dir"):
         return None
-    table = Path(cwd) / str(job.parameters["out_dir"]) / "tables" / f"{job.name}.csv"
-    if not table.is_file():
-        return None
-    target = Path(out_dir) / "data" / table.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp:
-        shutil.copyfile(table, tmp)
-    return target
+    results = Path(cwd) / str(job.parameters["out_dir"])
+    table = results / "tables" / f"{job.name}.csv"
+    extra = sorted((results / DOWNLOADS / job.name).glob("*.csv"))
+    published = None
+    for source in ([table] if table.is_file() else []) + extra:
+        target = Path(out_dir) / "data" / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
+        published = published or (target if source == table else None)
+    return published
 
 
 def hide_injected_parameters(path: Path) -> None:
@@ -235,28 +243,74 @@ def hide_injected_parameters(path: Path) -> None:
     write_text(path, nbformat.writes(nb))
 
 
+def _log(message: str) -> None:
+    """The runner's progress line: flushed at once, so a build without a terminal (``make book | tee``, CI)
+    streams it instead of holding it in a pipe's buffer."""
+    print(message, flush=True)
+
+
 @phase("notebooks")
-def run_all(jobs: list[NotebookJob], out_dir: Path, *, force: bool = False, log=print) -> pd.DataFrame:
+def run_all(jobs: list[NotebookJob], out_dir: Path, *, force: bool = False, log=_log) -> pd.DataFrame:
     """Execute ``jobs`` in order (skipping up-to-date ones unless ``force``) and record timings.
+
+    Progress is one line per notebook when it starts and when it ends, numbered ``k/n``, with the
+    elapsed time and an estimate of the time left from the previous build's ``timings.csv`` (when there
+    is one); papermill's cell bar is added on a terminal only.
 
     Returns:
         One row per job: notebook, status (``executed`` / ``up-to-date``), seconds, git SHA; also
         written to ``out_dir/timings.csv``.
     """
-    rows = []
-    for job in jobs:
-        if not force and is_up_to_date(job, out_dir):
+    previous = previous_seconds(out_dir)  # read before this build overwrites it
+    pending = [job.name for job in jobs if force or not is_up_to_date(job, out_dir)]
+    rows, start = [], time.perf_counter()
+    for k, job in enumerate(jobs, start=1):
+        tag = f"[runner] {k}/{len(jobs)} {job.name}"
+        if job.name not in pending:
             stamp = read_json(job.output_path(out_dir).with_suffix(STAMP_SUFFIX))
             rows.append(_timing_row(job, "up-to-date", stamp.get("seconds", float("nan"))))
-            log(f"[runner] {job.name}: up to date, skipped")
+            log(f"{tag}: up to date, skipped")
         else:
-            log(f"[runner] {job.name}: executing with {job.parameters}")
+            log(f"{tag}: executing ({time_left(pending[pending.index(job.name):], previous)}) "
+                f"with {job.parameters}")
             with phase("notebook", detail=job.name):
                 rows.append(_timing_row(job, "executed", execute(job, out_dir)))
-            log(f"[runner] {job.name}: done in {rows[-1]['seconds']:.1f} s")
+            left = time_left(pending[pending.index(job.name) + 1:], previous)
+            log(f"{tag}: done in {rows[-1]['seconds']:.1f} s ({time.perf_counter() - start:.0f} s elapsed; {left})")
         # written after every notebook, so a later notebook (the performance page) sees this build's times
         write_text(Path(out_dir) / "timings.csv", pd.DataFrame(rows).to_csv(index=False))
     return pd.DataFrame(rows)
+
+
+def previous_seconds(out_dir: Path) -> dict[str, float]:
+    """Seconds per notebook in ``out_dir/timings.csv`` of the previous build; empty when there is none.
+
+    A file that cannot be read gives no estimate rather than stopping the build: it only feeds the ETA.
+    """
+    path = Path(out_dir) / "timings.csv"
+    try:
+        table = pd.read_csv(path)
+        pairs = zip(table["notebook"].astype(str), pd.to_numeric(table["seconds"], errors="coerce"))
+    except (OSError, KeyError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return {}
+    return {name: float(seconds) for name, seconds in pairs if np.isfinite(seconds) and seconds >= 0}
+
+
+def time_left(names: Sequence[str], previous: dict[str, float]) -> str:
+    """The estimate of the time ``names`` will take, from ``previous`` (:func:`previous_seconds`), as text.
+
+    Returns:
+        e.g. ``"about 330 s left by the previous build's times"``, with ``"+ 2 notebook(s) not timed
+        before"`` when some are missing from it, or ``"nothing left"``.
+    """
+    if not names:
+        return "nothing left"
+    known = [previous[name] for name in names if name in previous]
+    unknown = len(names) - len(known)
+    if not known:
+        return f"time left unknown: {unknown} notebook(s) not timed before"
+    extra = f" + {unknown} notebook(s) not timed before" if unknown else ""
+    return f"about {sum(known):.0f} s left by the previous build's times{extra}"
 
 
 def _timing_row(job: NotebookJob, status: str, seconds: float) -> dict[str, Any]:
