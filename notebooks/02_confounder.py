@@ -199,12 +199,14 @@ confounding.contrasts_by_world(accuracy, contrasts).round(1)
 # **The paper's 2×2.** The CNN trained on B scores {glue:text}`fig12_b_gap_mean:.1f` points more on B_test
 # than on A_test (95% CI {glue:text}`fig12_b_gap_lo:.1f` to {glue:text}`fig12_b_gap_hi:.1f`; claimed > 0:
 # {glue:md}`fig12_b_gap_verdict`); the CNN trained on A, {glue:text}`fig12_a_no_gap_mean:.1f` points (CI
-# {glue:text}`fig12_a_no_gap_lo:.1f` to {glue:text}`fig12_a_no_gap_hi:.1f`; claimed = 0: {glue:md}`fig12_a_no_gap_verdict`).
+# {glue:text}`fig12_a_no_gap_lo:.1f` to {glue:text}`fig12_a_no_gap_hi:.1f`; claimed = 0:
+# {glue:md}`fig12_a_no_gap_verdict`).
 # The paper reads this as P(Y|X) versus P(Y|do(X)); the reviewer's objection is that B is not
 # confounded, so a gap can only come from the different mix of C in the two test sets. Remixing the
 # B-model's own head-dominant and body-dominant accuracies on A_test in B_test's proportions predicts
-# its B_test accuracy; the actual accuracy minus that prediction is {glue:text}`fig12_gap_is_pc_shift_mean:.1f` points
-# (CI {glue:text}`fig12_gap_is_pc_shift_lo:.1f` to {glue:text}`fig12_gap_is_pc_shift_hi:.1f`; claimed = 0: {glue:md}`fig12_gap_is_pc_shift_verdict`).
+# its B_test accuracy; the actual accuracy minus that prediction is
+# {glue:text}`fig12_gap_is_pc_shift_mean:.1f` points (CI {glue:text}`fig12_gap_is_pc_shift_lo:.1f` to
+# {glue:text}`fig12_gap_is_pc_shift_hi:.1f`; claimed = 0: {glue:md}`fig12_gap_is_pc_shift_verdict`).
 # A model that learned heads better than bodies scores higher on a test set with more heads; that is a
 # shift of P(C), not the difference between P(Y|X) and P(Y|do(X)).
 #

@@ -299,7 +299,8 @@ def fit_training(job: StudyJob, fit: Fit) -> tuple[object, nn.Module]:
         return VisibilityPlane(data), nn.CrossEntropyLoss()
     if fit.kind == "c_offset":
         num_classes = len(job.world.confounder.classes)
-        return VisibilityTargets(data, num_classes), PropensityOffsetLoss(propensities(job.world.confounder)[fit.design])
+        propensity = propensities(job.world.confounder)[fit.design]
+        return VisibilityTargets(data, num_classes), PropensityOffsetLoss(propensity)
     return data, nn.CrossEntropyLoss()
 
 
@@ -621,7 +622,8 @@ def default_contrasts(majority: float) -> tuple[Contrast, ...]:
         Contrast("confounding_gap", "naive, confounded test − interventional test", "confounded", "confounded",
                  *naive, +1),
         Contrast("backdoor_true_c", "backdoor (true C) − naive, interventional", "backdoor", do, *naive, +1),
-        Contrast("posthoc_true_c", "propensity-corrected (true C) − naive, interventional", "posthoc", do, *naive, +1),
+        Contrast("posthoc_true_c", "propensity-corrected (true C) − naive, interventional", "posthoc", do,
+                 *naive, +1),
         Contrast("plugin_calibrated", "propensity plug-in (estimated, calibrated) − naive, interventional",
                  "plugin_calibrated", do, *naive, +1),
         Contrast("plugin_calibration_gain", "propensity plug-in: calibrated − uncalibrated, interventional",
@@ -632,8 +634,10 @@ def default_contrasts(majority: float) -> tuple[Contrast, ...]:
                  "proxy_same_bias", do, +1),
         Contrast("proxy_beats_same_data_proxy", "proxy − same-data proxy, interventional", "proxy", do,
                  "proxy_same_data", do, +1),
-        Contrast("proxy_vs_head_member", "proxy − its head member, interventional", "proxy", do, "member_head", do, +1),
-        Contrast("proxy_vs_body_member", "proxy − its body member, interventional", "proxy", do, "member_body", do, +1),
+        Contrast("proxy_vs_head_member", "proxy − its head member, interventional", "proxy", do,
+                 "member_head", do, +1),
+        Contrast("proxy_vs_body_member", "proxy − its body member, interventional", "proxy", do,
+                 "member_body", do, +1),
     )
 
 
