@@ -20,8 +20,8 @@ from .runner import load_plan
 # the mini world itself, or its config alone (the confounder study trains its own CNNs).
 STUDY_PAGES = {"01_imbalance": "imbalance_jobs", "03_main_tables": "main_table_jobs"}
 WORLD_PAGES = ("00_miniworld",)
-WORLD_CONFIG_PAGES = ("02_confounder",)
-TABLE_PAGES = ("00_miniworld", "01_imbalance", "02_confounder", "03_main_tables")
+WORLD_CONFIG_PAGES = ("02_confounder", "07_gla_regimes")
+TABLE_PAGES = ("00_miniworld", "01_imbalance", "02_confounder", "03_main_tables", "07_gla_regimes")
 
 
 @dataclass(frozen=True, eq=False)

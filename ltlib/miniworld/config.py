@@ -108,6 +108,7 @@ class PretrainConfig:
     weight_decay: float = 0.1  # on matrices and embeddings only (see pretrain.param_groups)
     warmup_fraction: float = 0.1
     seed: int = 0  # mixed with the world's seed and the model's name: each world pre-trains its own models
+    objective: str = "contrastive"  # contrastive | contrastive_masked | supervised (ltlib.miniworld.pretrain)
     threads: int = 1  # torch threads while training (see ltlib.parallel.torch_threads): fixed, so in the cache key
 
 

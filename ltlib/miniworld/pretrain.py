@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import open_clip
 import torch
+import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from ..errors import ConfigError
@@ -80,6 +81,14 @@ class PretrainLog:
     logit_scale: float
 
 
+# The pre-training objectives (the GLA-regime study of the book asks under which one GLA's estimate sees π):
+#   contrastive        open_clip's symmetric InfoNCE over the batch's image-caption pairs (the default);
+#   contrastive_masked the same, with every other pair of the same class removed from the negatives;
+#   supervised         cross-entropy of each image against the text embeddings of all K class prompts
+#                      (the corpus's captions are replaced by one prompt per class, caption index = label).
+OBJECTIVES = ("contrastive", "contrastive_masked", "supervised")
+
+
 def pretrain(corpus: Corpus, model_config: dict[str, Any], config: PretrainConfig,
              progress: bool = False) -> tuple[open_clip.model.CLIP, PretrainLog]:
     """Train a CLIP contrastively on ``corpus``; deterministic given the corpus and ``config``.
@@ -97,6 +106,8 @@ def pretrain(corpus: Corpus, model_config: dict[str, Any], config: PretrainConfi
     """
     if config.threads < 1:
         raise ConfigError(f"pretrain.threads must be >= 1, got {config.threads}")
+    if config.objective not in OBJECTIVES:
+        raise ConfigError(f"pretrain.objective must be one of {list(OBJECTIVES)}, got {config.objective!r}")
     with torch_threads(config.threads):
         return _pretrain(corpus, model_config, config, progress)
 
@@ -131,7 +142,7 @@ def _pretrain(corpus: Corpus, model_config: dict[str, Any], config: PretrainConf
         losses = []
         for i, batch in enumerate(batches):
             lr = lr_at_step(epoch * steps_per_epoch + i, total, config.lr, warmup)
-            losses.append(_step(model, corpus, tokens, batch, optimizer, loss_fn, lr))
+            losses.append(_step(model, corpus, tokens, batch, optimizer, loss_fn, lr, config.objective))
         epoch_loss.append(float(np.mean(losses)))
         if progress:
             _report_epoch(epoch + 1, config.epochs, epoch_loss[-1], time.perf_counter() - start)
@@ -189,17 +200,43 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 
 
 def _step(model: open_clip.model.CLIP, corpus: Corpus, tokens: torch.Tensor, batch: np.ndarray,
-          optimizer: torch.optim.Optimizer, loss_fn: torch.nn.Module, lr: float) -> float:
-    """One optimizer step on the pairs ``batch``; returns the loss."""
+          optimizer: torch.optim.Optimizer, loss_fn: torch.nn.Module, lr: float,
+          objective: str = "contrastive") -> float:
+    """One optimizer step on the pairs ``batch`` with ``objective`` (:data:`OBJECTIVES`); returns the loss."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    distinct, inverse = np.unique(corpus.caption_index[batch], return_inverse=True)
     image_features = model.encode_image(normalise(corpus.images[batch]), normalize=True)
-    text_features = model.encode_text(tokens[distinct], normalize=True)[torch.from_numpy(inverse)]
-    loss = loss_fn(image_features, text_features, model.logit_scale.exp())
+    if objective == "supervised":
+        loss = _supervised_loss(model, image_features, tokens, corpus.labels[batch])
+    else:
+        distinct, inverse = np.unique(corpus.caption_index[batch], return_inverse=True)
+        text_features = model.encode_text(tokens[distinct], normalize=True)[torch.from_numpy(inverse)]
+        if objective == "contrastive_masked":
+            loss = masked_clip_loss(image_features, text_features, model.logit_scale.exp(), corpus.labels[batch])
+        else:
+            loss = loss_fn(image_features, text_features, model.logit_scale.exp())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     with torch.no_grad():
         model.logit_scale.clamp_(0, math.log(100))
     return float(loss.detach())
+
+
+def masked_clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, scale: torch.Tensor,
+                     labels: np.ndarray) -> torch.Tensor:
+    """Symmetric InfoNCE in which the other pairs of an image's own class are not negatives (their logits
+    are −∞ in both directions); with distinct labels it equals ``open_clip.ClipLoss``."""
+    logits = scale * image_features @ text_features.T
+    same = torch.from_numpy(labels[:, None] == labels[None, :])
+    logits = logits.masked_fill(same & ~torch.eye(len(labels), dtype=torch.bool), float("-inf"))
+    target = torch.arange(len(labels))
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+def _supervised_loss(model: open_clip.model.CLIP, image_features: torch.Tensor, tokens: torch.Tensor,
+                     labels: np.ndarray) -> torch.Tensor:
+    """Cross-entropy of the images against all K class prompts (``tokens`` row k is class k's prompt)."""
+    class_features = model.encode_text(tokens, normalize=True)
+    logits = model.logit_scale.exp() * image_features @ class_features.T
+    return F.cross_entropy(logits, torch.from_numpy(labels))

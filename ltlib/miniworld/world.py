@@ -208,12 +208,21 @@ class World:
             corpus = self.corpus(name)
         generation = time.perf_counter() - start
         model_config = open_clip_config(self.config.architecture, self.config.render.image_size)
+        truth = self._truth(name, corpus)
         with phase("pre-training: training steps"):
             schedule = dataclasses.replace(self.config.pretrain, seed=self.pretrain_seed(name))
-            model, log = pretrain(corpus, model_config, schedule, progress=self.progress)
+            model, log = pretrain(self._training_view(corpus), model_config, schedule, progress=self.progress)
         record = run_record(self.model_key(name), seed=schedule.seed, world=self.config.name,
                             model=name, generation_seconds=generation, **to_plain(log))
-        return model, model_config, self._truth(name, corpus), record
+        return model, model_config, truth, record
+
+    def _training_view(self, corpus: Corpus) -> Corpus:
+        """The corpus as the pre-training objective reads it: supervised pre-training replaces the captions by
+        one prompt per class (:data:`TEMPLATE`), caption index = label (``ltlib.miniworld.pretrain``)."""
+        if self.config.pretrain.objective != "supervised":
+            return corpus
+        prompts = tuple(TEMPLATE.format(n) for n in self.class_names)
+        return dataclasses.replace(corpus, captions=prompts, caption_index=np.asarray(corpus.labels))
 
     def _truth(self, name: str, corpus: Corpus) -> dict[str, Any]:
         """The ground truth saved beside the weights: π_m (realised and nominal), P_m(C), caption statistics."""
