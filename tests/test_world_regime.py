@@ -18,7 +18,7 @@ from ltlib.book.registry import RegimeProperty
 from ltlib.cache import SplitOutputs, load_split
 from ltlib.engine import total_steps
 from ltlib.metrics import d_groups
-from ltlib.miniworld import reliance
+from ltlib.miniworld import diagnostics, reliance
 from ltlib.miniworld.experiments import MAIN_RECIPE, Study, imbalance_jobs, open_studies
 from ltlib.recipes import load_recipe
 from ltlib.results import ResultsTable
@@ -165,3 +165,27 @@ def test_fine_tuned_classifier_reproduces_the_runs_logits(smoke_study):
     # product; 12 layers count the embedding, one block's attention (3), MLP (2) and adapter (2), the
     # projection, the cosine head and its norms
     assert np.abs(logits.numpy() - cached.logits).max() <= network(torch.from_numpy(cached.logits), 192, 12)
+
+
+def test_readable_labels_and_orders_the_part_groups():
+    frame = pd.DataFrame({"body": [1.0], "all": [2.0], "head": [3.0]}, index=pd.Index(["kl_uniform"], name="metric"))
+    out = diagnostics.readable(frame)
+    assert list(out.columns) == ["all images", "C = head", "C = body"] and list(out.index) == ["KL to uniform"]
+    assert out.loc["KL to uniform", "C = body"] == 1.0  # values move with their columns
+    wide = pd.DataFrame([[1, 2, 3, 4]], columns=pd.MultiIndex.from_tuples(
+        [("p", "raw"), ("tercile_difference", "tail"), ("tercile_difference", "head"), ("tercile_difference", "middle")]))
+    out = diagnostics.readable(wide, diagnostics.TERCILES)
+    assert list(out.columns) == [("Spearman p", "raw"), ("difference to reference (points)", "head tercile of π_m"),
+                                 ("difference to reference (points)", "middle tercile"),
+                                 ("difference to reference (points)", "tail tercile")]
+    assert out.iloc[0].tolist() == [1, 3, 4, 2]
+
+
+def test_config_tables_show_every_model_and_setting(pretrained_world):
+    settings, models = diagnostics.config_tables(pretrained_world)
+    assert list(models.index) == [*pretrained_world.model_names, pretrained_world.reference_name]
+    assert models.loc["mini-clip", "P_m(C = head)"] == pretrained_world.part_bias("mini-clip")
+    assert settings.loc[("parts", "group_size"), "value"] == str(pretrained_world.config.parts.group_size)
+    low, high = pretrained_world.config.render.occlusion
+    assert settings.loc[("render", "occlusion"), "value"] == f"{low:g} – {high:g}"  # a (low, high) pair as a range
+    assert not settings["value"].str.contains("Config\\(").any()  # no object reprs

@@ -27,13 +27,16 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import d_groups
-from ..miniworld.experiments import MAIN_RECIPE, MiniJob, Study, grid
+from ..miniworld.experiments import MAIN_RECIPE, MiniJob, Study, grid, open_studies
 from ..runs import load_run
 from ..stage2 import task_thresholds
 from .perf import PROFILE_DIR
 from .registry import RegimeProperty, check_regime
 
 MEAN_COLUMN = "mean of worlds"
+SHORT_NAMES = {"zeroshot_top1": "zero-shot top-1", "finetune_gain": "fine-tuning gain",
+               "scratch_over_chance": "from scratch over chance", "dfew_share": "D-Few share",
+               "dmany_share": "D-Many share", "finetune_steps": "fine-tuning steps", "book_minutes": "book minutes"}
 
 
 def regime_jobs(world: str, backbones: Sequence[str], reference: str, seeds: Sequence[int],
@@ -46,6 +49,19 @@ def regime_jobs(world: str, backbones: Sequence[str], reference: str, seeds: Seq
     jobs = grid(world, backbones, ("zeroshot", "LA"), seeds, **keys)
     jobs += grid(world, backbones[:1], ("LA",), seeds, model="scratch", recipe="mini_scratch", **keys)
     return jobs
+
+
+def open_world_studies(parameters: Mapping, workers: int | None = None) -> list[Study]:
+    """One study per world of the plan (``worlds``; default the world config's seed) with the runs of
+    :func:`regime_jobs`, trained or reused (``ltlib.miniworld.experiments.open_studies``).
+
+    Args:
+        parameters: a page's resolved plan parameters (``world``, ``dataset``, ``seeds``, ``runs_root``,
+            ``worlds``); the world page is at mini scale in every setting.
+    """
+    return open_studies("mini", parameters["world"], parameters["dataset"], parameters["seeds"],
+                        parameters["runs_root"], jobs_for=regime_jobs, workers=workers,
+                        world_seeds=parameters.get("worlds") or None)
 
 
 def split_accuracy(run_dir: str | Path) -> float:
@@ -141,9 +157,47 @@ def regime_table(measured: Mapping[int, Mapping[str, float]], card: Sequence[Reg
     """
     shared = dict(shared or {})
     per_world = {f"world {ws}": {**dict(values), **shared} for ws, values in measured.items()}
-    frame = pd.DataFrame(per_world).reindex([p.key for p in card])
+    frame = pd.DataFrame(per_world).reindex(_display_order([p.key for p in card]))
     mean = frame.mean(axis=1, skipna=False).to_dict()
     checked = check_regime({k: v for k, v in mean.items() if not np.isnan(v)}, card).set_index("property")
     table = frame.assign(**{MEAN_COLUMN: pd.Series(mean)}).join(checked[["what", "target", "met", "paper"]])
     table = table.rename_axis("property").reset_index()
     return table[["property", "what", "target", *per_world, MEAN_COLUMN, "met", "paper"]]
+
+
+_D_GROUP_ORDER = ("dmany_share", "dmedium_share", "dfew_share")
+
+
+def _display_order(keys: Sequence[str]) -> list[str]:
+    """The card's order, with the D-group shares in many / medium / few order where the first of them stands."""
+    shares = [k for k in _D_GROUP_ORDER if k in keys]
+    out = []
+    for key in keys:
+        if key in shares:
+            out += [] if shares[0] in out else shares
+        else:
+            out.append(key)
+    return out
+
+
+def regime_view(table: pd.DataFrame, card: Sequence[RegimeProperty]) -> pd.DataFrame:
+    """:func:`regime_table` as the page shows it: the property's description as the row label, each measured
+    value rounded with ✓ (inside the band) or ✗, and the paper's value."""
+    bands = {p.key: p for p in card}
+    measured = [c for c in table.columns if c.startswith("world ") or c == MEAN_COLUMN]
+
+    def mark(key: str, value: float) -> str:
+        digits = 0 if key == "finetune_steps" else 1
+        return "not measured" if np.isnan(value) else f"{value:.{digits}f} {'✓' if bands[key].holds(value) else '✗'}"
+
+    view = table.set_index("what")[["target", *measured, "paper"]].copy()
+    for column in measured:
+        view[column] = [mark(k, v) for k, v in zip(table["property"], table[column])]
+    return view.rename_axis("property").rename(columns={"target": "target band", "paper": "the paper"})
+
+
+def unmet(table: pd.DataFrame) -> str:
+    """The properties of :func:`regime_table` whose mean over worlds lies outside the band, by short name
+    (``"none"`` when every one is met)."""
+    keys = table.loc[~table["met"].astype(bool), "property"]
+    return ", ".join(SHORT_NAMES.get(k, k) for k in keys) or "none"

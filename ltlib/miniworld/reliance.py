@@ -168,3 +168,20 @@ def reliance_summary(results: Sequence[Reliance]) -> pd.DataFrame:
     table = frame.pivot_table(index=["classifier", "backbones"], columns="world", values="head_reliance",
                               sort=False)
     return table.assign(**{"mean of worlds": table.mean(axis=1)})
+
+
+def reliance_frame(results: Sequence[Reliance]) -> pd.DataFrame:
+    """One row per classifier: the :class:`Reliance` fields and ``balance`` (``plots.reliance_by_world``)."""
+    return pd.DataFrame([r.__dict__ | {"balance": r.balance} for r in results])
+
+
+CONTRAST_LABELS = {FOLLOWS: "head reliance: most head-biased minus most body-biased model (zero-shot)",
+                   COVERS: "reliance balance: combination minus the mean of its members (LA)"}
+
+
+def contrast_table(contrasts: pd.DataFrame) -> pd.DataFrame:
+    """:func:`reliance_contrasts` as the page shows it: one row per claim, a column per world (mean over
+    fine-tuning seeds) and the mean of the worlds."""
+    table = contrasts.pivot_table(index="group", columns="world_seed", values="value", sort=False)
+    table = table.rename(columns=lambda ws: f"world {ws}").assign(**{"mean of worlds": lambda t: t.mean(axis=1)})
+    return table.rename(index=CONTRAST_LABELS).rename_axis(index="contrast", columns=None)
