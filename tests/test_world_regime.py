@@ -172,8 +172,8 @@ def test_readable_labels_and_orders_the_part_groups():
     out = diagnostics.readable(frame)
     assert list(out.columns) == ["all images", "C = head", "C = body"] and list(out.index) == ["KL to uniform"]
     assert out.loc["KL to uniform", "C = body"] == 1.0  # values move with their columns
-    wide = pd.DataFrame([[1, 2, 3, 4]], columns=pd.MultiIndex.from_tuples(
-        [("p", "raw"), ("tercile_difference", "tail"), ("tercile_difference", "head"), ("tercile_difference", "middle")]))
+    terciles = [("tercile_difference", g) for g in ("tail", "head", "middle")]
+    wide = pd.DataFrame([[1, 2, 3, 4]], columns=pd.MultiIndex.from_tuples([("p", "raw"), *terciles]))
     out = diagnostics.readable(wide, diagnostics.TERCILES)
     assert list(out.columns) == [("Spearman p", "raw"), ("difference to reference (points)", "head tercile of π_m"),
                                  ("difference to reference (points)", "middle tercile"),
