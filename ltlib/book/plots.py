@@ -428,7 +428,8 @@ def reliance_by_world(results: "pd.DataFrame", part_bias: Mapping[str, float]) -
         classifier=lambda f: np.where(f["n_models"] > 1, "combination", f["backbones"]),
         world=lambda f: "world " + f["world_seed"].astype(str))
     sns.barplot(data=tuned, x="world", y="balance", hue="classifier", errorbar=None, ax=right)
-    right.set(ylim=(0, 0.5), xlabel="", ylabel="reliance balance min(h, 1 − h)",
+    right.axhline(0.5, color="0.3", linestyle=":", linewidth=0.8)  # both parts alike
+    right.set(ylim=(0, 0.7), xlabel="", ylabel="reliance balance min(h, 1 − h)",
               title="fine-tuned (LA) and combined")
-    right.legend(fontsize=7, title=None, loc="upper left", ncol=2)
+    right.legend(fontsize=7, title=None, loc="upper center", ncol=4, columnspacing=0.8, handlelength=1.2)
     return _finish(fig)
