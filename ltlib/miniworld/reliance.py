@@ -125,8 +125,9 @@ def reliance_contrasts(results: Sequence[Reliance], part_bias: dict[str, float])
         part_bias: foundation model → its corpus part bias P_m(C = head) (the same in every world).
     Returns:
         Columns ``metric``, ``value``, ``group``, ``method``, ``backbones``, ``n_models``, ``seed``,
-        ``world_seed``, ``rule``: one ``reliance_follows_part_bias`` row per world, one
-        ``combination_covers_more`` row per world and fine-tuning seed.
+        ``world_seed``, ``rule``: one ``reliance_follows_part_bias`` row per world (a difference between two
+        models: no backbones, ``n_models`` 0), one ``combination_covers_more`` row per world and fine-tuning
+        seed (backbones: the combination's members, ``rule`` logit_sum).
     """
     frame = pd.DataFrame([r.__dict__ | {"balance": r.balance} for r in results])
     head, body = max(part_bias, key=part_bias.get), min(part_bias, key=part_bias.get)
@@ -134,7 +135,7 @@ def reliance_contrasts(results: Sequence[Reliance], part_bias: dict[str, float])
     for ws, world in frame.groupby("world_seed", sort=True):
         zs = world[world["method"] == "zeroshot"].set_index("backbones")["head_reliance"]
         rows.append({"metric": "contrast", "value": float(zs[head] - zs[body]), "group": FOLLOWS,
-                     "method": "zeroshot", "backbones": f"{head}+{body}", "n_models": 1, "seed": -1,
+                     "method": "zeroshot", "backbones": "", "n_models": 0, "seed": -1,
                      "world_seed": int(ws), "rule": ""})
         rows += _covers_rows(world[world["method"] == "LA"], int(ws))
     return pd.DataFrame(rows)
