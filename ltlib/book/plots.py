@@ -452,3 +452,34 @@ def fig12_accuracy_by_visibility(accuracy: "pd.DataFrame", panels: Mapping[str, 
     fig.legend(handles, names, title="true C", fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2)
     fig.tight_layout()
     return fig
+
+
+@phase("plotting")
+def reliance_by_world(results: "pd.DataFrame", part_bias: Mapping[str, float]) -> plt.Figure:
+    """Fig. 4/10 in every world: (a) each foundation model's zero-shot head reliance against its corpus part
+    bias, one line per world; (b) the reliance balance min(h, 1 − h) of the fine-tuned models and of their
+    combination (the backdoor adjustment), per world.
+
+    Args:
+        results: one row per classifier (``ltlib.miniworld.reliance.Reliance`` fields and ``balance``).
+        part_bias: foundation model → P_m(C = head).
+    """
+    style()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.3))
+    zero_shot = results[results["method"] == "zeroshot"].assign(bias=lambda f: f["backbones"].map(part_bias))
+    for ws, world in zero_shot.groupby("world_seed"):
+        world = world.sort_values("bias")
+        left.plot(world["bias"], world["head_reliance"], marker="o", label=f"world {ws}")
+    left.axhline(0.5, color="0.3", linestyle=":", linewidth=0.8)
+    left.set(xlim=(0, 1), ylim=(0, 1), xlabel="corpus part bias P_m(C = head)", ylabel="head reliance (occlusion)",
+             title="zero-shot models")
+    left.legend(fontsize=7, loc="upper left")
+    tuned = results[results["method"] == "LA"].assign(
+        classifier=lambda f: np.where(f["n_models"] > 1, "combination", f["backbones"]),
+        world=lambda f: "world " + f["world_seed"].astype(str))
+    sns.barplot(data=tuned, x="world", y="balance", hue="classifier", errorbar=None, ax=right)
+    right.axhline(0.5, color="0.3", linestyle=":", linewidth=0.8)  # both parts alike
+    right.set(ylim=(0, 0.7), xlabel="", ylabel="reliance balance min(h, 1 − h)",
+              title="fine-tuned (LA) and combined")
+    right.legend(fontsize=7, title=None, loc="upper center", ncol=4, columnspacing=0.8, handlelength=1.2)
+    return _finish(fig)

@@ -35,6 +35,7 @@ from ..errors import ConfigError
 from ..heads import ZeroShotClassifier
 from ..metrics import per_class_accuracy
 from ..priors import fit_prior, prior_agreement
+from ..provenance import to_plain
 from .generator import Renders, render
 from .names import VISIBILITY, part_words
 from .seeds import derive_seed
@@ -512,3 +513,72 @@ def tidy(results: Sequence[Any], method: str, backbones: str = "", seed: int = -
     defaults = {"method": method, "backbones": backbones, "seed": seed, "group": "all"}
     return pd.DataFrame([{**defaults, **row} for result in results for row in result.rows()],
                         columns=["metric", "value", "method", "backbones", "seed", "group"])
+
+
+# --------------------------------------------------------------------------- what the page shows
+# Readable names for the metrics, groups and methods the page's tables show (rows keep the short names).
+LABELS = {
+    "images_per_second": "images per second", "seconds": "seconds", "num_images": "images",
+    "identical": "same seed, identical (1 = yes)", "seed_changes_images": "other seed, other images (1 = yes)",
+    "cpu_seconds": "CPU s", "final_loss": "final loss", "generation_seconds": "rendering s",
+    "head_fraction": "P_m(C = head)", "realised_head_fraction": "P_m(C = head), realised",
+    "imbalance_ratio": "imbalance ratio", "logit_scale": "logit scale", "steps": "steps",
+    "class_accuracy": "class accuracy (%)", "type_accuracy": "part-type accuracy (%)",
+    "within_type_accuracy": "accuracy within the type (%)", "type_chance": "part-type chance (%)",
+    "within_type_chance": "chance within the type (%)",
+    "all": "all images", "head": "C = head", "body": "C = body",
+    "spearman": "Spearman ρ", "p": "Spearman p", "tercile_difference": "difference to reference (points)",
+    "vs-reference": "vs reference", "raw": "raw", "kl": "KL to truth", "kl_uniform": "KL to uniform",
+    "temperature": "temperature", "log_range_ratio": "log-range ratio",
+    "gla-exact": "exact", "gla-reference": "reference (GLA's loop)",
+    "head_reliance": "head reliance (occlusion)", "saliency_head_density_share": "head share of saliency per pixel",
+    "ci_low": "95% CI low", "ci_high": "95% CI high", "part_bias": "P_m(C = head)",
+    "test": "all test images", "test:head": "C = head", "test:body": "C = body",
+    "backbones": "model", "metric": "", "group": "", "method": "solver",
+}
+_ORDER = ("all", "test", "head", "test:head", "middle", "body", "test:body", "tail")  # head before body
+TERCILES = {"head": "head tercile of π_m", "middle": "middle tercile", "tail": "tail tercile"}
+PART_SHOWN = {"head": "head only", "body": "body only"}
+
+
+def readable(frame: pd.DataFrame, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """``frame`` with :data:`LABELS` (``labels`` on top, for names that mean something else in one table) for
+    its index and column values and level names, and the part groups in head-then-body order (``all``
+    first) wherever columns hold them."""
+    columns = list(frame.columns)
+    if isinstance(frame.columns, pd.MultiIndex):  # reorder within the last level only
+        outer = list(dict.fromkeys(c[:-1] for c in columns))
+        frame = frame[sorted(columns, key=lambda c: (outer.index(c[:-1]), _rank(c[-1])))]
+    else:
+        frame = frame[sorted(columns, key=_rank)]
+    names = {**LABELS, **(labels or {})}
+    out = frame.rename(index=names, columns=names)
+    out.index = out.index.set_names([names.get(n, n) for n in out.index.names])
+    out.columns = out.columns.set_names([names.get(n, n) for n in out.columns.names])
+    return out
+
+
+def _rank(value: Any) -> int:
+    return _ORDER.index(value) if value in _ORDER else len(_ORDER)
+
+
+def config_tables(world: World) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The world's config as the page shows it: (settings, one row per setting by section; models, one row
+    per pre-trained model with its role, part bias and prior)."""
+    plain = to_plain(world.config)
+    settings = [{"section": section if isinstance(block, dict) else "world", "setting": key, "value": _text(value)}
+                for section, block in plain.items() if section not in ("models", "reference")
+                for key, value in (block.items() if isinstance(block, dict) else [(section, block)])]
+    models = [{"model": m["name"], "role": "reference" if m is plain["reference"] else "foundation model",
+               "P_m(C = head)": m["head_fraction"], "prior": "uniform" if m["uniform_prior"] else "long-tailed",
+               "description": m["description"]} for m in (*plain["models"], plain["reference"])]
+    return pd.DataFrame(settings).set_index(["section", "setting"]), pd.DataFrame(models).set_index("model")
+
+
+def _text(value: Any) -> str:
+    """A config value as short text: a pair as ``low – high``, other lists comma-separated."""
+    if isinstance(value, list):
+        if len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+            return f"{value[0]:g} – {value[1]:g}"
+        return ", ".join(str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
