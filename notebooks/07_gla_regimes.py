@@ -62,11 +62,11 @@ table.save();
 
 # %%
 glue("world_seeds", ", ".join(map(str, page.world_seeds)), display=False)
-summary = summarize(rows, by=("group", "metric"))  # one value per world and regime
+summary = summarize(rows.dropna(subset=["value"]), by=("group", "metric"))  # one value per world and regime
 summary["cell"] = [f"{m:.3g} [{lo:.3g}, {hi:.3g}]" for m, lo, hi in zip(summary["mean"], summary["ci_low"],
                                                                           summary["ci_high"])]
 human_columns(summary.pivot(index="group", columns="metric", values="cell")
-              [["excess_spearman", "spearman", "floor_spearman", "kl", "kl_uniform", "zeroshot_top1"]]
+              .reindex(columns=["excess_spearman", "spearman", "floor_spearman", "kl", "kl_uniform", "zeroshot_top1"])
               .rename_axis(index="pre-training regime", columns=None),
               {"excess_spearman": "ρ − floor", "spearman": "Spearman ρ(P̂_P, π)", "floor_spearman": "noise floor ρ",
                "kl": "KL(π ‖ P̂_P)", "kl_uniform": "KL(π ‖ uniform)", "zeroshot_top1": "zero-shot top-1 (%)"})
@@ -79,4 +79,5 @@ plots.grouped_bars(rows[rows.metric.isin(["spearman", "floor_spearman"])].assign
 # %% [markdown]
 # A regime whose ρ − floor interval lies above zero gives an estimate that sees the pre-training prior
 # beyond what the estimator produces with no prior at all; one whose interval straddles zero does not, in
-# these worlds. Download the rows: {download}`07_gla_regimes.csv <data/07_gla_regimes.csv>`.
+# these worlds. A model left at chance by its regime has no calibrated estimate (GLA's temperature cannot
+# be fitted); its world is then missing from that regime's interval. Download the rows: {download}`07_gla_regimes.csv <data/07_gla_regimes.csv>`.

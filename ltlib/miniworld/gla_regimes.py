@@ -18,6 +18,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from ..errors import ConvergenceError
+
 from .config import load_world_config
 from .diagnostics import prior_recovery, zero_shot_accuracy
 from .world import World, prepare_worlds
@@ -79,14 +81,23 @@ def regime_rows(worlds: Sequence[tuple[int, Regime, World]]) -> pd.DataFrame:
     rows = []
     for world_seed, regime, world in worlds:
         name = study_model(world)
-        fit, floor = prior_recovery(world, name), prior_recovery(world, world.reference_name)
-        floor_rho = _spearman(floor.estimate, fit.truth)
-        values = {"spearman": fit.rho, "kl": fit.kl, "kl_uniform": fit.kl_uniform, "floor_spearman": floor_rho,
-                  "excess_spearman": fit.rho - floor_rho,
-                  "zeroshot_top1": zero_shot_accuracy(world, name, "test").overall}
+        values = {**_agreement(world, name), "zeroshot_top1": zero_shot_accuracy(world, name, "test").overall}
         rows += [{"method": regime.key, "backbones": name, "world_seed": world_seed, "group": regime.label,
                   "metric": metric, "value": float(value)} for metric, value in values.items()]
     return pd.DataFrame(rows)
+
+
+def _agreement(world: World, name: str) -> dict[str, float]:
+    """Spearman ρ and KL of ``name``'s P̂_P against its π, the reference's ρ against the same π (the floor) and
+    their difference; all NaN when either model is at chance, where GLA's temperature cannot be calibrated
+    (``ltlib.priors.calibrate_temperature``) and there is no estimate to judge."""
+    try:
+        fit, floor = prior_recovery(world, name), prior_recovery(world, world.reference_name)
+    except ConvergenceError:
+        return dict.fromkeys(("spearman", "kl", "kl_uniform", "floor_spearman", "excess_spearman"), float("nan"))
+    floor_rho = _spearman(floor.estimate, fit.truth)
+    return {"spearman": fit.rho, "kl": fit.kl, "kl_uniform": fit.kl_uniform, "floor_spearman": floor_rho,
+            "excess_spearman": fit.rho - floor_rho}
 
 
 def _spearman(estimate, truth) -> float:
