@@ -336,8 +336,8 @@ def test_the_book_and_the_command_line_score_the_same_rows(tmp_path, capsys):
         la.append(add_run(tmp_path / "runs", name, logits=logits, targets=targets, info=info))
         zs = add_run(tmp_path / "runs", name, "zeroshot", info=info, prior=np.roll(PRIOR, k))
         index += [
-            (name, "LA", "lift", 0, 0, "independent", "toy", la[-1]),
-            (name, "zeroshot", "lift", 0, 0, "independent", "toy", zs),
+            (name, "LA", "lift", 0, 0, "independent", "mini_lift", "", -1, "toy", la[-1]),
+            (name, "zeroshot", "lift", 0, 0, "independent", "mini_lift", "", -1, "toy", zs),
         ]
     study = Study("full", "toy", ("clip", "metaclip", "openclip"), pd.DataFrame(index, columns=list(INDEX_COLUMNS)))
     p_hat, _ = analysis.prior_fits(study, solvers=("exact",))

@@ -60,8 +60,9 @@ def test_measure_regime_from_cached_runs(tmp_path):
     assert measured["finetune_gain"] == pytest.approx(9.0, abs=CLOSED_ABS)  # ((52 − 40) + (36 − 30)) / 2
     assert measured["scratch_over_chance"] == pytest.approx(2.5, abs=CLOSED_ABS)  # 25 % / (100 % / 10)
     assert (measured["dmany_share"], measured["dfew_share"]) == (30.0, 40.0)
-    # no training log: epochs · ⌈N / batch⌉ from the recorded recipe (10 · ⌈570 / 128⌉)
-    assert measured["finetune_steps"] == 10 * math.ceil(COUNTS.sum() / 128)
+    # no training log: epochs · ⌈N / batch⌉ from the recorded recipe
+    recipe = load_recipe(MAIN_RECIPE)
+    assert measured["finetune_steps"] == recipe.epochs * math.ceil(COUNTS.sum() / recipe.batch_size)
 
 
 def test_measure_regime_is_nan_without_the_runs(tmp_path):
