@@ -112,7 +112,7 @@ def headline_table(report: pd.DataFrame, role: str | None = None) -> pd.DataFram
         "artefact": lines.artefact, "claim": lines.statement, "paper": lines.paper,
         "measured (mean [95 % CI] over worlds)": [_format(r) for r in lines.itertuples()],
         "verdict": lines.verdict, "firm": lines.firm.map({True: "firm", False: ""}),
-        "each world": lines.worlds, "note": lines.note})
+        "each world": lines.worlds.str.replace(" · ", "<br>", regex=False), "note": lines.note})
 
 
 def variant_table(report: pd.DataFrame) -> pd.DataFrame:
@@ -123,7 +123,8 @@ def variant_table(report: pd.DataFrame) -> pd.DataFrame:
         "claim": lines.statement, "prior": lines.prior_source.replace("", "—"),
         "calibration": lines.calibration.map(CALIBRATION_NAMES),
         "measured": [_format(r) for r in lines.itertuples()], "verdict": lines.verdict,
-        "firm": lines.firm.map({True: "firm", False: ""}), "each world": lines.worlds})
+        "firm": lines.firm.map({True: "firm", False: ""}),
+        "each world": lines.worlds.str.replace(" · ", "<br>", regex=False)})
 
 
 def summary_counts(report: pd.DataFrame) -> dict[str, int]:
@@ -151,11 +152,12 @@ def per_world_counts(report: pd.DataFrame) -> pd.DataFrame:
 
 
 def _format(line) -> str:
+    """``mean [low, high] unit`` (the number of worlds is the page's, stated once above the table)."""
     if line.n_worlds == 0:
         return "not measured"
     if line.n_worlds == 1 or np.isnan(line.low):
         return f"{line.mean:.3g} {line.unit} (one world)"
-    return f"{line.mean:.3g} [{line.low:.3g}, {line.high:.3g}] {line.unit} ({line.n_worlds} worlds)"
+    return f"{line.mean:.3g} [{line.low:.3g}, {line.high:.3g}] {line.unit}"
 
 
 def verdict_records(report: pd.DataFrame) -> pd.DataFrame:
