@@ -22,6 +22,7 @@ from ..adjust import RULES, gla_posthoc
 from ..cache import SplitOutputs, load_split
 from ..errors import ConvergenceError
 from ..metrics import Groups, d_groups, knn_predict, per_class_accuracy
+from ..miniworld.config import split_copy_name
 from ..priors import calibrate_temperature, fit_prior, prior_agreement
 from ..results import backbone_key, with_labels
 from ..runs import load_run
@@ -526,6 +527,7 @@ def combination_rows(run_dirs: Sequence[str], rule: str = RULES[0], **keys: str)
 SAME_BACKBONE, DIFFERENT_BACKBONES = "same backbone, independently pre-trained copies", "different backbones"
 
 
+
 def same_backbone_control(study) -> pd.DataFrame:
     """The control the paper lacks: per seed, the backdoor adjustment (logit sum) over three copies of ONE
     foundation model pre-trained independently (same corpus recipe: prior and part bias; other images and
@@ -537,12 +539,12 @@ def same_backbone_control(study) -> pd.DataFrame:
     if study.scale == "mini":
         from ..miniworld.experiments import MAIN_RECIPE
         la = la[la.recipe == MAIN_RECIPE]
-    copies = la[la.backbone.str.contains("-copy", regex=False)]
+    copies = set(la.backbone[la.backbone.map(lambda b: split_copy_name(b)[1] > 0)])
+    same_family = copies | {split_copy_name(b)[0] for b in copies}
     frames = []
     for seed, part in la.groupby("seed"):
         mixed = part[part.backbone.isin(study.backbones)]
-        bases = {b.rsplit("-copy", 1)[0] for b in copies.backbone}
-        same = part[part.backbone.isin(bases) | part.backbone.isin(copies.backbone)]
+        same = part[part.backbone.isin(same_family)]
         for name, members in ((DIFFERENT_BACKBONES, mixed), (SAME_BACKBONE, same)):
             if len(members) == len(study.backbones) > 1:
                 rows = combination_rows(members.run_dir.tolist(), control=name)

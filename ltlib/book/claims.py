@@ -151,10 +151,15 @@ def _by_m(rows: pd.DataFrame, rule: str = RULE) -> pd.DataFrame:
     return acc.pivot_table(index="world_seed", columns="n_models", values="value", aggfunc="mean")
 
 
+def _combination(acc: pd.DataFrame) -> pd.Series:
+    """Per world, the accuracy of the combination of every model (the largest M > 1) under :data:`RULE`."""
+    return per_world(acc[(acc.n_models == acc.n_models.max()) & (acc.rule == RULE) & (acc.n_models > 1)])
+
+
 def _method_minus(single: str) -> Measure:
     def measure(rows: pd.DataFrame, prior: str, calibration: str) -> pd.Series:
         acc = _stage2(rows)
-        combo = per_world(acc[(acc.n_models == acc.n_models.max()) & (acc.rule == RULE) & (acc.n_models > 1)])
+        combo = _combination(acc)
         singles = acc[acc.n_models == 1].groupby(["world_seed", "backbones"])["value"].mean()
         if singles.empty:
             return EMPTY
@@ -164,8 +169,7 @@ def _method_minus(single: str) -> Measure:
 
 
 def _method_minus_gla(rows: pd.DataFrame, prior: str, calibration: str) -> pd.Series:
-    acc = _stage2(rows)
-    combo = per_world(acc[(acc.n_models == acc.n_models.max()) & (acc.rule == RULE) & (acc.n_models > 1)])
+    combo = _combination(_stage2(rows))
     gla = select(rows, notebook=NB03, metric="accuracy", method="GLA post-hoc", group="overall")
     best = gla.groupby(["world_seed", "backbones"])["value"].mean().groupby(level="world_seed").max()
     return (combo - best).dropna() if len(best) else EMPTY

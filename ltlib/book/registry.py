@@ -139,13 +139,19 @@ def _equivalence_verdict(x: np.ndarray, low95: float, high95: float, margin: flo
     return NOT_REPRODUCED if (low95 > margin or high95 < -margin) else INCONCLUSIVE
 
 
+def as_claimed(values: np.ndarray, spec: ClaimSpec) -> np.ndarray:
+    """Each world's own reading of a directional or equivalence claim: True where its value lies on the claimed
+    side of zero (inside ±margin for a claim of no effect)."""
+    values = np.asarray(values, dtype=float)
+    if spec.direction == "equivalent":
+        return np.abs(values) < float(spec.margin)
+    return values > 0 if spec.direction == "positive" else values < 0
+
+
 def _is_firm(x: np.ndarray, verdict: str, spec: ClaimSpec) -> bool:
     if verdict not in (REPRODUCED, NOT_REPRODUCED):
         return False
-    if spec.direction == "equivalent":
-        inside = np.abs(x) < float(spec.margin)
-        return bool(inside.all()) if verdict == REPRODUCED else bool((~inside).all())
-    claimed = x > 0 if spec.direction == "positive" else x < 0
+    claimed = as_claimed(x, spec)
     return bool(claimed.all()) if verdict == REPRODUCED else bool((~claimed).all())
 
 

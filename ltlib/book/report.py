@@ -18,7 +18,7 @@ import pandas as pd
 
 from .claims import MEASURES, REQUIREMENTS
 from .registry import (INCONCLUSIVE, NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, SINGLE_RUN, ClaimSpec, Verdict,
-                       decide)
+                       as_claimed, decide)
 
 UNINFORMATIVE, OTHER_SCALE = "uninformative", "full scale only"
 VERDICT_ORDER = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, UNINFORMATIVE, SINGLE_RUN, NOT_MEASURED)
@@ -35,13 +35,9 @@ def variants(spec: ClaimSpec) -> list[tuple[str, str]]:
 def world_marks(values: pd.Series, spec: ClaimSpec) -> str:
     """Each world's own reading, e.g. ``w0 ✓ 0.21 · w1 ✗ -0.05``: ✓ on the claimed side (inside the margin
     for a claim of no effect), ✗ otherwise; no marks for a descriptive claim."""
-    def mark(x: float) -> str:
-        if spec.direction == "none":
-            return ""
-        if spec.direction == "equivalent":
-            return "✓ " if abs(x) < float(spec.margin) else "✗ "
-        return "✓ " if (x > 0) == (spec.direction == "positive") else "✗ "
-    return " · ".join(f"w{int(w)} {mark(x)}{x:.3g}" for w, x in values.items())
+    marks = [""] * len(values) if spec.direction == "none" else \
+        ["✓ " if ok else "✗ " for ok in as_claimed(values.to_numpy(), spec)]
+    return " · ".join(f"w{int(w)} {m}{x:.3g}" for (w, x), m in zip(values.items(), marks))
 
 
 def evaluate(specs: Sequence[ClaimSpec], rows: pd.DataFrame, scale: str = "mini") -> pd.DataFrame:
