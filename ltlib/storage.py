@@ -74,6 +74,21 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+# Columns that hold identifiers (hashes, revisions, version strings): read as text, never as numbers. A hex hash
+# such as "908682e12832" is otherwise parsed as the float 9.1e12837 = inf, and one of all digits as an integer.
+IDENTIFIER_COLUMNS = ("git_sha", "config_hash", "parameters", "versions", "run_id", "model_fingerprint")
+
+
+def read_table(path: str | os.PathLike, text_columns: tuple[str, ...] = IDENTIFIER_COLUMNS) -> Any:
+    """Read a CSV this library wrote as a pandas DataFrame, with ``text_columns`` (where present) as strings and
+    their empty cells as ``""`` rather than NaN."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, dtype={c: str for c in text_columns})
+    present = [c for c in text_columns if c in frame.columns]
+    return frame.fillna({c: "" for c in present}) if present else frame
+
+
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     """Append one JSON record as a line (flushed and fsynced, so a crash loses at most this line)."""
     path = Path(path)

@@ -36,6 +36,7 @@ from ltlib.book.page import open_page
 from ltlib.cli import run
 from ltlib.data import make_image_folder
 from ltlib.runs import find_runs
+from ltlib.storage import read_table
 
 page = open_page("06_own_data", setting, overrides)
 work = page.out_dir / "own_data"
@@ -85,7 +86,7 @@ human_columns(index[["task", "backbone", "method", "seed", "status"]])
 # %%
 la_runs = " ".join(f"'{d}'" for d in index[index["method"] == "LA"]["run_dir"])
 run(f"adjust --runs {la_runs} --out '{work / 'stage2'}'")
-scores = pd.read_csv(work / "stage2" / "stage2.csv")
+scores = read_table(work / "stage2" / "stage2.csv")
 by_group = scores[(scores["metric"] == "mean_class_accuracy") & (scores["p_group"] == "all")
                   & (scores["rule"] == "logit_sum")]
 plots.grouped_bars(by_group, x="d_group", hue="combination", title="mean class accuracy by D-group (random weights)")

@@ -16,7 +16,7 @@ from ltlib.errors import ConfigError
 from ltlib.runs import RunSpec, find_runs, select_run, write_cached_run
 from ltlib.stage2 import (ALL, CSV_NAME, JSON_NAME, RESULT_COLUMNS, Stage2Options, combinations,
                           combined_predictions, read_logits, run_stage2, summary_table, write_stage2)
-from ltlib.storage import atomic_path
+from ltlib.storage import atomic_path, read_table
 
 # Six classes with known D-groups (book: Method, 'Groups': many n > 100, medium 20..100, few < 20) and
 # ten test images each.
@@ -222,7 +222,7 @@ def test_results_are_written_atomically_with_provenance(tmp_path, monkeypatch):
     assert record["prior"]["fits"]["clip"]["solver"] == "exact" and len(record["prior"]["prior"]) == 6
     assert record["prior"]["source"] == "clip" and record["d_thresholds"] == [100, 20]
     assert any(r["value"] is None for r in record["results"])
-    back = pd.read_csv(paths["csv"])
+    back = read_table(paths["csv"])
     assert len(back) == len(result.table) and list(back.columns) == list(RESULT_COLUMNS)
     # Written with Python's shortest round-trip repr; pandas' default parser reads it back within 1 ulp.
     assert np.allclose(back["value"], result.table["value"], rtol=2 * f64_sum(0), atol=0, equal_nan=True)
@@ -312,7 +312,7 @@ def test_reproduce_runs_missing_stage1_runs_then_stage2_then_the_notebooks(tmp_p
     assert executed[-2][1][-2:] == ["--out", str(site / "book" / "executed")] and str(site) in executed[-1][1]
     assert (site / "_toc.yml").is_file() and (site / "book" / "method.md").is_file()
     assert written == [tmp_path / "results" / "fixture" / "stage2-LA-seed0"]
-    table = pd.read_csv(written[0] / CSV_NAME)
+    table = read_table(written[0] / CSV_NAME)
     assert set(table["combination"]) == {"clip", "openclip", "clip+openclip"}
     assert not rows(table, p_group="few").empty  # P-groups from both zero-shot runs' P̂_P
     assert set(table["prior_source"]) == {"geomean(clip+openclip)"}
@@ -343,7 +343,7 @@ def test_the_book_and_the_command_line_score_the_same_rows(tmp_path, capsys):
     p_hat, _ = analysis.prior_fits(study, solvers=("exact",))
     book = analysis.subset_scores(study, p_hat)
     assert main(["adjust", "--runs", *map(str, la), "--subsets", "--out", str(tmp_path / "cli")]) == 0
-    cli = pd.read_csv(tmp_path / "cli" / CSV_NAME)
+    cli = read_table(tmp_path / "cli" / CSV_NAME)
     assert len(book) == len(cli) == 7 * 2 * (2 + 3 + 3 + 9)  # subsets × rules × (overall, mean, D, P, D×P)
     pd.testing.assert_frame_equal(book.reset_index(drop=True), cli, check_dtype=False, check_exact=True)
     assert set(book["prior_source"]) == {"geomean(clip+metaclip+openclip)"}

@@ -30,7 +30,7 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 
 from ..errors import ConfigError
-from ..storage import write_text
+from ..storage import read_table, write_text
 
 OTHER = "other (not instrumented)"
 PROFILE_COLUMNS = ("phase", "wall_s", "cpu_s", "share", "cores_busy")
@@ -192,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         parser.exit(2, f"error: {exc}\n")
     print(markdown(table))
-    timings = pd.read_csv(args.timings) if args.timings and args.timings.is_file() else None
+    timings = read_table(args.timings) if args.timings and args.timings.is_file() else None
     notebooks = notebook_table(records, timings).round(1)
     print(notebooks.to_markdown() if len(notebooks) else "(no notebook records)")
     if args.out:

@@ -38,7 +38,7 @@ from ..flops import PAPER_GFLOPS, ensemble_cost, timed
 from ..parallel import torch_threads
 from ..paths import book_executed_dir, smoke_executed_dir
 from ..provenance import git_sha, library_versions
-from ..storage import atomic_path, write_text
+from ..storage import atomic_path, read_table, write_text
 
 BENCHMARKS = ("prior", "stage2", "train", "inference", "book", "rates", "batched")
 # Benchmarks whose code lives in other modules of this package (which import this one): their runners come
@@ -449,7 +449,7 @@ def bench_book(timings: Mapping[str, Path] = BOOK_TIMINGS) -> list[dict[str, Any
             rows.append(row("book", case, "seconds_notebooks_total", NOT_MEASURED, "s",
                             f"not measured: {path} not found (run `make book` first)"))
             continue
-        table = pd.read_csv(path)
+        table = read_table(path)
         executed = table[table["status"] == "executed"]
         note = f"{len(executed)} of {len(table)} notebooks executed in that run"
         rows.append(row("book", case, "seconds_notebooks_total", executed["seconds"].sum(), "s", note))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..paths import benchmarks_dir, executed_dir, profile_dir
+from ..storage import read_table
 
 BENCHMARK_DIR = benchmarks_dir()
 PROFILE_DIR = profile_dir()
@@ -19,7 +20,7 @@ def notebook_timings() -> pd.DataFrame:
     path = executed_dir() / "timings.csv"
     if not path.is_file():
         return pd.DataFrame(columns=["notebook", "status", "seconds", "parameters", "git_sha"])
-    return pd.read_csv(path)
+    return read_table(path)
 
 
 def pretraining_times(world: str) -> pd.DataFrame:
@@ -42,7 +43,7 @@ def benchmark_table(directory: Path = BENCHMARK_DIR) -> pd.DataFrame:
     paths = sorted(Path(directory).glob("*.csv"))
     if not paths:
         return pd.DataFrame({"note": ["no benchmark results committed yet: run `make bench`"]})
-    return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    return pd.concat([read_table(p) for p in paths], ignore_index=True)
 
 
 def benchmark_view(bench: pd.DataFrame) -> pd.DataFrame:

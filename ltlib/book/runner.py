@@ -26,7 +26,7 @@ from ..errors import ConfigError, LtlibError
 from ..paths import EXECUTED_VARIABLE, PACKAGE_DIR, PROGRESS_VARIABLE, plan_path, work_root
 from ..phases import phase
 from ..provenance import config_hash, git_sha
-from ..storage import atomic_path, read_json, write_json, write_text
+from ..storage import atomic_path, read_json, read_table, write_json, write_text
 
 PLAN_PATH = plan_path()
 STAMP_SUFFIX = ".stamp.json"
@@ -289,7 +289,7 @@ def previous_seconds(out_dir: Path) -> dict[str, float]:
     """
     path = Path(out_dir) / "timings.csv"
     try:
-        table = pd.read_csv(path)
+        table = read_table(path)
         pairs = zip(table["notebook"].astype(str), pd.to_numeric(table["seconds"], errors="coerce"))
     except (OSError, KeyError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return {}
