@@ -552,6 +552,71 @@ def same_backbone_control(study) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def factorial_rows(study) -> pd.DataFrame:
+    """The factorial page: per factor (``ltlib.miniworld.experiments.FACTORS``) and fine-tuning seed, the backdoor
+    adjustment (logit sum) of the triple of LA models that differ only in that factor, beside each member alone.
+    Tidy result rows (:func:`stage2_rows`), ``control`` = the factor; mini scale only."""
+    from ..miniworld.experiments import MAIN_RECIPE, factorial_triples
+
+    index = study.index
+    la = index[(index.model == "lift") & (index.method == "LA") & (index.order == "independent")
+               & (index.variant == "") & (index.seed == index.task_seed) & (index.recipe == MAIN_RECIPE)]
+    frames = []
+    for factor, members in factorial_triples(study.backbones, study.world_seed).items():
+        for seed, part in la[la.backbone.isin(members)].groupby("seed"):
+            if set(part.backbone) == set(members):
+                frames.append(combination_rows(part.run_dir.tolist(), control=factor).assign(seed=seed))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def factorial_gains(rows: pd.DataFrame) -> pd.DataFrame:
+    """From :func:`factorial_rows` (over worlds): per world and factor, the members' mean and best overall accuracy,
+    the triple's (logit sum), and its gain over the mean and over the best member (accuracy points)."""
+    overall = rows[rows.group == "overall"]
+    keys = ["world_seed", "control", "seed"]
+    single = overall[overall.n_models == 1].groupby(keys)["value"]
+    triple = overall[overall.n_models == 3].groupby(keys)["value"].mean()
+    table = pd.DataFrame({"members_mean": single.mean(), "members_best": single.max(), "triple": triple})
+    table = table.assign(gain_over_mean=table.triple - table.members_mean,
+                         gain_over_best=table.triple - table.members_best)
+    from ..miniworld.experiments import FACTORS
+
+    table = table.groupby(["world_seed", "control"]).mean().reset_index().rename(columns={"control": "factor"})
+    rank = table.factor.map({f: i for i, f in enumerate(FACTORS)})
+    return table.assign(rank=rank).sort_values(["world_seed", "rank"]).drop(columns="rank").reset_index(drop=True)
+
+
+def factorial_summary(gains: pd.DataFrame) -> pd.DataFrame:
+    """Per factor, from :func:`factorial_gains`: mean [95 % CI] over worlds (Student t, worlds as replicates) of
+    the members' mean accuracy and of the triple's gain over the mean and over the best member."""
+    from ..results import mean_ci
+
+    rows = []
+    for factor, part in gains.groupby("factor", sort=False):
+        row = {"factor": factor, "worlds": len(part)}
+        for column in ("members_mean", "gain_over_mean", "gain_over_best"):
+            mean, _, low, high, _ = mean_ci(part[column].to_numpy(dtype=float))
+            row[column] = f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]" if column != "members_mean" else \
+                f"{mean:.1f} [{low:.1f}, {high:.1f}]"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("factor")
+
+
+def factorial_members(study) -> pd.DataFrame:
+    """The factorial's triples in one world: per factor and member, the member's part bias P_m(C = head) and the
+    Spearman correlation of its prior π_m with the control model's (1: the same order)."""
+    from ..miniworld.experiments import factorial_triples
+
+    world, rows = study.world, []
+    for factor, members in factorial_triples(study.backbones, study.world_seed).items():
+        base = np.log(world.true_prior(members[0]))
+        for member in members:
+            rho = stats.spearmanr(np.log(world.true_prior(member)), base).statistic
+            rows.append({"factor": factor, "member": member, "part_bias": world.part_bias(member),
+                         "prior_rho_vs_first": round(float(rho), 2)})
+    return pd.DataFrame(rows)
+
+
 def scenario_scores(study, orders: Sequence[str] = ("consistent", "reverse", "balanced", "independent")
                     ) -> pd.DataFrame:
     """Tab. 13: the backdoor adjustment (all models, logit sum) and each single model on downstream data

@@ -7,7 +7,8 @@ A measurement takes the rows (``ltlib.results.load_tables``), the prior source (
 ``pd.Series`` indexed by world seed (empty when the rows it needs do not exist). Metric names are those the
 notebooks write: ``00_miniworld`` (contrast rows of the reliance claims), ``01_imbalance`` (trend_rho,
 excess_trend_rho, spearman, group_accuracy, accuracy, knn_accuracy), ``02_confounder`` (contrast rows keyed
-by claim) and ``03_main_tables`` (accuracy, scenario_accuracy, gflops_per_image).
+by claim), ``03_main_tables`` (accuracy, scenario_accuracy, gflops_per_image) and ``08_factorial`` (accuracy of
+each triple and its members, ``control`` = the factor).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from .analysis import JOINT_MATCHED, POSTHOC, SAME_BACKBONE, DIFFERENT_BACKBONES, VPT
+from ..miniworld.experiments import FACTORS
 from ..results import select
 
-NB00, NB01, NB02, NB03 = "00_miniworld", "01_imbalance", "02_confounder", "03_main_tables"
+NB00, NB01, NB02, NB03, NB08 = "00_miniworld", "01_imbalance", "02_confounder", "03_main_tables", "08_factorial"
 RULE = "logit_sum"  # the official code's rule: the method's claims are about it
 PRIOR_COLUMN = {"": "p_hat", "estimate": "p_hat", "truth": "pi", "reference": "p_ref"}
 Measure = Callable[[pd.DataFrame, str, str], pd.Series]
@@ -213,6 +215,24 @@ def _cost_ratio(rows: pd.DataFrame, prior: str, calibration: str) -> pd.Series:
     return (table[3] / table[1] - 3.0).dropna() if {1, 3} <= set(table) else EMPTY
 
 
+def _factorial(a: str, b: str) -> Measure:
+    """Per world: the ensemble gain (triple minus its members' mean, overall accuracy, logit sum) of the triple
+    that differs only in factor ``a`` minus that of the triple that differs only in ``b`` (notebook 08)."""
+    def measure(rows: pd.DataFrame, prior: str, calibration: str) -> pd.Series:
+        acc = select(rows, notebook=NB08, metric="accuracy", group="overall")
+        acc = acc[(acc.n_models == 1) | (acc.rule == RULE)]
+        keys = ["world_seed", "seed", "control"]
+        gain = (acc[acc.n_models == 3].groupby(keys)["value"].mean()
+                - acc[acc.n_models == 1].groupby(keys)["value"].mean()).dropna()
+        if gain.empty:
+            return EMPTY
+        table = gain.unstack("control")
+        if a not in table or b not in table:
+            return EMPTY
+        return (table[a] - table[b]).dropna().groupby(level="world_seed").mean()
+    return measure
+
+
 def _contrast(notebook: str, key: str) -> Measure:
     def measure(rows: pd.DataFrame, prior: str, calibration: str) -> pd.Series:
         return per_world(select(rows, notebook=notebook, metric="contrast", group=key))
@@ -252,6 +272,8 @@ MEASURES: dict[str, Measure] = {
     "balance_best": _scenario("balanced", "consistent", "reverse"),
     "posthoc_beats_joint": _control_gap(POSTHOC, JOINT_MATCHED),
     "cost_linear": _cost_ratio,
+    "factorial_part_over_prior": _factorial(FACTORS[2], FACTORS[1]),  # part bias − prior order
+    "factorial_prior_over_seed": _factorial(FACTORS[1], FACTORS[0]),  # prior order − pre-training seed
     **{key: _contrast(NB02, key) for key in ("fig12_b_gap", "fig12_a_no_gap", "fig12_gap_is_pc_shift",
                                              "proxy_closes_confounding_gap", "proxy_beats_same_bias_proxy")},
 }

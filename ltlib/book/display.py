@@ -25,6 +25,9 @@ COLUMN_NAMES: dict[str, str] = {
     "num_models": "M (models combined)", "num_classes": "classes", "n_classes": "classes",
     "d_group": "D-group", "p_group": "P-group", "run_dir": "run folder", "world_seed": "world seed",
     "prior_source": "prior used", "ci_low": "95 % CI low", "ci_high": "95 % CI high", "top_k": "top-k",
+    "members_mean": "members' mean accuracy (%)", "members_best": "best member (%)", "triple": "triple (%)",
+    "gain_over_mean": "gain over the members' mean (points)", "gain_over_best": "gain over the best member (points)",
+    "part_bias": "part bias P(C = head)", "prior_rho_vs_first": "prior order: Spearman ρ with the first member",
 }
 
 

@@ -18,10 +18,10 @@ from .runner import load_plan
 
 # What each page opens beyond its parameters: the run grid of its study (``ltlib.miniworld.experiments``),
 # the mini world itself, or its config alone (the confounder study trains its own CNNs).
-STUDY_PAGES = {"01_imbalance": "imbalance_jobs", "03_main_tables": "main_table_jobs"}
+STUDY_PAGES = {"01_imbalance": "imbalance_jobs", "03_main_tables": "main_table_jobs", "08_factorial": "factorial_jobs"}
 WORLD_PAGES = ("00_miniworld",)
 WORLD_CONFIG_PAGES = ("02_confounder", "07_gla_regimes")
-TABLE_PAGES = ("00_miniworld", "01_imbalance", "02_confounder", "03_main_tables", "07_gla_regimes")
+TABLE_PAGES = ("00_miniworld", "01_imbalance", "02_confounder", "03_main_tables", "07_gla_regimes", "08_factorial")
 
 
 @dataclass(frozen=True, eq=False)

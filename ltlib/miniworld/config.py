@@ -162,7 +162,15 @@ class WorldConfig:
 
     def model(self, name: str) -> FoundationModelConfig:
         """The foundation model (or the reference) called ``name``; ``<name>-copy<k>`` (k ≥ 1) is an
-        independently pre-trained copy of ``<name>`` (:func:`copy_name`)."""
+        independently pre-trained copy of ``<name>`` (:func:`copy_name`); ``<a>-with-prior-of-<b>`` has the part
+        bias of ``a`` and the prior order of ``b`` (:func:`hybrid_name`)."""
+        part, donor = split_hybrid_name(name)
+        if donor:
+            if donor not in [m.name for m in self.models] or part not in [m.name for m in self.models]:
+                raise ConfigError(f"world {self.name!r}: hybrid {name!r} needs two of its foundation models, "
+                                  f"known: {[m.name for m in self.models]}")
+            m = self.model(part)
+            return dataclasses.replace(m, name=name, description=f"{m.description}; the prior order of {donor}")
         base, k = split_copy_name(name)
         for m in (*self.models, self.reference):
             if m.name == base:
@@ -184,6 +192,22 @@ def split_copy_name(name: str) -> tuple[str, int]:
     """(base model name, copy index) of a name from :func:`copy_name`."""
     base, sep, k = name.rpartition(COPY_SUFFIX)
     return (base, int(k)) if sep and k.isdigit() and int(k) > 0 else (name, 0)
+
+
+HYBRID_SEP = "-with-prior-of-"
+
+
+def hybrid_name(part_model: str, prior_model: str) -> str:
+    """The name of a model pre-trained on a corpus with the part bias of ``part_model`` and the prior (class
+    popularity order) of ``prior_model``, on its own images and initialisation (the factorial page's triples);
+    the model itself when both are the same."""
+    return part_model if part_model == prior_model else f"{part_model}{HYBRID_SEP}{prior_model}"
+
+
+def split_hybrid_name(name: str) -> tuple[str, str]:
+    """(part-bias model, prior model) of a name from :func:`hybrid_name`; ``(name, "")`` for any other name."""
+    part, sep, donor = name.partition(HYBRID_SEP)
+    return (part, donor) if sep else (name, "")
 
 
 def load_world_config(key_or_path: str | Path, **overrides: Any) -> WorldConfig:

@@ -162,6 +162,32 @@ def main_table_jobs(world: str, backbones: Sequence[str], reference: str, seeds:
     return jobs
 
 
+# The factorial page's triples (the experiment the paper could not run): three pre-trained models that differ in
+# one factor only, around the world's control model (:func:`control_backbone`, which rotates with the world seed).
+FACTORS = ("pre-training seed", "prior order", "part bias")
+
+
+def factorial_triples(backbones: Sequence[str], world_seed: int) -> dict[str, tuple[str, ...]]:
+    """factor → the three models that differ only in it (:data:`FACTORS`), each triple containing the control
+    model ``b`` (:func:`control_backbone`): its two independently pre-trained copies (seed); ``b``'s part bias
+    with each other model's prior order (prior order, ``ltlib.miniworld.config.hybrid_name``); each other
+    model's part bias with ``b``'s prior order (part bias). Every member has its own images and initialisation."""
+    from .config import hybrid_name
+    base = control_backbone(backbones, world_seed)
+    others = [b for b in backbones if b != base]
+    return {FACTORS[0]: (base, *copies(backbones, world_seed)),
+            FACTORS[1]: (base, *(hybrid_name(base, o) for o in others)),
+            FACTORS[2]: (base, *(hybrid_name(o, base) for o in others))}
+
+
+def factorial_jobs(world: str, backbones: Sequence[str], reference: str, seeds: Sequence[int],
+                   world_seed: int | None = None) -> list[MiniJob]:
+    """The factorial page's runs: LA with the book's recipe for every member of :func:`factorial_triples`
+    (the control model's and its copies' runs are notebook 03's, reused from the run cache)."""
+    members = sorted({m for triple in factorial_triples(backbones, world_seed or 0).values() for m in triple})
+    return grid(world, members, ("LA",), seeds, world_seed=world_seed)
+
+
 @dataclass(frozen=True, eq=False)
 class Study:
     """What a notebook analyses in one world (or one real dataset), whatever the scale.

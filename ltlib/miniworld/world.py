@@ -22,7 +22,7 @@ from ..parallel import run_parallel
 from ..phases import phase
 from ..provenance import config_hash, run_record, to_plain
 from ..tasks import Task
-from .config import WorldConfig, load_world_config, split_copy_name
+from .config import WorldConfig, load_world_config, split_copy_name, split_hybrid_name
 from .confounder import ConfounderStudy, build_confounder_study
 from .corpora import (Corpus, build_corpus, integer_counts, labels_and_visibility, popularity_orders,
                       prior_for_order, prior_profile)
@@ -100,7 +100,14 @@ class World:
         if model.uniform_prior:
             return np.full(self.num_classes, 1.0 / self.num_classes)
         profile = prior_profile(self.num_classes, c.profile, c.imbalance_ratio)
-        return prior_for_order(profile, self._orders[self.model_names.index(split_copy_name(name)[0])])
+        return prior_for_order(profile, self._orders[self._order_row(name)])
+
+    def _order_row(self, name: str) -> int:
+        """The row of :attr:`_orders` that ranks the classes of ``name``'s corpus: its own model's, a copy's
+        original's, a hybrid's prior model's (``ltlib.miniworld.config.hybrid_name``); -1 for the reference."""
+        part, donor = split_hybrid_name(name)
+        base = donor or split_copy_name(part)[0]
+        return self.model_names.index(base) if base in self.model_names else -1
 
     def corpus_counts(self, name: str) -> np.ndarray:
         """Images per class in the corpus of ``name``; int64 [K]."""
@@ -142,10 +149,10 @@ class World:
     # ------------------------------------------------------------------ pre-trained models
     def model_key(self, name: str) -> dict[str, Any]:
         """Everything that determines the pre-trained model ``name`` (its cache key)."""
-        c, base = self.config, split_copy_name(name)[0]
-        row = self.model_names.index(base) if base in self.model_names else -1
-        return {"name": name, "order_row": row, "model": c.model(name), "seed": c.seed, "parts": c.parts,
-                "render": c.render, "captions": c.captions, "corpus": c.corpus, "num_models": len(c.models),
+        c = self.config
+        return {"name": name, "order_row": self._order_row(name), "model": c.model(name), "seed": c.seed,
+                "parts": c.parts, "render": c.render, "captions": c.captions, "corpus": c.corpus,
+                "num_models": len(c.models),
                 "architecture": c.architecture, "pretrain": c.pretrain, "pretrain_seed": self.pretrain_seed(name)}
 
     def pretrained(self, name: str) -> CachedModel:
