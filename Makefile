@@ -13,7 +13,7 @@ export PYTHONHASHSEED ?= 0
 # One cache per clone (mini models, pinned list checksums): a fresh clone starts from a clean cache.
 export LTLIB_CACHE ?= $(CURDIR)/.cache/ltlib
 
-.PHONY: help setup lint browser test test-numeric-alt book notebooks html bench profile readme reproduce clean distclean
+.PHONY: help setup lint browser test test-numeric-alt book notebooks html bench profile sensitivity readme reproduce clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ help: ## list the targets
 setup: $(STAMP) ## create .venv and install the pinned environment (idempotent)
 
 $(STAMP): pyproject.toml requirements.lock
-	@command -v $(PYTHON_BOOTSTRAP) >/dev/null || { echo "error: $(PYTHON_BOOTSTRAP) not found; set PYTHON_BOOTSTRAP=/path/to/python3.11" >&2; exit 1; }
+	@command -v $(PYTHON_BOOTSTRAP) >/dev/null || { echo "error: $(PYTHON_BOOTSTRAP) not found; set PYTHON_BOOTSTRAP=/path/to/python3.11 (or 3.12)" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	@echo "setup: installing the locked environment into $(VENV) (several GB with torch; pip shows each download)"
 	$(PY) -m pip install --progress-bar on --upgrade "pip>=23"
@@ -75,6 +75,10 @@ profile: setup ## make book from a clean cache (mini models, runs) with phase ti
 	mkdir -p results/profile
 	LTLIB_PHASES=$(CURDIR)/results/profile/phases.jsonl $(MAKE) book
 	$(PY) -m ltlib.bench.profile results/profile/phases.jsonl --timings book/executed/timings.csv --out book/data/profile
+
+sensitivity: notebooks ## the sensitivity grid (~40 min on 2 cores): every claim of notebooks 01/03 in each cell
+	$(PY) -m ltlib sensitivity --out results/sensitivity --book-results results/$(SCALE) \
+	  --verdicts book/data/sensitivity/verdicts.csv
 
 readme: setup ## rewrite the README's verdict summary from the committed book/data/verdicts.csv
 	$(PY) -m ltlib summary --verdicts book/data/verdicts.csv --write-readme README.md

@@ -532,6 +532,34 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_sensitivity(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--grid", type=Path, default=None, help="the grid (default: ltlib/configs/sensitivity/grid.yaml)")
+    p.add_argument("--out", type=Path, default=Path("results/sensitivity"), help="folder of the cells' runs")
+    p.add_argument("--book-results", type=Path, default=Path("results/default"),
+                   help="the book's results (the default cell; `make book` writes them)")
+    p.add_argument("--verdicts", type=Path, required=True,
+                   help="where to write the verdict of every claim in every cell (book/data/sensitivity/verdicts.csv)")
+    p.add_argument("--force", action="store_true", help="re-execute the cells' notebooks that are up to date")
+
+
+@command("sensitivity", "judge every claim again in each cell of the sensitivity grid (make sensitivity)",
+         _configure_sensitivity)
+def _sensitivity(args: argparse.Namespace) -> int:
+    from .book.sensitivity import GRID_PATH, cell_verdicts, load_grid, run_cell
+    from .storage import write_text
+
+    grid = load_grid(args.grid or GRID_PATH)
+    for cell in grid.cells[1:]:  # the default cell is the book's own build
+        print(f"[ltlib sensitivity] cell {cell.name!r}: world {cell.world}, epochs × {cell.finetune_epochs_factor}",
+              file=sys.stderr, flush=True)
+        run_cell(cell, grid, args.out, force=args.force)
+    verdicts = cell_verdicts(grid, args.out, args.book_results)
+    write_text(args.verdicts, verdicts.to_csv(index=False))
+    print(f"[ltlib sensitivity] {len(verdicts)} verdicts over {len(grid.cells)} cells -> {args.verdicts}",
+          file=sys.stderr)
+    return 0
+
+
 def _shown_path(path: Path) -> str:
     """``path`` relative to the current directory when it lies below it (as the README names files)."""
     try:

@@ -122,3 +122,8 @@ def profile_dir() -> Path:
     """The committed phase profile of a ``make book`` (``python -m ltlib.bench.profile … --out``) that the
     performance page reads; apart from :func:`benchmarks_dir`, whose every CSV is a benchmark table."""
     return work_root() / "book" / "data" / "profile"
+
+
+def sensitivity_verdicts_path() -> Path:
+    """The committed verdicts of the sensitivity grid (``make sensitivity``) that its page and the report read."""
+    return work_root() / "book" / "data" / "sensitivity" / "verdicts.csv"

@@ -23,8 +23,9 @@
 #   one-sided tests at 5 %); not reproduced when the 95 % interval lies entirely beyond the margin;
 #   inconclusive otherwise. A wide interval is never a success.
 # - **Firm**: decisive, and every world's own value lies on the verdict's side (inside the margin, for a
-#   claim of no effect). The summary counts firm verdicts separately: they are the ones another machine's
-#   float rounding cannot flip unless it moves a world across zero.
+#   claim of no effect). The summary counts firm verdicts separately. Firm does not make a verdict immune to
+#   another machine's float rounding: that moves every world's value, and an interval close to zero can then
+#   widen past it (the [reliability page](../reliability.md) compares two such builds).
 # - **Controls and sanity checks** (a positive control that must come out a known way; a quantity true by
 #   construction) are shown with their role and left out of the counts. A claim whose precondition fails
 #   (the from-scratch control must learn) is **uninformative**.
@@ -32,6 +33,8 @@
 #   GLA's estimate (the headline, as the paper does), with the world's true π and with the uniform-prior
 #   reference model's estimate (the estimator's noise floor); group-wise claims also at a τ chosen on the
 #   validation split. A verdict that changes with the variant says so in the note.
+# - **Sensitivity**: a claim whose verdict changes when the world's downstream counts or fine-tuning steps
+#   are moved (the [sensitivity grid](09_sensitivity.ipynb), run with `make sensitivity`) says so in the note.
 
 # %% tags=["parameters"]
 setting = "default"
@@ -42,15 +45,19 @@ from ltlib.book import plots
 from ltlib.book.glue import glue
 from ltlib.book.page import open_page
 from ltlib.book.registry import load_registry, margin_reasons, registry_table
-from ltlib.book.report import (evaluate, headline_table, per_world_counts, provenance_table, summary_counts,
-                               variant_table, verdict_records)
+from ltlib.book.report import (add_notes, evaluate, headline_table, per_world_counts, provenance_table,
+                               summary_counts, variant_table, verdict_records)
+from ltlib.book.sensitivity import grid_notes
+from ltlib.paths import sensitivity_verdicts_path
 from ltlib.results import load_tables
 from ltlib.storage import write_text
 
 page = open_page("04_report", setting, overrides)
 rows = load_tables(page.out_dir / "tables")
 registry = load_registry()
-report = evaluate(registry, rows, page.scale)
+# the committed sensitivity grid (make sensitivity) was run around the default setting: its notes belong there only
+report = add_notes(evaluate(registry, rows, page.scale),
+                   grid_notes(sensitivity_verdicts_path()) if page.setting == "default" else {})
 write_text(page.out_dir / "downloads" / "04_report" / "verdicts.csv", verdict_records(report).to_csv(index=False))
 counts = summary_counts(report)
 for name, value in counts.items():

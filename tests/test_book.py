@@ -87,7 +87,7 @@ def test_every_page_in_the_toc_exists(smoke_site):
 
 def test_each_notebook_page_shows_its_figures(smoke_site):
     for f in toc_files():
-        if "executed/" not in f or f.endswith("04_report"):
+        if "executed/" not in f or f.endswith(("04_report", "09_sensitivity")):  # tables of verdicts only
             continue
         html = html_of(smoke_site, f).read_text()
         images = re.findall(r'<img[^>]+src="([^"]+\.(?:png|svg))"', html)
@@ -184,3 +184,26 @@ def test_make_clean_removes_every_tool_cache(tmp_path):
     assert done.returncode == 0, done.stderr
     assert [str(p.relative_to(tmp_path)) for p in planted if p.exists()] == []
     assert (tmp_path / "book" / "intro.md").is_file() and (tmp_path / "Makefile").is_file()
+
+
+def test_a_sensitivity_cell_runs_the_grids_notebooks_and_is_judged_beside_the_book(smoke_site, tmp_path):
+    from ltlib.book.sensitivity import cell_verdicts, grid_table, load_grid, run_cell
+    from ltlib.recipes import load_recipe
+    from ltlib.runs import find_runs
+    from ltlib.storage import read_json
+
+    path = tmp_path / "grid.yaml"
+    path.write_text("setting: smoke\nnotebooks: [01_imbalance]\ncells:\n  - {name: default, world: smoke}\n"
+                    "  - {name: steps × 2, world: smoke, finetune_epochs_factor: 2}\n")
+    grid = load_grid(path)
+    run_cell(grid.cells[1], grid, tmp_path / "out", runs_root=tmp_path / "runs")
+    runs = find_runs(tmp_path / "runs")
+    trained = list(runs.run_dir[runs.method != "zeroshot"])  # a zero-shot run trains nothing: shared by recipes
+    epochs = {read_json(r / "run.json")["config"]["recipe"]["epochs"] for r in trained}
+    smoke_recipes = {2 * load_recipe(k).epochs for k in ("mini_lift", "mini_lift_vpt", "mini_scratch")}
+    assert trained and epochs <= smoke_recipes  # every trained run of the cell ran twice its recipe's epochs
+    verdicts = cell_verdicts(grid, tmp_path / "out", smoke_site / "results")
+    assert list(dict.fromkeys(verdicts.cell)) == ["default", "steps × 2"]
+    both = verdicts.groupby("key").cell.nunique()
+    assert (both == 2).all() and len(both) >= 5  # the claims notebook 01 measures, judged in each cell
+    assert set(grid_table(verdicts).columns) >= {"claim", "default", "steps × 2", "depends on the grid"}

@@ -120,7 +120,8 @@ def _open_studies(params: Mapping[str, Any], jobs_for: str, workers: int | None)
 
     return experiments.open_studies(params["scale"], params["world"], params["dataset"], params["seeds"],
                                     params["runs_root"], jobs_for=getattr(experiments, jobs_for), workers=workers,
-                                    world_seeds=params.get("worlds") or None)
+                                    world_seeds=params.get("worlds") or None,
+                                    epochs_factor=params.get("finetune_epochs_factor", 1))
 
 
 def _with_table(page: Page) -> Page:

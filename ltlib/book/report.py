@@ -95,6 +95,16 @@ def _note_variant_changes(report: pd.DataFrame) -> pd.DataFrame:
     return report
 
 
+def add_notes(report: pd.DataFrame, notes: dict[str, str]) -> pd.DataFrame:
+    """``report`` with ``notes[key]`` appended to the note of that claim's headline line (e.g. the sensitivity
+    grid's ``ltlib.book.sensitivity.grid_notes``)."""
+    report = report.copy()
+    for index in report.index[report.headline & report.key.isin(list(notes))]:
+        text = notes[report.loc[index, "key"]]
+        report.loc[index, "note"] = "; ".join(t for t in (report.loc[index, "note"], text) if t)
+    return report
+
+
 def _variant_name(prior: str, calibration: str) -> str:
     parts = [f"prior {prior}" if prior else "", CALIBRATION_NAMES[calibration] if calibration else ""]
     return ", ".join(p for p in parts if p) or "headline"

@@ -220,8 +220,26 @@ def load_world_config(key_or_path: str | Path, **overrides: Any) -> WorldConfig:
         The frozen config; ``name`` defaults to the key (the file's stem).
     """
     path = config_path("worlds", key_or_path)
-    data = {"name": Path(path).stem, **load_yaml(path), **overrides}
+    data = {"name": Path(path).stem, **_resolved_yaml(path), **overrides}
     return _build(WorldConfig, data, str(path))
+
+
+def _resolved_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A world file's mapping with ``extends: <world key>`` resolved: the named world's sections, each updated
+    field by field with this file's (so a variant names only what it changes)."""
+    data = load_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: 'extends' must name a world, got {parent!r}")
+    base_path = config_path("worlds", parent)
+    if base_path.resolve() in seen or base_path.resolve() == path.resolve():
+        raise ConfigError(f"{path}: 'extends: {parent}' forms a cycle")
+    base = _resolved_yaml(base_path, (*seen, path.resolve()))
+    for key, value in data.items():
+        base[key] = {**base[key], **value} if isinstance(base.get(key), dict) and isinstance(value, dict) else value
+    return base
 
 
 def _build(cls: type, data: dict[str, Any], source: str) -> Any:

@@ -8,6 +8,7 @@ seed, task, run_dir), which is all the analysis functions need.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
+from ..errors import ConfigError
 from ..parallel import run_parallel
 from ..recipes import load_recipe
 from ..runs import RunSpec, estimate_run_prior, find_runs, run_stage1
@@ -188,6 +190,18 @@ def factorial_jobs(world: str, backbones: Sequence[str], reference: str, seeds: 
     return grid(world, members, ("LA",), seeds, world_seed=world_seed)
 
 
+def scaled_epochs(jobs: Sequence[MiniJob], factor: int) -> list[MiniJob]:
+    """``jobs`` with ``factor`` × their recipe's fine-tuning epochs (the same batch: ``factor`` × the steps);
+    unchanged for a factor of 1. The override is part of each run's identity, so such runs never share a folder
+    with the recipe's own."""
+    if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
+        raise ConfigError(f"finetune_epochs_factor must be a positive integer, got {factor!r}")
+    if factor == 1:
+        return list(jobs)
+    return [dataclasses.replace(j, overrides=(*j.overrides, ("epochs", factor * load_recipe(j.recipe).epochs)))
+            for j in jobs]
+
+
 @dataclass(frozen=True, eq=False)
 class Study:
     """What a notebook analyses in one world (or one real dataset), whatever the scale.
@@ -231,11 +245,12 @@ def open_study(scale: str, world: str, dataset: str, seeds: Sequence[int], runs_
 
 def open_studies(scale: str, world: str, dataset: str, seeds: Sequence[int], runs_root: str | Path,
                  jobs_for=imbalance_jobs, workers: int | None = None,
-                 world_seeds: Sequence[int] | None = None) -> list[Study]:
+                 world_seeds: Sequence[int] | None = None, epochs_factor: int = 1) -> list[Study]:
     """One :class:`Study` per independent world (``world_seeds``; default: the world config's own seed).
 
     Every world's models (with the copies its jobs use) are pre-trained first, several at a time, then every
     run of every world goes through one pool of worker processes, so no core idles between worlds.
+    ``epochs_factor`` multiplies every run's fine-tuning epochs (the sensitivity grid's "steps × 3").
     """
     if scale == "full":
         index = full_run_index(runs_root, dataset)
@@ -244,7 +259,8 @@ def open_studies(scale: str, world: str, dataset: str, seeds: Sequence[int], run
     from . import load_world
     from .world import prepare_worlds
     worlds = [load_world(world, **({} if ws is None else {"seed": ws})) for ws in (world_seeds or [None])]
-    jobs = {w.config.seed: jobs_for(world, w.model_names, w.reference_name, seeds, world_seed=w.config.seed)
+    jobs = {w.config.seed: scaled_epochs(jobs_for(world, w.model_names, w.reference_name, seeds,
+                                                  world_seed=w.config.seed), epochs_factor)
             for w in worlds}
     prepare_worlds({w: sorted({b for j in jobs[w.config.seed] for b in j.backbone.split("+")}) for w in worlds},
                    workers)
