@@ -67,7 +67,8 @@ def test_the_reports_headline_column_picks_each_claims_headline_variant(tmp_path
 def test_the_summary_states_counts_firmness_worlds_and_a_row_per_claim(tmp_path):
     text = summary.render_summary(summary.read_verdicts(write(tmp_path)), source="book/data/verdicts.csv")
     headline = text.splitlines()[0]
-    assert "**6 claims**" in headline and "0–3" not in headline and "1–3 independent worlds" in headline
+    assert "**6 registered claims** of the paper's" in headline
+    assert "0–3" not in headline and "1–3 independent worlds" in headline
     for part in ("**2 reproduced**", "**1 not reproduced**", "**1 inconclusive**", "**1 not measured**",
                  "**1 not measured**, 1 single run.", "**2 of the 3 decisive verdicts are firm**",
                  "`book/data/verdicts.csv`"):

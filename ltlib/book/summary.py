@@ -143,7 +143,9 @@ def _headline(claims: pd.DataFrame, source: str) -> str:
     decisive = counts[REPRODUCED] + counts[NOT_REPRODUCED]
     parts = ", ".join(f"**{counts[v]} {v}**" for v in COUNTED)
     others = "".join(f", {counts[v]} {v}" for v in VERDICTS if v not in COUNTED and counts[v])
-    return (f"Of the paper's **{len(claims)} claims** checked in the mini world ({_worlds(claims)}; "
+    ours = int(claims["artefact"].astype(str).str.startswith("our experiment").sum()) if "artefact" in claims else 0
+    origin = f" ({len(claims) - ours} of the paper's, {ours} of our own experiment)" if ours else " of the paper's"
+    return (f"Of the **{len(claims)} registered claims**{origin} checked in the mini world ({_worlds(claims)}; "
             f"GLA's estimated prior, uncalibrated): {parts}{others}. **{counts['firm']} of the {decisive} "
             f"decisive verdicts are firm** (every world's own value on the verdict's side). "
             f"Computed from `{source}` by `python -m ltlib summary`.")
