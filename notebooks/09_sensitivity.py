@@ -62,6 +62,7 @@ else:
 # %% [markdown]
 # Of {glue:text}`n_grid_claims` claims measured in every cell, {glue:text}`n_grid_depends` depend on the
 # grid. The cells were computed at git revision(s) {glue:text}`grid_revisions` (the default cell is the book
-# build that `make sensitivity` followed).
+# build that `make sensitivity` followed; a revision marked dirty in the CSV had uncommitted changes, such as
+# the phase profile that `make profile` writes before the grid runs).
 # Every cell's verdicts, with their intervals and the revision they were computed at, are in the repository's
 # `book/data/sensitivity/verdicts.csv`.
