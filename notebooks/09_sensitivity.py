@@ -40,7 +40,7 @@ grid = load_grid()
 path = sensitivity_verdicts_path()
 verdicts = pd.read_csv(path, dtype={"git_sha": str}) if path.is_file() else pd.DataFrame()
 pd.DataFrame([{"cell": c.name, "world": c.world, "fine-tuning epochs ×": c.finetune_epochs_factor,
-               "setting": c.description} for c in grid.cells]).set_index("cell")
+               "setting": c.description} for c in grid.cells]).style.hide(axis="index")
 
 # %% [markdown]
 # ## Each claim in each cell

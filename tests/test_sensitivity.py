@@ -93,7 +93,7 @@ def test_a_claim_depends_on_the_grid_when_any_cell_differs_and_the_report_says_s
     verdicts = _verdicts()
     assert depends_on_grid(verdicts).to_dict() == {"a": False, "b": True}
     table = grid_table(verdicts)
-    assert list(table.columns) == ["claim", "role", "default", "steps × 3", "depends on the grid"]
+    assert list(table.columns) == ["claim", "role", "depends on the grid", "default", "steps × 3"]
     assert list(table["depends on the grid"]) == ["", "yes"] and table.loc[1, "steps × 3"].startswith("inconclusive")
     path = tmp_path / "verdicts.csv"
     verdicts.to_csv(path, index=False)

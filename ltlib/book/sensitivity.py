@@ -124,8 +124,8 @@ def depends_on_grid(verdicts: pd.DataFrame) -> pd.Series:
 
 
 def grid_table(verdicts: pd.DataFrame, cells: Sequence[str] | None = None) -> pd.DataFrame:
-    """The page's table: one line per claim, a column per cell (``verdict`` with ``(firm)`` where firm, and the
-    mean), and whether the verdict depends on the grid."""
+    """The page's table: one line per claim, whether its verdict depends on the grid, and a column per cell
+    (``verdict`` with ``(firm)`` where firm, and the mean)."""
     cells = list(cells or dict.fromkeys(verdicts.cell))
     text = verdicts.assign(shown=[f"{v}{' (firm)' if f else ''}<br>{m:+.2f}" if pd.notna(m) else v
                                   for v, f, m in zip(verdicts.verdict, verdicts.firm, verdicts["mean"])])
@@ -135,7 +135,7 @@ def grid_table(verdicts: pd.DataFrame, cells: Sequence[str] | None = None) -> pd
     statements = verdicts.drop_duplicates("key").set_index("key")
     table.insert(0, "claim", statements.loc[order, "statement"])
     table.insert(1, "role", statements.loc[order, "role"])
-    table["depends on the grid"] = depends_on_grid(verdicts).loc[order].map({True: "yes", False: ""})
+    table.insert(2, "depends on the grid", depends_on_grid(verdicts).loc[order].map({True: "yes", False: ""}))
     return table.reset_index(drop=True)
 
 
