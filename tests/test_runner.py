@@ -115,8 +115,13 @@ def test_unknown_setting_and_missing_source_are_reported(plan):
 
 def test_the_books_plan_covers_every_notebook_in_the_toc(repo_root):
     toc = (repo_root / "_toc.yml").read_text()
+    from ltlib.book import claims
+
     names = [j.name for j in load_plan("default")]
-    assert names == sorted(names)
+    # the report judges the rows of these notebooks, so they run before it (the plan's order is the run order)
+    measured = {claims.NB00, claims.NB01, claims.NB02, claims.NB03, claims.NB08}
+    assert measured <= set(names[:names.index("04_report")])
+    assert len(names) == len(set(names)) and names[0] == "00_miniworld"
     for name in names:
         assert f"book/executed/{name}" in toc
     assert {j.name for j in load_plan("smoke")} == set(names)
