@@ -33,12 +33,12 @@ overrides = {}
 import pandas as pd
 
 from ltlib.book.glue import glue
-from ltlib.book.sensitivity import depends_on_grid, grid_table, load_grid
+from ltlib.book.sensitivity import depends_on_grid, grid_table, load_grid, read_verdicts
 from ltlib.paths import sensitivity_verdicts_path
 
 grid = load_grid()
 path = sensitivity_verdicts_path()
-verdicts = pd.read_csv(path, dtype={"git_sha": str}) if path.is_file() else pd.DataFrame()
+verdicts = read_verdicts(path)
 pd.DataFrame([{"cell": c.name, "world": c.world, "fine-tuning epochs ×": c.finetune_epochs_factor,
                "setting": c.description} for c in grid.cells]).style.hide(axis="index")
 

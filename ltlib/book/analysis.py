@@ -527,7 +527,6 @@ def combination_rows(run_dirs: Sequence[str], rule: str = RULES[0], **keys: str)
 SAME_BACKBONE, DIFFERENT_BACKBONES = "same backbone, independently pre-trained copies", "different backbones"
 
 
-
 def same_backbone_control(study) -> pd.DataFrame:
     """The control the paper lacks: per seed, the backdoor adjustment (logit sum) over three copies of ONE
     foundation model pre-trained independently (same corpus recipe: prior and part bias; other images and
@@ -572,6 +571,8 @@ def factorial_rows(study) -> pd.DataFrame:
 def factorial_gains(rows: pd.DataFrame) -> pd.DataFrame:
     """From :func:`factorial_rows` (over worlds): per world and factor, the members' mean and best overall accuracy,
     the triple's (logit sum), and its gain over the mean and over the best member (accuracy points)."""
+    from ..miniworld.experiments import FACTORS
+
     overall = rows[rows.group == "overall"]
     keys = ["world_seed", "control", "seed"]
     single = overall[overall.n_models == 1].groupby(keys)["value"]
@@ -579,8 +580,6 @@ def factorial_gains(rows: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame({"members_mean": single.mean(), "members_best": single.max(), "triple": triple})
     table = table.assign(gain_over_mean=table.triple - table.members_mean,
                          gain_over_best=table.triple - table.members_best)
-    from ..miniworld.experiments import FACTORS
-
     table = table.groupby(["world_seed", "control"]).mean().reset_index().rename(columns={"control": "factor"})
     rank = table.factor.map({f: i for i, f in enumerate(FACTORS)})
     return table.assign(rank=rank).sort_values(["world_seed", "rank"]).drop(columns="rank").reset_index(drop=True)

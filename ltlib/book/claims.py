@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .analysis import JOINT_MATCHED, POSTHOC, SAME_BACKBONE, DIFFERENT_BACKBONES, VPT
+from .analysis import JOINT_MATCHED, POSTHOC, SAME_BACKBONE, DIFFERENT_BACKBONES, VPT, factorial_gains
 from ..miniworld.experiments import FACTORS
 from ..results import select
 
@@ -221,15 +221,12 @@ def _factorial(a: str, b: str) -> Measure:
     def measure(rows: pd.DataFrame, prior: str, calibration: str) -> pd.Series:
         acc = select(rows, notebook=NB08, metric="accuracy", group="overall")
         acc = acc[(acc.n_models == 1) | (acc.rule == RULE)]
-        keys = ["world_seed", "seed", "control"]
-        gain = (acc[acc.n_models == 3].groupby(keys)["value"].mean()
-                - acc[acc.n_models == 1].groupby(keys)["value"].mean()).dropna()
-        if gain.empty:
+        if acc.empty:
             return EMPTY
-        table = gain.unstack("control")
+        table = factorial_gains(acc).pivot(index="world_seed", columns="factor", values="gain_over_mean")
         if a not in table or b not in table:
             return EMPTY
-        return (table[a] - table[b]).dropna().groupby(level="world_seed").mean()
+        return (table[a] - table[b]).dropna()
     return measure
 
 

@@ -89,10 +89,13 @@ def _note_variant_changes(report: pd.DataFrame) -> pd.DataFrame:
         if len(others):
             changed = ", ".join(f"{_variant_name(r.prior_source, r.calibration)}: {r.verdict}"
                                 for r in others.itertuples())
-            text = f"verdict changes with the variant ({changed})"
-            index = head.name
-            report.loc[index, "note"] = "; ".join(t for t in (report.loc[index, "note"], text) if t)
+            _append_note(report, head.name, f"verdict changes with the variant ({changed})")
     return report
+
+
+def _append_note(report: pd.DataFrame, index, text: str) -> None:
+    """Append ``text`` to the note of line ``index`` of ``report`` (in place), after any note it has."""
+    report.loc[index, "note"] = "; ".join(t for t in (report.loc[index, "note"], text) if t)
 
 
 def add_notes(report: pd.DataFrame, notes: dict[str, str]) -> pd.DataFrame:
@@ -100,8 +103,7 @@ def add_notes(report: pd.DataFrame, notes: dict[str, str]) -> pd.DataFrame:
     grid's ``ltlib.book.sensitivity.grid_notes``)."""
     report = report.copy()
     for index in report.index[report.headline & report.key.isin(list(notes))]:
-        text = notes[report.loc[index, "key"]]
-        report.loc[index, "note"] = "; ".join(t for t in (report.loc[index, "note"], text) if t)
+        _append_note(report, index, notes[report.loc[index, "key"]])
     return report
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 from ..config import CONFIG_ROOT, from_dict, load_yaml
 from ..errors import ConfigError
 from ..results import load_tables
+from ..storage import read_table
 from .registry import load_registry
 from .report import evaluate
 
@@ -91,7 +92,7 @@ def run_cell(cell: Cell, grid: Grid, out_root: str | Path, force: bool = False,
     return run_all(jobs, Path(out_root) / cell.slug / "executed", force=force)
 
 
-def cell_results(cell: Cell, grid: Grid, out_root: str | Path, book_results: str | Path) -> Path:
+def cell_results(cell: Cell, out_root: str | Path, book_results: str | Path) -> Path:
     """The folder of ``cell``'s result tables: the book's own for the default cell, else the cell's."""
     root = Path(book_results) if cell.name == DEFAULT_CELL else Path(out_root) / cell.slug / "results"
     return root / "tables"
@@ -103,7 +104,7 @@ def cell_verdicts(grid: Grid, out_root: str | Path, book_results: str | Path) ->
     registry = load_registry()
     frames = []
     for cell in grid.cells:
-        folder = cell_results(cell, grid, out_root, book_results)
+        folder = cell_results(cell, out_root, book_results)
         rows = load_tables(folder, grid.notebooks)
         if rows.empty:
             raise ConfigError(f"{folder}: no result tables of {list(grid.notebooks)}; run `make sensitivity` "
@@ -139,13 +140,18 @@ def grid_table(verdicts: pd.DataFrame, cells: Sequence[str] | None = None) -> pd
     return table.reset_index(drop=True)
 
 
+def read_verdicts(path: str | Path) -> pd.DataFrame:
+    """The verdicts file :func:`cell_verdicts` wrote (its revisions as text); empty when it does not exist yet."""
+    path = Path(path)
+    return read_table(path, ("git_sha", "key", "cell", "verdict")) if path.is_file() else pd.DataFrame()
+
+
 def grid_notes(path: str | Path) -> dict[str, str]:
     """Per claim key, the report's note for a claim whose verdict depends on the grid (from the committed
     verdicts file); empty when the file does not exist yet."""
-    path = Path(path)
-    if not path.is_file():
+    verdicts = read_verdicts(path)
+    if verdicts.empty:
         return {}
-    verdicts = pd.read_csv(path, dtype={"key": str, "cell": str, "verdict": str})
     notes = {}
     for key, depends in depends_on_grid(verdicts).items():
         if depends:
