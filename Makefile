@@ -38,8 +38,15 @@ browser: ## headless Chromium for the book tests (apt-get, only when none is on 
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium; }
 
+# The suite in TEST_PROCS processes (pytest-xdist; TEST_PROCS=1: one process). Each test file stays in one
+# process, so its session fixtures (the smoke world, the smoke book) are built once; each process runs one
+# torch thread and no worker pool of its own, so processes × threads ≤ cores.
+TEST_PROCS ?= 2
+PYTEST_PAR = $(if $(filter-out 0 1,$(TEST_PROCS)),-n $(TEST_PROCS) --dist loadfile)
+PAR_ENV = $(if $(PYTEST_PAR),OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 LTLIB_WORKERS=1)
+
 test: setup lint browser ## lint, the test suite (unit, end to end, smoke notebooks, strict book build), then test-numeric-alt
-	$(PY) -m pytest
+	$(PAR_ENV) $(PY) -m pytest $(PYTEST_PAR)
 	$(ALT_PYTEST)
 
 # The numeric tests once more under torch's non-vectorised kernels on one thread: another CPU's rounding
@@ -52,7 +59,7 @@ NUMERIC_TESTS := tests/test_priors.py tests/test_losses.py tests/test_metrics.py
                  tests/test_registry.py tests/test_vpt.py tests/test_faults_numbers.py
 
 ALT_PYTEST = ATEN_CPU_CAPABILITY=$(ALT_KERNELS) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider \
-	  -m "not slow" $(NUMERIC_TESTS) --deselect tests/test_engine.py::test_two_process_gloo_data_parallel_matches_single_process
+	  $(if $(PYTEST_PAR),-n $(TEST_PROCS)) -m "not slow" $(NUMERIC_TESTS) --deselect tests/test_engine.py::test_two_process_gloo_data_parallel_matches_single_process
 
 test-numeric-alt: setup ## rerun the numeric tests under non-vectorised torch kernels, one thread (another CPU)
 	$(ALT_PYTEST)

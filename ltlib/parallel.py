@@ -2,13 +2,19 @@
 
 On a 2-core machine two single-threaded processes beat one two-threaded process by a wide margin for
 these tiny models (intra-op threading costs more than it gains), and results do not depend on the
-thread count. Workers are spawned (not forked: forking a process that has used torch's thread pools
-can deadlock) and run with one torch thread.
+thread count. Workers run with one torch thread and are never forked from the caller (forking a process
+that has used torch's thread pools can deadlock): they come from a fork server, a clean single-threaded
+process started once per caller that has imported torch, open_clip and the mini world's modules
+(:data:`PRELOAD`), so a worker starts in milliseconds instead of re-importing them (seconds each, every
+pool of every notebook). A worker takes the caller's environment at the pool's start (the fork server's
+own is the caller's when the server started). Where there is no fork server (Windows), workers are
+spawned.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -16,6 +22,8 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterable, TypeVar
 
 import torch
+
+from .phases import PARENT_VARIABLE, WORKER_STARTUP, phase, record_startup
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,8 +54,49 @@ def default_workers() -> int:
     return int(os.environ.get("LTLIB_WORKERS", min(os.cpu_count() or 1, 8)))
 
 
-def _init_worker() -> None:
+# Imported once by the fork server; every worker forked from it starts with them. What the pools run.
+PRELOAD = ("torch", "open_clip", "ltlib.miniworld.world", "ltlib.miniworld.experiments",
+           "ltlib.miniworld.confounding")
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """The fork-server context with :data:`PRELOAD` (its server started on first use), else spawn."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    if os.getpid() not in _SERVED:
+        context.set_forkserver_preload(list(PRELOAD))
+        with phase(WORKER_STARTUP, detail="fork server"):  # its imports, once per process
+            # The server outlives the phase that starts it: without the caller's phase, its own import of
+            # ltlib.phases records no start-up (each worker records its own, _init_worker).
+            parent = os.environ.pop(PARENT_VARIABLE, None)
+            try:
+                multiprocessing.forkserver.ensure_running()
+            finally:
+                if parent is not None:
+                    os.environ[PARENT_VARIABLE] = parent
+            probe = context.Process(target=_nothing)  # returns once the server has imported PRELOAD
+            probe.start()
+            probe.join()
+        _SERVED.add(os.getpid())
+    return context
+
+
+_SERVED: set[int] = set()  # the processes whose fork server is running (a forked child needs its own)
+
+
+def _nothing() -> None:
+    """The fork server's readiness probe."""
+
+
+def _init_worker(environment: dict[str, str]) -> None:
+    """A worker's set-up: the caller's environment as the pool started (paths, the enclosing phase), one
+    torch thread, and its ``worker start-up`` record (:func:`ltlib.phases.record_startup`)."""
+    for name in set(os.environ) - set(environment):
+        del os.environ[name]
+    os.environ.update(environment)
     torch.set_num_threads(1)
+    record_startup()
 
 
 def run_parallel(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> list[R]:
@@ -61,8 +110,8 @@ def run_parallel(fn: Callable[[T], R], items: Iterable[T], workers: int | None =
     if workers <= 1 or len(items) <= 1:
         with torch_threads(1):
             return [fn(item) for item in items]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(items)), mp_context=context, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(min(workers, len(items)), mp_context=_context(), initializer=_init_worker,
+                             initargs=(dict(os.environ),)) as pool:
         return list(pool.map(fn, items))
 
 

@@ -112,8 +112,10 @@ def process_start_time() -> float | None:
     return time.time() - (up - ticks / os.sysconf("SC_CLK_TCK"))
 
 
-def _record_startup() -> None:
-    """The ``start-up`` record of a child process (see the module docstring)."""
+def record_startup() -> None:
+    """The ``start-up`` record of a child process (see the module docstring): written once, on import, and
+    again by a process forked from a fork server (which imported this module before the child existed)
+    once it has taken its caller's environment (``ltlib.parallel``)."""
     parent, born = os.environ.get(PARENT_VARIABLE, ""), process_start_time()
     if not enabled() or born is None or not parent or parent.split(":")[0] == str(os.getpid()):
         return
@@ -123,7 +125,7 @@ def _record_startup() -> None:
             "wall": max(now - born, 0.0), "cpu": time.process_time(), "pid": os.getpid(), "parts": {}, "detail": ""})
 
 
-_record_startup()
+record_startup()
 
 
 def run_command(name: str, argv: list[str]) -> int:

@@ -116,10 +116,13 @@ def test_batched_crop_flip_equals_the_per_image_augmentation():
     import torch
     from ltlib.miniworld.tasks import PAD, batch_crop_flip
     from ltlib.seeding import sample_uniforms
-    images = torch.randn(6, 3, 32, 32)
-    u = torch.from_numpy(sample_uniforms(3, np.arange(6), 3))
+    images = torch.randn(64, 3, 32, 32)
+    u = torch.from_numpy(sample_uniforms(3, np.arange(64), 3))
+    u[:4, :2] = torch.tensor([[0.0, 0.0], [0.0, 0.9999], [0.9999, 0.0], [0.9999, 0.9999]])  # the corners
+    u[:2, 2], u[2:4, 2] = 0.25, 0.75  # each corner with and without the flip
     out = batch_crop_flip(images, u)
-    for i in range(6):
+    assert out.shape == images.shape and out.is_contiguous()
+    for i in range(64):
         top, left = (int(v * (2 * PAD + 1)) for v in u[i, :2])
         crop = torch.nn.functional.pad(images[i], (PAD,) * 4)[:, top:top + 32, left:left + 32]
         expected = crop.flip(-1) if u[i, 2] < 0.5 else crop

@@ -1,15 +1,20 @@
 """ltlib.parallel: results in input order, one torch thread per worker, the in-process path restores the
-caller's thread count, and errors surface in the caller. One test starts a real pool (spawned processes
-import torch, a few seconds each); the others stay in process."""
+caller's thread count, errors surface in the caller, and workers forked from the fork server take the
+caller's environment and folder as each pool starts. The pool tests share one fork server (started by the
+first, a few seconds of imports); the others stay in process."""
 
 from __future__ import annotations
 
+import json
 import math
+import multiprocessing
+import os
 
 import pytest
 import torch
 
 from ltlib.parallel import call, default_workers, run_parallel
+from ltlib.phases import WORKER_STARTUP, phase
 
 
 def test_in_process_runs_in_order_single_threaded_and_restores_the_thread_count():
@@ -40,3 +45,34 @@ def test_default_workers_follows_the_environment(monkeypatch):
     assert default_workers() == 3
     monkeypatch.delenv("LTLIB_WORKERS")
     assert 1 <= default_workers() <= 8
+
+
+def test_workers_take_the_callers_environment_and_folder_as_each_pool_starts(monkeypatch, tmp_path):
+    # The fork server keeps the environment it started with; each pool's workers must see the caller's now
+    # (the notebooks' paths and the enclosing phase travel this way).
+    jobs = [(os.getenv, ("LTLIB_TEST_VALUE",), {}), (os.getcwd, (), {})]
+    monkeypatch.setenv("LTLIB_TEST_VALUE", "first")
+    assert run_parallel(call, jobs, workers=2) == ["first", os.getcwd()]
+    monkeypatch.setenv("LTLIB_TEST_VALUE", "second")
+    monkeypatch.chdir(tmp_path)
+    assert run_parallel(call, jobs, workers=2) == ["second", str(tmp_path)]
+    monkeypatch.delenv("LTLIB_TEST_VALUE")
+    assert run_parallel(call, jobs, workers=2)[0] is None
+
+
+@pytest.mark.skipif("forkserver" not in multiprocessing.get_all_start_methods(), reason="no fork server here")
+def test_workers_come_from_one_fork_server_not_from_the_caller():
+    parents = run_parallel(call, [(os.getppid, (), {})] * 2, workers=2)
+    again = run_parallel(call, [(os.getppid, (), {})] * 2, workers=2)
+    assert os.getpid() not in parents  # never forked from this (threaded) process
+    assert len(set(parents) | set(again)) == 1  # every pool's workers from the same server
+
+
+def test_worker_start_up_is_recorded_under_the_enclosing_phase(monkeypatch, tmp_path):
+    monkeypatch.setenv("LTLIB_PHASES", str(tmp_path / "phases.jsonl"))
+    with phase("outer"):
+        assert run_parallel(call, [(math.factorial, (3,), {})] * 2, workers=2) == [6, 6]
+    records = [json.loads(line) for line in (tmp_path / "phases.jsonl").read_text().splitlines()]
+    outer = next(r for r in records if r["phase"] == "outer")
+    workers = [r for r in records if r["phase"] == WORKER_STARTUP and r["detail"] != "fork server"]
+    assert len(workers) == 2 and all(r["parent"] == outer["id"] and r["pid"] != os.getpid() for r in workers)

