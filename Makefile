@@ -77,11 +77,12 @@ bench: setup ## benchmarks into book/data/benchmarks (GPU rows where a GPU is pr
 	$(PY) -m ltlib run-notebooks --setting smoke --out results/executed-smoke --force
 	$(PY) -m ltlib bench --out book/data/benchmarks
 
-profile: setup ## make book from a clean cache (mini models, runs) with phase timing; the table into book/data/profile
+profile: setup ## make book from a clean cache (mini models, runs) with phase timing, then the warm rebuilds; tables into book/data/profile
 	rm -rf .cache runs book/executed _build results/profile
 	mkdir -p results/profile
 	LTLIB_PHASES=$(CURDIR)/results/profile/phases.jsonl $(MAKE) book
 	$(PY) -m ltlib.bench.profile results/profile/phases.jsonl --timings book/executed/timings.csv --out book/data/profile
+	$(PY) -m ltlib.bench.rebuild --out book/data/profile/rebuilds.csv --make "$(MAKE)"
 
 sensitivity: notebooks ## the sensitivity grid (~40 min on 2 cores): every claim of notebooks 01/03 in each cell
 	$(PY) -m ltlib sensitivity --out results/sensitivity --book-results results/$(SCALE) \

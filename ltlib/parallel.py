@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import torch
 
+from .errors import ConfigError
 from .phases import PARENT_VARIABLE, WORKER_STARTUP, phase, record_startup
 
 T = TypeVar("T")
@@ -59,9 +60,23 @@ PRELOAD = ("torch", "open_clip", "ltlib.miniworld.world", "ltlib.miniworld.exper
            "ltlib.miniworld.confounding")
 
 
+START_METHOD_VARIABLE = "LTLIB_START_METHOD"  # "forkserver" (the default where there is one) or "spawn"
+
+
 def _context() -> multiprocessing.context.BaseContext:
-    """The fork-server context with :data:`PRELOAD` (its server started on first use), else spawn."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    """The fork-server context with :data:`PRELOAD` (its server started on first use), else spawn.
+
+    The fork server keeps the ltlib it imported for the life of the calling process: after editing ltlib in
+    a running Jupyter kernel, restart the kernel, or set ``LTLIB_START_METHOD=spawn`` (every pool imports
+    afresh, seconds per worker).
+
+    Raises:
+        ConfigError: ``LTLIB_START_METHOD`` is neither ``forkserver`` nor ``spawn``.
+    """
+    method = os.environ.get(START_METHOD_VARIABLE, "").strip() or "forkserver"
+    if method not in ("forkserver", "spawn"):
+        raise ConfigError(f"{START_METHOD_VARIABLE}={method!r}: expected 'forkserver' or 'spawn'")
+    if method == "spawn" or "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     if os.getpid() not in _SERVED:

@@ -329,9 +329,10 @@ confounding.world_means(by_propensity).pivot_table(index="method", columns="grou
 
 # %% [markdown]
 # Cost: the whole study ({glue:text}`n_fits` trainings and fine-tunes over {glue:text}`n_worlds` worlds, with
-# their rendering and evaluation) took {glue:text}`study_seconds:.0f` s of wall time in this build and
-# {glue:text}`study_cpu_seconds:.0f` CPU-seconds summed over the worker processes; on two otherwise idle
-# cores the wall time is about half the CPU time.
+# their rendering and evaluation) took {glue:text}`study_cpu_seconds:.0f` CPU-seconds summed over the worker
+# processes when they were trained; on two otherwise idle cores the wall time is about half the CPU time. The
+# trained chains are cached (under the cache root's `confounder/` folder, keyed by everything that decides
+# them), so this build, which read or trained them, spent {glue:text}`study_seconds:.0f` s of wall time on them.
 
 # %%
 confounding.record(table, accuracy, contrasts, config={"world": world_config, "study": study, "recipe": recipe},

@@ -68,6 +68,17 @@ human_columns(perf.build_profile())
 human_columns(perf.build_profile(perf.PROFILE_DIR / "before"))
 
 # %% [markdown]
+# ### Rebuilds
+#
+# Right after its clean build, `make profile` times the two rebuilds a reader meets next, in the same clone
+# (`ltlib.bench.rebuild`). First, every notebook is executed again with the pre-trained models and the
+# fine-tuning runs cached (`make book FORCE=1`): what a change to the notebooks' code costs. Second, nothing
+# has changed, so the runner skips every notebook and only the HTML is built again (`make book`).
+
+# %%
+human_columns(perf.rebuild_times())
+
+# %% [markdown]
 # ## Pre-training the mini foundation models
 #
 # Read from the records saved with each cached model (CPU seconds of its own process; the models are

@@ -46,7 +46,8 @@ pd.DataFrame([{"cell": c.name, "world": c.world, "fine-tuning epochs ×": c.fine
 # ## Each claim in each cell
 #
 # The headline verdict of every claim that notebooks 01 and 03 measure, with its mean over worlds (in the
-# claim's unit), per cell. "(firm)": decisive and every world on the verdict's side.
+# claim's unit), per cell: "firm" means decisive and every world on the verdict's side. A role other than
+# "claim" (a positive control, a sanity check) is named in brackets after the statement.
 
 # %%
 depends = depends_on_grid(verdicts) if len(verdicts) else pd.Series(dtype=bool)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -379,3 +381,40 @@ def test_partner_error_share_finds_the_shortcut(smoke_world, smoke_outputs):
     shares = cf.partner_error_share(dataclasses.replace(outputs, fits=fits), smoke_world)
     shares = shares[shares["world_seed"] == 0].set_index("method")
     assert shares.loc["confounded", "value"] == 100.0
+
+
+def test_a_cached_chain_is_read_back_equal_and_trains_nothing(one_epoch, smoke_outputs, monkeypatch):
+    # smoke_outputs trained every chain into the session's cache; the same study again must only read them
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cached chain was trained again")
+
+    monkeypatch.setattr(cf, "train_fit", refuse)
+    again = cf.run_study(cf.world_configs("smoke", [0, 1]), [0], one_epoch, workers=1)
+    assert list(again.fits) == list(smoke_outputs.fits)
+    for key, first in smoke_outputs.fits.items():
+        second = again.fits[key]
+        for kind in ("logits", "targets", "visibility"):
+            a, b = getattr(first, kind), getattr(second, kind)
+            assert list(a) == list(b) and all(np.array_equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+        assert (second.train_seconds, second.cpu_seconds) == (first.train_seconds, first.cpu_seconds)
+    with pytest.raises(AssertionError, match="trained again"):  # cache=False trains whatever is cached
+        cf.run_study(cf.world_configs("smoke", [0]), [0], one_epoch, workers=1, cache=False)
+
+
+def test_the_chain_cache_key_follows_the_recipe_file_and_a_damaged_entry_is_named(one_epoch, tmp_path):
+    world = cf.world_configs("smoke", [0])[0]
+    job = cf.StudyJob(world, 0, cf.CHAINS[0], one_epoch)
+    recipe = yaml.safe_load(Path(one_epoch.recipe).read_text())
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump({**recipe, "lr": recipe["lr"] * 2}))
+    keys = {cf.chain_dir(job, tmp_path), cf.chain_dir(replace(job, seed=1), tmp_path),
+            cf.chain_dir(replace(job, study=replace(one_epoch, recipe=str(edited))), tmp_path),
+            cf.chain_dir(replace(job, study=replace(one_epoch, finetune_epochs=2)), tmp_path)}
+    assert len(keys) == 4  # the seed, the recipe's values and the study's settings each give a new entry
+    entry = cf.chain_dir(job, tmp_path)
+    entry.mkdir(parents=True)
+    (entry / "index.json").write_text('[{"fit": "x", "world_seed": 0, "seed": 0, "train_seconds": 1, '
+                                      '"cpu_seconds": 1, "logits": ["a"], "targets": [], "visibility": []}]')
+    (entry / "arrays.npz").write_bytes(b"not a zip")
+    with pytest.raises(ConfigError, match=str(entry)):
+        cf.read_chain(entry)

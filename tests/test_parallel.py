@@ -13,6 +13,7 @@ import os
 import pytest
 import torch
 
+from ltlib.errors import ConfigError
 from ltlib.parallel import call, default_workers, run_parallel
 from ltlib.phases import WORKER_STARTUP, phase
 
@@ -76,3 +77,12 @@ def test_worker_start_up_is_recorded_under_the_enclosing_phase(monkeypatch, tmp_
     outer = next(r for r in records if r["phase"] == "outer")
     workers = [r for r in records if r["phase"] == WORKER_STARTUP and r["detail"] != "fork server"]
     assert len(workers) == 2 and all(r["parent"] == outer["id"] and r["pid"] != os.getpid() for r in workers)
+
+
+def test_the_start_method_can_be_spawn_and_nothing_else(monkeypatch):
+    monkeypatch.setenv("LTLIB_START_METHOD", "spawn")
+    parents = run_parallel(call, [(os.getppid, (), {})] * 2, workers=2)
+    assert parents == [os.getpid()] * 2  # spawned by this process, not by the fork server
+    monkeypatch.setenv("LTLIB_START_METHOD", "fork")
+    with pytest.raises(ConfigError, match="LTLIB_START_METHOD='fork'"):
+        run_parallel(call, [(os.getppid, (), {})] * 2, workers=2)

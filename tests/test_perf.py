@@ -61,3 +61,25 @@ def test_profile_comparison_splits_each_build_into_arithmetic_and_the_rest(tmp_p
     assert list(out["build"]) == ["a"]  # a profile not committed is left out, not an error
     row = out.iloc[0]
     assert (row.wall_s, row.arithmetic_percent, row.outside_percent, row.cores_busy) == (100.0, 80.0, 20.0, 1.6)
+
+
+def test_rebuilds_are_timed_in_order_and_stop_at_the_first_failure(tmp_path, monkeypatch):
+    import sys
+
+    from ltlib.bench.rebuild import COLUMNS, main, time_rebuilds
+    from ltlib.book.perf import rebuild_times
+
+    ok = [sys.executable, "-c", "import sys; sys.exit(0)"]
+    fail = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    table = time_rebuilds(ok)  # the make arguments land in the child's argv, unused
+    assert list(table.columns) == list(COLUMNS) and list(table.returncode) == [0, 0]
+    assert table.command.iloc[0].endswith("book FORCE=1") and (table.seconds >= 0).all()
+    table = time_rebuilds(fail, rebuilds=(("first", ("a",)), ("second", ("b",))))
+    assert list(table.build) == ["first"] and table.returncode.iloc[0] == 3  # stopped at the failure
+    script = tmp_path / "fail.py"
+    script.write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--out", "rebuilds.csv", "--make", f"{sys.executable} {script}"]) == 1  # a failure fails it
+    shown = rebuild_times(tmp_path)
+    assert list(shown.build) == ["warm caches, every notebook executed again"] and shown.returncode.iloc[0] == 3
+    assert list(rebuild_times(tmp_path / "nothing").columns) == ["note"]

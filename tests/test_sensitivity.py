@@ -84,7 +84,8 @@ def _verdicts() -> pd.DataFrame:
     rows = []
     for cell in ("default", "steps × 3"):
         for key, verdict in (("a", "reproduced"), ("b", "reproduced" if cell == "default" else "inconclusive")):
-            rows.append({"cell": cell, "key": key, "statement": f"claim {key}", "role": "claim", "verdict": verdict,
+            rows.append({"cell": cell, "key": key, "statement": f"claim {key}", "verdict": verdict,
+                         "role": "claim" if key == "a" else "positive control",
                          "firm": verdict == "reproduced", "mean": 1.0, "git_sha": "abc"})
     return pd.DataFrame(rows)
 
@@ -93,8 +94,10 @@ def test_a_claim_depends_on_the_grid_when_any_cell_differs_and_the_report_says_s
     verdicts = _verdicts()
     assert depends_on_grid(verdicts).to_dict() == {"a": False, "b": True}
     table = grid_table(verdicts)
-    assert list(table.columns) == ["claim", "role", "depends on the grid", "default", "steps × 3"]
+    assert list(table.columns) == ["claim", "depends on the grid", "default", "steps × 3"]
+    assert list(table.claim) == ["claim a", "claim b (positive control)"]
     assert list(table["depends on the grid"]) == ["", "yes"] and table.loc[1, "steps × 3"].startswith("inconclusive")
+    assert table.loc[0, "default"] == "reproduced<br>firm, +1.00" and table.loc[1, "steps × 3"].endswith(">+1.00")
     path = tmp_path / "verdicts.csv"
     verdicts.to_csv(path, index=False)
     notes = grid_notes(path)

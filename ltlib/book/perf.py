@@ -104,6 +104,7 @@ ARITHMETIC_PHASES = ("fine-tuning: forward/backward", "pre-training: training st
 # The profiles the performance page compares: before the worlds-as-replicates and performance work (one world,
 # three fine-tuning seeds) and the latest ``make profile`` (every world of the plan).
 PROFILES = {"before (one world × 3 fine-tuning seeds, commit 190d6f9)": PROFILE_DIR / "before",
+            "three worlds, workers spawned per pool (commit 75e7220)": PROFILE_DIR / "75e7220",
             "after (the plan's worlds, this revision's make profile)": PROFILE_DIR}
 
 
@@ -139,3 +140,12 @@ def build_profile(directory: Path = PROFILE_DIR) -> pd.DataFrame:
     return table.assign(wall_s=table["wall_s"].round(1), cpu_s=table["cpu_s"].round(1),
                         share=(100 * table["share"]).round(1), cores_busy=table["cores_busy"].round(2)
                         ).rename(columns={"share": "share_percent"})
+
+
+def rebuild_times(directory: Path = PROFILE_DIR) -> pd.DataFrame:
+    """The rebuilds timed right after the committed profile's clean build (``ltlib.bench.rebuild``): one row
+    per rebuild (what was rebuilt, the command, wall seconds, exit status, revision); a note when none is."""
+    path = Path(directory) / "rebuilds.csv"
+    if not path.is_file():
+        return pd.DataFrame({"note": ["no rebuild timed yet: `make profile` times them after its clean build"]})
+    return read_table(path)

@@ -125,18 +125,19 @@ def depends_on_grid(verdicts: pd.DataFrame) -> pd.Series:
 
 
 def grid_table(verdicts: pd.DataFrame, cells: Sequence[str] | None = None) -> pd.DataFrame:
-    """The page's table: one line per claim, whether its verdict depends on the grid, and a column per cell
-    (``verdict`` with ``(firm)`` where firm, and the mean)."""
+    """The page's table: one line per claim (its role in brackets unless it is a claim), whether its verdict
+    depends on the grid, and a column per cell: the verdict, then ``firm`` where firm and the mean on a second
+    line (narrow enough for the book's text column with four cells)."""
     cells = list(cells or dict.fromkeys(verdicts.cell))
-    text = verdicts.assign(shown=[f"{v}{' (firm)' if f else ''}<br>{m:+.2f}" if pd.notna(m) else v
+    text = verdicts.assign(shown=[f"{v}<br>{'firm, ' if f else ''}{m:+.2f}" if pd.notna(m) else v
                                   for v, f, m in zip(verdicts.verdict, verdicts.firm, verdicts["mean"])])
     table = text.pivot(index="key", columns="cell", values="shown")[cells]
     order = list(dict.fromkeys(verdicts.key))
     table = table.loc[order]
-    statements = verdicts.drop_duplicates("key").set_index("key")
-    table.insert(0, "claim", statements.loc[order, "statement"])
-    table.insert(1, "role", statements.loc[order, "role"])
-    table.insert(2, "depends on the grid", depends_on_grid(verdicts).loc[order].map({True: "yes", False: ""}))
+    statements = verdicts.drop_duplicates("key").set_index("key").loc[order]
+    table.insert(0, "claim", [s if r == "claim" else f"{s} ({r})" for s, r in zip(statements.statement,
+                                                                                  statements.role)])
+    table.insert(1, "depends on the grid", depends_on_grid(verdicts).loc[order].map({True: "yes", False: ""}))
     return table.reset_index(drop=True)
 
 

@@ -39,6 +39,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -57,8 +58,11 @@ from .seeds import derive_seed
 from .tasks import WorldImages
 from ..parallel import torch_threads
 from ..parallel import run_parallel
+from ..paths import cache_root
+from ..provenance import config_hash, to_plain
 from ..recipes import TrainConfig, load_recipe
 from ..results import ResultsTable, format_mean_sd, interval_side, mean_ci
+from ..storage import atomic_path, read_json, write_json
 
 FIT_KINDS = ("plain", "c_input", "c_offset")
 C_GROUPS = {0: "head-dominant", 1: "body-dominant"}
@@ -347,6 +351,67 @@ def run_chain(job: StudyJob) -> list[FitOutput]:
     return [replace(o, state=None) for o in outputs.values()]
 
 
+# --------------------------------------------------------------------------- the chains' disk cache
+# Bump when code changes what a chain produces for a given job (rendering, training, evaluation).
+CHAIN_CACHE_VERSION = 1
+_ARRAYS = ("logits", "targets", "visibility")
+
+
+def chain_dir(job: StudyJob, root: str | Path | None = None) -> Path:
+    """``<cache root>/confounder/<first fit>-<hash>/``: the outputs of ``job``'s chain. The hash covers the
+    world's config, the study seed, the chain's fits, the study's settings and the recipe's resolved values
+    (an edited recipe file is a new entry), with :data:`CHAIN_CACHE_VERSION`."""
+    recipe = to_plain(load_recipe(job.study.recipe, seed=0))
+    key = {"version": CHAIN_CACHE_VERSION, "world": to_plain(job.world), "seed": job.seed,
+           "chain": to_plain(job.chain), "study": to_plain(job.study), "recipe": recipe}
+    return Path(root or cache_root()) / "confounder" / f"{job.chain[0].name}-{config_hash(key)}"
+
+
+def run_chain_cached(job: StudyJob) -> list[FitOutput]:
+    """:func:`run_chain` through the disk cache: a complete entry is read (arrays only, no pickle), else
+    the chain is trained and its outputs written (atomically, the index last, so that its presence marks a
+    complete entry). The outputs are the same arrays either way."""
+    directory = chain_dir(job)
+    if (directory / "index.json").is_file():
+        return read_chain(directory)
+    outputs = run_chain(job)
+    write_chain(directory, outputs)
+    return outputs
+
+
+def write_chain(directory: Path, outputs: Sequence[FitOutput]) -> None:
+    """``arrays.npz`` (every array as ``<fit>/<logits|targets|visibility>/<key>``), then ``index.json``."""
+    arrays = {f"{o.fit}/{kind}/{key}": value for o in outputs for kind in _ARRAYS
+              for key, value in getattr(o, kind).items()}
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_path(directory / "arrays.npz") as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    write_json(directory / "index.json", [{"fit": o.fit, "world_seed": o.world_seed, "seed": o.seed,
+                                           "train_seconds": o.train_seconds, "cpu_seconds": o.cpu_seconds,
+                                           **{kind: sorted(getattr(o, kind)) for kind in _ARRAYS}}
+                                          for o in outputs])
+
+
+def read_chain(directory: Path) -> list[FitOutput]:
+    """The outputs :func:`write_chain` wrote, in their order (``allow_pickle=False``: only arrays are read).
+
+    Raises:
+        ConfigError: naming the entry, when its arrays do not match its index (a damaged cache entry:
+            delete the folder to train it again).
+    """
+    try:
+        with np.load(directory / "arrays.npz", allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        return [FitOutput(e["fit"], int(e["world_seed"]), int(e["seed"]),
+                          *({key: arrays[f"{e['fit']}/{kind}/{key}"] for key in e[kind]} for kind in _ARRAYS),
+                          float(e["train_seconds"]), float(e["cpu_seconds"]))
+                for e in read_json(directory / "index.json")]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{directory}: damaged confounder-study cache entry ({exc}); delete the folder to "
+                          "train the chain again") from exc
+
+
 # --------------------------------------------------------------------------- the study
 @dataclass(frozen=True)
 class StudyOutputs:
@@ -355,7 +420,7 @@ class StudyOutputs:
     Attributes:
         fits: (world seed, study seed, fit name) → :class:`FitOutput`.
         propensity: design or test set → P(C = 0 | Y) [K'] (the same in every world).
-        seconds: wall time of the whole study.
+        seconds: wall time of the whole study (of this call: chains read from the cache take no training).
     """
 
     fits: Mapping[tuple[int, int, str], FitOutput]
@@ -394,8 +459,9 @@ def world_configs(key: str, world_seeds: Sequence[int]) -> list[WorldConfig]:
 
 
 def run_study(worlds: Sequence[WorldConfig], seeds: Sequence[int], study: StudyConfig = StudyConfig(),
-              workers: int | None = None) -> StudyOutputs:
-    """Train and evaluate every fit of :data:`CHAINS` for every world and study seed, one chain per job.
+              workers: int | None = None, cache: bool = True) -> StudyOutputs:
+    """Train and evaluate every fit of :data:`CHAINS` for every world and study seed, one chain per job;
+    with ``cache``, a chain trained before with the same inputs is read from disk (:func:`run_chain_cached`).
 
     Args:
         worlds: the independent worlds (:func:`world_configs`); they must share the ``confounder`` section.
@@ -403,8 +469,9 @@ def run_study(worlds: Sequence[WorldConfig], seeds: Sequence[int], study: StudyC
             initialisation.
         study: the training choices.
         workers: single-threaded worker processes (``ltlib.parallel.run_parallel``; default: one per core).
+        cache: read and write the chains' outputs under the cache root (``ltlib.paths.cache_root``).
     Returns:
-        :class:`StudyOutputs`.
+        :class:`StudyOutputs` (``seconds``: this call's wall time, reading cached chains included).
     """
     if not seeds or not worlds:
         raise ConfigError(f"the study needs at least one world and one seed, got {len(worlds)} worlds, seeds {seeds}")
@@ -413,7 +480,7 @@ def run_study(worlds: Sequence[WorldConfig], seeds: Sequence[int], study: StudyC
     start = time.perf_counter()
     chains = sorted(CHAINS, key=len, reverse=True)  # longest chains first
     jobs = [StudyJob(w, int(seed), chain, study) for chain in chains for w in worlds for seed in seeds]
-    outputs = [o for chain in run_parallel(run_chain, jobs, workers) for o in chain]
+    outputs = [o for chain in run_parallel(run_chain_cached if cache else run_chain, jobs, workers) for o in chain]
     return StudyOutputs({o.key: o for o in outputs}, propensities(worlds[0].confounder),
                         time.perf_counter() - start)
 
