@@ -12,7 +12,9 @@ A process that imports this module with a parent phase from another process also
 record: from the process's creation to this import. It is a ``kernel start-up`` when the process is a
 direct child of the one that opened the parent phase (the runner's ``notebook`` phase starts a kernel:
 its start-up and the first cell's imports up to the first ltlib module that times a phase), else a
-``worker start-up`` (e.g. a process pool's workers, started by a kernel).
+``worker start-up`` (e.g. a process pool's workers, forked by ``ltlib.parallel``'s fork server for a kernel;
+workers spawned directly by the kernel, ``LTLIB_START_METHOD=spawn``, cannot be told from a kernel and count as
+kernel start-up). Each process writes at most one start-up record.
 """
 
 from __future__ import annotations
@@ -116,15 +118,19 @@ def record_startup() -> None:
     """The ``start-up`` record of a child process (see the module docstring): written once, on import, and
     again by a process forked from a fork server (which imported this module before the child existed)
     once it has taken its caller's environment (``ltlib.parallel``)."""
+    global _startup_written
     parent, born = os.environ.get(PARENT_VARIABLE, ""), process_start_time()
-    if not enabled() or born is None or not parent or parent.split(":")[0] == str(os.getpid()):
+    if not enabled() or born is None or not parent or parent.split(":")[0] == str(os.getpid()) \
+            or _startup_written == os.getpid():  # a spawned worker: written on import already
         return
+    _startup_written = os.getpid()
     now = time.time()
     name = KERNEL_STARTUP if parent.split(":")[0] == str(os.getppid()) else WORKER_STARTUP
     _write({"id": f"{os.getpid()}:start", "parent": parent, "phase": name, "start": born,
             "wall": max(now - born, 0.0), "cpu": time.process_time(), "pid": os.getpid(), "parts": {}, "detail": ""})
 
 
+_startup_written: int | None = None  # the process that wrote its start-up record
 record_startup()
 
 
