@@ -124,6 +124,11 @@ def profile_dir() -> Path:
     return work_root() / "book" / "data" / "profile"
 
 
+def alternative_kernel_verdicts_path() -> Path:
+    """The committed report verdicts of the default build with torch's non-vectorised kernels (book: Reliability)."""
+    return work_root() / "book" / "data" / "verdicts-aten-default.csv"
+
+
 def sensitivity_verdicts_path() -> Path:
     """The committed verdicts of the sensitivity grid (``make sensitivity``) that its page and the report read."""
     return work_root() / "book" / "data" / "sensitivity" / "verdicts.csv"

@@ -45,19 +45,22 @@ from ltlib.book import plots
 from ltlib.book.glue import glue
 from ltlib.book.page import open_page
 from ltlib.book.registry import load_registry, margin_reasons, registry_table
-from ltlib.book.report import (add_notes, evaluate, headline_table, per_world_counts, provenance_table,
-                               summary_counts, variant_table, verdict_records)
+from ltlib.book.report import (add_notes, evaluate, headline_table, kernel_notes, per_world_counts,
+                               provenance_table, summary_counts, variant_table, verdict_records)
 from ltlib.book.sensitivity import grid_notes
-from ltlib.paths import sensitivity_verdicts_path
+from ltlib.paths import alternative_kernel_verdicts_path, sensitivity_verdicts_path
 from ltlib.results import load_tables
 from ltlib.storage import write_text
 
 page = open_page("04_report", setting, overrides)
 rows = load_tables(page.out_dir / "tables")
 registry = load_registry()
-# the committed sensitivity grid (make sensitivity) was run around the default setting: its notes belong there only
-report = add_notes(evaluate(registry, rows, page.scale),
-                   grid_notes(sensitivity_verdicts_path()) if page.setting == "default" else {})
+# the committed sensitivity grid (make sensitivity) and the build with torch's non-vectorised kernels were run
+# in the default setting: their notes belong there only
+report = evaluate(registry, rows, page.scale)
+if page.setting == "default":
+    report = add_notes(add_notes(report, grid_notes(sensitivity_verdicts_path())),
+                       kernel_notes(report, alternative_kernel_verdicts_path()))
 write_text(page.out_dir / "downloads" / "04_report" / "verdicts.csv", verdict_records(report).to_csv(index=False))
 counts = summary_counts(report)
 for name, value in counts.items():

@@ -141,3 +141,21 @@ def test_provenance_table_counts_rows_runs_worlds_and_seeds_per_notebook_and_sho
     assert out.loc["a", "git_sha"] == "0123456789ab" and out.loc["b", "git_sha"] == "fedcba987654-dirty"
     assert out.loc["a", "rows"] == 3 and out.loc["a", "run_ids"] == 2 and out.loc["a", "seeds"] == [0, 1]
     assert out.loc["a", "worlds"] == [0, 1] and out.loc["b", "worlds"] == []
+
+
+def test_a_headline_verdict_that_differs_under_other_kernels_gets_a_note(tmp_path):
+    from ltlib.book.report import add_notes, kernel_notes
+
+    report = pd.DataFrame({"key": ["a", "a", "b", "c"], "headline": [True, False, True, True],
+                           "verdict": [REPRODUCED, INCONCLUSIVE, INCONCLUSIVE, REPRODUCED], "note": ["", "", "x", ""]})
+    other = pd.DataFrame({"key": ["a", "a", "b", "d"], "headline": [True, False, True, True],
+                          "verdict": [INCONCLUSIVE, REPRODUCED, INCONCLUSIVE, REPRODUCED],
+                          "firm": [False, True, True, True],
+                          "mean": [0.64, 1.0, 2.0, 3.0], "low": [-0.33, 0.5, 1.0, 2.0], "high": [1.6, 1.5, 3.0, 4.0]})
+    other.to_csv(tmp_path / "alt.csv", index=False)
+    notes = kernel_notes(report, tmp_path / "alt.csv")
+    # only the headline line of a claim measured in both builds, and only where the verdict differs
+    assert notes == {"a": "with torch's non-vectorised kernels (another CPU's rounding): inconclusive: "
+                          "+0.64 [-0.33, +1.6]"}
+    assert add_notes(report, notes).note.tolist() == [notes["a"], "", "x", ""]
+    assert kernel_notes(report, tmp_path / "missing.csv") == {}

@@ -107,6 +107,33 @@ def add_notes(report: pd.DataFrame, notes: dict[str, str]) -> pd.DataFrame:
     return report
 
 
+def kernel_notes(report: pd.DataFrame, path) -> dict[str, str]:
+    """Per claim key, a note for a headline verdict that differs in the committed build of the same setting
+    with torch's non-vectorised kernels (``ATEN_CPU_CAPABILITY=default make book``: another CPU's float
+    rounding; book: Reliability), with that build's verdict and interval; empty when the file does not exist.
+
+    Args:
+        report: :func:`evaluate`'s lines; path: that build's report ``verdicts.csv``.
+    """
+    from pathlib import Path
+
+    from ..storage import read_table
+
+    if not Path(path).is_file():
+        return {}
+    other = read_table(path, ("key", "verdict"))
+    other = other[other.headline.astype(str) == "True"].set_index("key")
+    notes = {}
+    for line in report[report.headline].itertuples():
+        if line.key in other.index and other.loc[line.key, "verdict"] != line.verdict:
+            alt = other.loc[line.key]
+            firm = " (firm)" if str(alt.firm) == "True" else ""
+            interval = f": {alt['mean']:+.3g} [{alt.low:+.3g}, {alt.high:+.3g}]" if pd.notna(alt["mean"]) else ""
+            notes[line.key] = ("with torch's non-vectorised kernels (another CPU's rounding): "
+                               f"{alt.verdict}{firm}{interval}")
+    return notes
+
+
 def _variant_name(prior: str, calibration: str) -> str:
     parts = [f"prior {prior}" if prior else "", CALIBRATION_NAMES[calibration] if calibration else ""]
     return ", ".join(p for p in parts if p) or "headline"
