@@ -11,6 +11,7 @@ paper does) is the claim's headline; a verdict that changes across its variants 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ import pandas as pd
 from .claims import MEASURES, REQUIREMENTS
 from .registry import (INCONCLUSIVE, NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, SINGLE_RUN, ClaimSpec, Verdict,
                        as_claimed, decide)
+from ..storage import read_table
 
 UNINFORMATIVE, OTHER_SCALE = "uninformative", "full scale only"
 VERDICT_ORDER = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, UNINFORMATIVE, SINGLE_RUN, NOT_MEASURED)
@@ -107,7 +109,7 @@ def add_notes(report: pd.DataFrame, notes: dict[str, str]) -> pd.DataFrame:
     return report
 
 
-def kernel_notes(report: pd.DataFrame, path) -> dict[str, str]:
+def kernel_notes(report: pd.DataFrame, path: str | Path) -> dict[str, str]:
     """Per claim key, a note for a headline verdict that differs in the committed build of the same setting
     with torch's non-vectorised kernels (``ATEN_CPU_CAPABILITY=default make book``: another CPU's float
     rounding; book: Reliability), with that build's verdict and interval; empty when the file does not exist.
@@ -115,10 +117,6 @@ def kernel_notes(report: pd.DataFrame, path) -> dict[str, str]:
     Args:
         report: :func:`evaluate`'s lines; path: that build's report ``verdicts.csv``.
     """
-    from pathlib import Path
-
-    from ..storage import read_table
-
     if not Path(path).is_file():
         return {}
     other = read_table(path, ("key", "verdict"))
