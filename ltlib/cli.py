@@ -560,6 +560,53 @@ def _sensitivity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_judge(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tables", nargs="+", required=True, metavar="LABEL=DIR",
+                   help="result-table folders to judge, each with a label (e.g. default=results/default/tables)")
+    p.add_argument("--notebooks", nargs="*", default=None, help="only these notebooks' tables (names)")
+    p.add_argument("--claims", nargs="*", default=None, help="only the claims whose key starts with one of these")
+    p.add_argument("--first-worlds", nargs="+", type=int, default=None, metavar="N",
+                   help="judge on the first N worlds for each N (default: every world of the tables)")
+    p.add_argument("--out", type=Path, required=True, help="the CSV of headline verdicts to write")
+
+
+@command("judge", "the registry's headline verdicts of result tables, over the first N worlds (book: Reliability)",
+         _configure_judge)
+def _judge(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .book.registry import load_registry
+    from .book.report import FIRST_WORLDS_COLUMNS, verdicts_over_first_worlds
+    from .results import load_tables
+    from .storage import write_text
+
+    specs = [s for s in load_registry() if not args.claims or s.key.startswith(tuple(args.claims))]
+    if not specs:
+        raise ConfigError(f"--claims {args.claims}: no claim of the registry starts with these")
+    frames = []
+    for label, folder in parse_labelled(args.tables, "--tables").items():
+        rows = load_tables(folder, args.notebooks)
+        if rows.empty:
+            raise ConfigError(f"--tables {label}={folder}: no result tables there")
+        counts = args.first_worlds or [len({int(s) for s in rows["world_seed"] if s >= 0})]
+        frames.append(verdicts_over_first_worlds(specs, rows, counts).assign(label=label))
+    table = pd.concat(frames, ignore_index=True)[list(FIRST_WORLDS_COLUMNS)]
+    write_text(args.out, table.to_csv(index=False))
+    print(table[["label", "worlds_used", "key", "verdict", "firm", "mean", "low", "high"]].to_string(index=False))
+    return 0
+
+
+def parse_labelled(items: Sequence[str], option: str) -> dict[str, Path]:
+    """``["a=dir1", "b=dir2"]`` → ``{"a": Path("dir1"), ...}``; one error naming ``option`` and the item."""
+    out = {}
+    for item in items:
+        label, sep, folder = item.partition("=")
+        if not sep or not label.strip() or not folder.strip() or label in out:
+            raise ConfigError(f"{option} {item!r}: expected LABEL=DIR with a label of its own")
+        out[label.strip()] = Path(folder.strip())
+    return out
+
+
 def _shown_path(path: Path) -> str:
     """``path`` relative to the current directory when it lies below it (as the README names files)."""
     try:

@@ -159,3 +159,38 @@ def test_a_headline_verdict_that_differs_under_other_kernels_gets_a_note(tmp_pat
                           "+0.64 [-0.33, +1.6]"}
     assert add_notes(report, notes).note.tolist() == [notes["a"], "", "x", ""]
     assert kernel_notes(report, tmp_path / "missing.csv") == {}
+
+
+def _spread_worlds() -> pd.DataFrame:
+    """CE − LA trend per world: 0.5, 0.1, 0.05, then 0.3 and 0.4 (every world on the claimed side)."""
+    ce = rows({w: [v + 0.1] * 3 for w, v in enumerate([0.5, 0.1, 0.05, 0.3, 0.4])}, method="CE")
+    la = rows({w: [0.1] * 3 for w in range(5)}, method="LA")
+    return pd.concat([ce, la])
+
+
+def test_verdicts_over_the_first_worlds_judge_each_prefix_of_the_world_seeds():
+    from ltlib.book.report import verdicts_over_first_worlds
+
+    table = verdicts_over_first_worlds([REGISTRY["la_flattens_ps"]], _spread_worlds(), [3, 5, 7])
+    assert list(table.worlds_used) == [3, 5]  # no line for more worlds than the tables hold
+    three, five = table.iloc[0], table.iloc[1]
+    assert json.loads(three.per_world) == pytest.approx([0.5, 0.1, 0.05], abs=CLOSED_ABS)
+    assert three.n_worlds == 3 and three.verdict == INCONCLUSIVE  # t(0.975, 2) = 4.30 on sd 0.25
+    assert five.n_worlds == 5 and five.verdict == REPRODUCED and five.firm  # t(0.975, 4) = 2.78 on sd 0.19
+
+
+def test_the_judge_command_writes_each_labelled_builds_verdicts(tmp_path, capsys):
+    from ltlib.cli import main
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    _spread_worlds().to_csv(tables / "01_imbalance.csv", index=False)
+    out = tmp_path / "judged.csv"
+    assert main(["judge", "--tables", f"here={tables}", "--claims", "la_flattens", "--first-worlds", "3", "5",
+                 "--out", str(out)]) == 0
+    judged = pd.read_csv(out)
+    assert list(judged.label) == ["here", "here"] and list(judged.key) == ["la_flattens_ps"] * 2
+    assert list(judged.verdict) == [INCONCLUSIVE, REPRODUCED]
+    assert main(["judge", "--tables", str(tables), "--out", str(out)]) == 2
+    assert "--tables" in capsys.readouterr().err
+    assert main(["judge", "--tables", f"x={tables}", "--claims", "no_such", "--out", str(out)]) == 2

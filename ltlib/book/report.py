@@ -62,6 +62,30 @@ def evaluate(specs: Sequence[ClaimSpec], rows: pd.DataFrame, scale: str = "mini"
     return _note_variant_changes(report)
 
 
+FIRST_WORLDS_COLUMNS = ("label", "worlds_used", "key", "statement", "role", "verdict", "firm", "mean", "low",
+                        "high", "n_worlds", "per_world")
+
+
+def verdicts_over_first_worlds(specs: Sequence[ClaimSpec], rows: pd.DataFrame, counts: Sequence[int],
+                               scale: str = "mini") -> pd.DataFrame:
+    """Each headline verdict judged on the first ``n`` worlds (lowest seeds) of ``rows``, for each ``n`` in
+    ``counts``: how a verdict moves as independent worlds are added (book: Reliability). Rows of no world
+    (``world_seed`` < 0) are kept in every subset.
+
+    Returns:
+        The headline lines of :func:`evaluate` with ``worlds_used``, for every ``n`` up to the worlds present.
+    """
+    seeds = sorted(int(s) for s in rows["world_seed"].unique() if s >= 0)
+    frames = []
+    for n in counts:
+        if n > len(seeds):
+            continue
+        subset = rows[rows["world_seed"].isin(seeds[:n]) | (rows["world_seed"] < 0)]
+        report = evaluate(specs, subset, scale)
+        frames.append(report[report.headline].assign(worlds_used=n))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def _applicable(spec: ClaimSpec, scale: str, verdict: str, requirement: tuple[bool, str]) -> str:
     if spec.scale == "full" and scale == "mini":
         return OTHER_SCALE
