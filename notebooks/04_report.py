@@ -56,9 +56,9 @@ page = open_page("04_report", setting, overrides)
 rows = load_tables(page.out_dir / "tables")
 registry = load_registry()
 # the committed sensitivity grid (make sensitivity) and the build with torch's non-vectorised kernels were run
-# in the default setting: their notes belong there only
+# in the default setting as planned (no --set): their notes belong there only
 report = evaluate(registry, rows, page.scale)
-if page.setting == "default":
+if page.setting == "default" and page.as_planned:
     report = add_notes(add_notes(report, grid_notes(sensitivity_verdicts_path())),
                        kernel_notes(report, alternative_kernel_verdicts_path()))
 write_text(page.out_dir / "downloads" / "04_report" / "verdicts.csv", verdict_records(report).to_csv(index=False))

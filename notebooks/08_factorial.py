@@ -102,7 +102,7 @@ plots.grouped_bars(overall, x="control", hue="ensemble", title="overall accuracy
 # %%
 claims = [spec for spec in load_registry() if spec.key.startswith("factorial_")]
 verdicts = evaluate(claims, table.frame(), page.scale)
-if page.setting == "default":  # that build was of the default setting
+if page.setting == "default" and page.as_planned:  # that build was of the default setting as planned
     verdicts = add_notes(verdicts, kernel_notes(verdicts, alternative_kernel_verdicts_path()))
 headline_table(verdicts).style.hide(axis="index")
 

@@ -142,6 +142,8 @@ def test_a_page_resolves_its_setting_and_overrides_like_the_runner(tmp_path):
     assert confounder.table.world == confounder.world_config.name == "smoke"
     assert confounder.table.out_dir == tmp_path / "tables"
     assert confounder.table.world_seed == confounder.world_config.seed
+    assert page.as_planned and confounder.as_planned  # other locations only
+    assert not open_page("04_report", "smoke", {"out_dir": str(tmp_path), "worlds": [0, 1, 2]}).as_planned
 def test_the_notebook_table_is_published_beside_the_executed_notebook(tmp_path):
     from ltlib.book.runner import NotebookJob, publish_table
 

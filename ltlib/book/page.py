@@ -21,6 +21,7 @@ from .runner import load_plan
 STUDY_PAGES = {"01_imbalance": "imbalance_jobs", "03_main_tables": "main_table_jobs", "08_factorial": "factorial_jobs"}
 WORLD_PAGES = ("00_miniworld",)
 WORLD_CONFIG_PAGES = ("02_confounder", "07_gla_regimes")
+LOCATION_PARAMETERS = ("out_dir", "runs_root")  # where a page's results go, not what they are
 TABLE_PAGES = ("00_miniworld", "01_imbalance", "02_confounder", "03_main_tables", "07_gla_regimes", "08_factorial")
 
 
@@ -60,6 +61,14 @@ class Page:
         return list(worlds) if worlds else [int(self.world_config.seed)] if self.world_config is not None else [-1]
 
     @property
+    def as_planned(self) -> bool:
+        """True when the page runs its setting's own plan parameters (locations aside): no ``--set`` changed what
+        it computes, so the committed builds of that setting (the alternative-kernel verdicts, the sensitivity
+        grid) compare with it."""
+        planned = resolve_parameters(self.notebook, self.setting or "default")
+        return _results_parameters(planned) == _results_parameters(self.parameters)
+
+    @property
     def scale(self) -> str:
         return str(self.parameters["scale"])
 
@@ -76,6 +85,10 @@ class Page:
         """The world or dataset name the page's result rows carry."""
         return self.study.label if self.study is not None else str(self.parameters["world"] or
                                                                     self.parameters["dataset"])
+
+
+def _results_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in parameters.items() if k not in LOCATION_PARAMETERS}
 
 
 def resolve_parameters(notebook: str, setting: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
