@@ -13,7 +13,7 @@ export PYTHONHASHSEED ?= 0
 # One cache per clone (mini models, pinned list checksums): a fresh clone starts from a clean cache.
 export LTLIB_CACHE ?= $(CURDIR)/.cache/ltlib
 
-.PHONY: help setup lint browser test test-numeric-alt book notebooks html bench profile sensitivity readme reproduce clean distclean
+.PHONY: help setup lint browser test test-numeric-alt book notebooks html bench profile sensitivity regime-probes readme reproduce clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -88,6 +88,9 @@ profile: setup ## make book from a clean cache (mini models, runs) with phase ti
 sensitivity: notebooks ## the sensitivity grid (~40 min on 2 cores): every claim of notebooks 01/03 in each cell
 	$(PY) -m ltlib sensitivity --out results/sensitivity --book-results results/$(SCALE) \
 	  --verdicts book/data/sensitivity/verdicts.csv
+
+regime-probes: setup ## what the regime card would cost: one lever at a time in world 0 (~15 min on 2 cores)
+	$(PY) -m ltlib.book.regime_probes --out book/data/regime --root results/regime-probes
 
 readme: setup ## rewrite the README's verdict summary from the committed book/data/verdicts.csv
 	$(PY) -m ltlib summary --verdicts book/data/verdicts.csv --write-readme README.md

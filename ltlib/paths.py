@@ -132,3 +132,8 @@ def alternative_kernel_verdicts_path() -> Path:
 def sensitivity_verdicts_path() -> Path:
     """The committed verdicts of the sensitivity grid (``make sensitivity``) that its page and the report read."""
     return work_root() / "book" / "data" / "sensitivity" / "verdicts.csv"
+
+
+def regime_probes_path() -> Path:
+    """The committed regime probes (``make regime-probes``, ``ltlib.book.regime_probes``) the world page reads."""
+    return work_root() / "book" / "data" / "regime" / "probes.csv"

@@ -135,6 +135,22 @@ def test_measure_regime_on_the_smoke_world(smoke_study):
     assert measured["finetune_steps"] == finetune_steps(tuned)
 
 
+def test_a_probe_with_no_world_change_reproduces_the_worlds_zero_shot(smoke_study, working_root):
+    """A probe's world (the smoke world, unchanged) reuses its pre-trained models, so zero-shot is the study's to
+    the last digit; the probe's recipe override reaches its fine-tuning runs (ltlib.book.regime_probes)."""
+    from ltlib.book.regime_probes import Probe, run_probe
+    from ltlib.runs import find_runs, load_run
+
+    probe = Probe("narrow", "bottleneck 1", 1.0, finetune={"bottleneck": 1})
+    row = run_probe(probe, working_root / "probes", world_seed=smoke_study.world_seed, workers=1, base="smoke")
+    assert row["zeroshot_top1"] == measure_regime(smoke_study)["zeroshot_top1"]
+    assert 0.0 <= row["reference_zeroshot_top1"] <= 100.0
+    assert row["finetuned_top1"] == row["zeroshot_top1"] + row["finetune_gain"]
+    runs = find_runs(working_root / "probes" / "runs")
+    tuned = runs[(runs.method == "LA") & (runs.model == "lift")]["run_dir"]
+    assert len(tuned) == len(smoke_study.backbones)
+    assert {load_run(d)["config"]["recipe"]["bottleneck"] for d in tuned} == {1}
+
 def test_reliance_rows_carry_the_world_seed(smoke_study, tmp_path):
     results = reliance.world_reliance(smoke_study, per_class=4)
     table = ResultsTable(notebook="00_miniworld", scale="mini", world="smoke", out_dir=tmp_path, world_seed=-1)
