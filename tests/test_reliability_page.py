@@ -42,3 +42,26 @@ def test_the_reliability_page_is_in_the_toc_and_names_existing_tests():
     assert len(named) >= 20
     for module, test in named:
         assert re.search(rf"^def {test}\(", (REPO / "tests" / f"{module}.py").read_text(), re.M), (module, test)
+
+
+def test_the_five_world_check_quotes_the_committed_verdicts():
+    """The page's five-world paragraph quotes each factorial verdict over five worlds with either rounding; every
+    quoted interval is a line of ``book/data/factorial-five-worlds.csv``, and the three-world lines are the
+    committed reports' own (default build: ``verdicts.csv``; non-vectorised kernels: ``verdicts-aten-default.csv``)."""
+    import pandas as pd
+
+    judged = pd.read_csv(REPO / "book" / "data" / "factorial-five-worlds.csv")
+    text = PAGE.read_text(encoding="utf-8").replace("−", "-")
+    paragraph = text[text.index("**Five worlds instead of three"):text.index("**Verdicts in other settings")]
+    quoted = re.findall(r"([+-]\d\.\d\d) \[([+-]\d\.\d\d), ([+-]\d\.\d\d)\]", paragraph)
+    five = judged[judged.worlds_used == 5]
+    assert len(quoted) == len(five) == 4
+    lines = {(f"{m:+.2f}", f"{lo:+.2f}", f"{hi:+.2f}") for m, lo, hi in zip(five["mean"], five.low, five.high)}
+    assert set(quoted) == lines
+    assert (five[five.key == "factorial_prior_over_seed"].verdict == "reproduced").all() and five.firm.any()
+    for label, name in (("default kernels", "verdicts.csv"), ("non-vectorised kernels", "verdicts-aten-default.csv")):
+        committed = pd.read_csv(REPO / "book" / "data" / name)
+        committed = committed[committed.headline & committed.key.str.startswith("factorial")].set_index("key")
+        three = judged[(judged.worlds_used == 3) & (judged.label == label)].set_index("key")
+        assert (three.verdict == committed.loc[three.index, "verdict"]).all()
+        assert (three.per_world == committed.loc[three.index, "per_world"]).all()
