@@ -97,6 +97,13 @@ def _context() -> multiprocessing.context.BaseContext:
     return context
 
 
+def start_fork_server() -> None:
+    """Start this process's fork server now (it imports :data:`PRELOAD`) rather than at its first pool: a
+    notebook kernel started ahead of its notebook does this while the previous notebook runs
+    (``ltlib.book.runner``). Nothing to do under spawn or where there is no fork server."""
+    _context()
+
+
 _SERVED: set[int] = set()  # the processes whose fork server is running (a forked child needs its own)
 
 

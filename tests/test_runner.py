@@ -210,3 +210,66 @@ def test_progress_streams_without_a_terminal(plan, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     text = log.read_text().splitlines()
     assert [line.split(":")[0] for line in text] == ["[runner] 1/2 good"] * 2 + ["[runner] 2/2 second"] * 2
+
+
+def _recording_prestart(monkeypatch) -> list:
+    """Wrap the runner's prestart so a test sees every kernel it started ahead."""
+    from ltlib.book import runner
+
+    started, original = [], runner.prestart
+    monkeypatch.setattr(runner, "prestart", lambda job, cwd=None: started.append(original(job, cwd)) or started[-1])
+    return started
+
+
+def test_the_next_notebooks_kernel_starts_ahead_and_runs_it_with_the_environment_of_its_turn(plan, tmp_path,
+                                                                                             monkeypatch):
+    write_notebook(plan.parent, "env", "import os\nprint('mark', os.environ.get('LTLIB_TEST_MARK'), os.getpid())\n")
+    plan.write_text("settings:\n  quick: {value: 21}\nnotebooks:\n  - name: good\n  - name: env\n")
+    started = _recording_prestart(monkeypatch)
+    monkeypatch.delenv("LTLIB_TEST_MARK", raising=False)
+
+    def log(line: str) -> None:  # the runner's environment changes after the kernel of "env" was started
+        if "2/2 env: executing" in line:
+            monkeypatch.setenv("LTLIB_TEST_MARK", "late")
+    run_all(load_plan("quick", plan), tmp_path / "out", log=log)
+    assert [kernel.name for kernel in started] == ["env"]
+    nb = nbformat.read(tmp_path / "out" / "env.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", [])).split()
+    assert printed[:2] == ["mark", "late"]
+    assert [c.execution_count for c in nb.cells if c.cell_type == "code"] == [1, 2, 3]  # the warm-up not counted
+    assert not started[0].manager.is_alive()  # shut down after its notebook
+
+
+def test_a_failing_notebook_leaves_no_kernel_started_ahead_running(plan, tmp_path, monkeypatch):
+    plan.write_text("settings:\n  quick: {value: 21}\nnotebooks:\n  - name: bad\n  - name: good\n")
+    started = _recording_prestart(monkeypatch)
+    with pytest.raises(NotebookError, match="bad"):
+        run_all(load_plan("quick", plan), tmp_path / "out")
+    assert [kernel.name for kernel in started] == ["good"] and not started[0].manager.is_alive()
+
+
+def test_no_kernel_starts_ahead_with_prestart_off_or_for_a_single_notebook(plan, tmp_path, monkeypatch):
+    started = _recording_prestart(monkeypatch)
+    run_all(load_plan("quick", plan)[:1], tmp_path / "one")
+    monkeypatch.setenv("LTLIB_PRESTART", "0")
+    plan.write_text("settings:\n  quick: {value: 21}\nnotebooks:\n  - name: good\n  - name: good2\n")
+    write_notebook(plan.parent, "good2", "print(value)\n")
+    run_all(load_plan("quick", plan), tmp_path / "off")
+    assert started == [] and (tmp_path / "off" / "good2.ipynb").is_file()
+
+
+def test_the_warm_up_starts_the_fork_server_only_for_pages_with_worker_pools(monkeypatch):
+    from ltlib import parallel
+    from ltlib.book.page import POOL_PAGES, warm_up
+
+    started = []
+    monkeypatch.setattr(parallel, "start_fork_server", lambda: started.append(True))
+    monkeypatch.setenv("LTLIB_WORKERS", "2")
+    warm_up("04_report")
+    assert started == []
+    warm_up("01_imbalance")
+    assert started == [True] and {"00_miniworld", "01_imbalance", "02_confounder", "03_main_tables",
+                                  "07_gla_regimes", "08_factorial"} == set(POOL_PAGES)
+    monkeypatch.setenv("LTLIB_WORKERS", "1")  # one worker runs in the page's own process: no pool
+    warm_up("03_main_tables")
+    assert started == [True]

@@ -21,6 +21,7 @@ from .runner import load_plan
 STUDY_PAGES = {"01_imbalance": "imbalance_jobs", "03_main_tables": "main_table_jobs", "08_factorial": "factorial_jobs"}
 WORLD_PAGES = ("00_miniworld",)
 WORLD_CONFIG_PAGES = ("02_confounder", "07_gla_regimes")
+POOL_PAGES = (*STUDY_PAGES, *WORLD_PAGES, *WORLD_CONFIG_PAGES)  # pages whose runs go through worker pools
 LOCATION_PARAMETERS = ("out_dir", "runs_root")  # where a page's results go, not what they are
 TABLE_PAGES = ("00_miniworld", "01_imbalance", "02_confounder", "03_main_tables", "07_gla_regimes", "08_factorial")
 
@@ -85,6 +86,21 @@ class Page:
         """The world or dataset name the page's result rows carry."""
         return self.study.label if self.study is not None else str(self.parameters["world"] or
                                                                     self.parameters["dataset"])
+
+
+def warm_up(notebook: str) -> None:
+    """What a notebook's kernel does before its notebook runs, when the runner starts it ahead
+    (``ltlib.book.runner.prestart``): import what every page imports and, for a page whose runs go through
+    worker pools (:data:`POOL_PAGES`, more than one worker), start the fork server. Nothing here changes a
+    result: the page sets its threads, world and tables itself."""
+    import matplotlib.pyplot  # noqa: F401  (with seaborn: the pages' figures)
+    import seaborn  # noqa: F401
+
+    from . import analysis, glue, plots, report  # noqa: F401
+    from ..parallel import default_workers, start_fork_server
+
+    if notebook in POOL_PAGES and default_workers() > 1:
+        start_fork_server()
 
 
 def _results_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:

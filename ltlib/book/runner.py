@@ -141,12 +141,14 @@ def is_up_to_date(job: NotebookJob, out_dir: Path) -> bool:
     return out.is_file() and stamp.is_file() and read_json(stamp).get("fingerprint") == job_fingerprint(job)
 
 
-def execute(job: NotebookJob, out_dir: Path, *, cwd: Path | None = None, timeout: int | None = None) -> float:
+def execute(job: NotebookJob, out_dir: Path, *, cwd: Path | None = None, timeout: int | None = None,
+            kernel: Prestarted | None = None) -> float:
     """Execute one job into ``out_dir/<name>.ipynb``; returns the wall time in seconds.
 
     ``cwd`` (default :func:`ltlib.paths.work_root`) is the notebook's working directory. The notebook is
     executed under a temporary name and renamed on success only; its stamp is removed first and written
-    last, so a stamp never vouches for a notebook that failed or is half written.
+    last, so a stamp never vouches for a notebook that failed or is half written. ``kernel``: one started
+    ahead for this job (:func:`prestart`), used and shut down here; None: papermill starts one.
 
     Raises:
         NotebookError: naming the notebook, the failing cell and the exception.
@@ -161,16 +163,17 @@ def execute(job: NotebookJob, out_dir: Path, *, cwd: Path | None = None, timeout
     source_nb = out.with_name(f".{job.name}.source.ipynb")
     partial = out.with_name(f".{job.name}.partial.ipynb")  # renamed to ``out`` on success only
     jupytext.write(jupytext.read(job.source), source_nb)
-    os.environ[EXECUTED_VARIABLE] = str(Path(out_dir).resolve())  # read by ltlib.book.perf inside the kernel
-    os.environ.setdefault(PROGRESS_VARIABLE, "1")  # pre-training in the kernel reports to this terminal
+    _kernel_environment(out_dir)
     start = time.perf_counter()
     try:
-        _papermill(job, source_nb, partial, cwd, timeout)
+        _papermill(job, source_nb, partial, cwd, timeout, kernel)
     except BaseException:
         partial.unlink(missing_ok=True)  # a failed or interrupted execution leaves nothing under any name
         raise
     finally:
         source_nb.unlink(missing_ok=True)
+        if kernel is not None:
+            kernel.shutdown()
     seconds = time.perf_counter() - start
     try:
         publish_table(job, out_dir, cwd)
@@ -183,18 +186,104 @@ def execute(job: NotebookJob, out_dir: Path, *, cwd: Path | None = None, timeout
     return seconds
 
 
-def _papermill(job: NotebookJob, source_nb: Path, out: Path, cwd: Path, timeout: int | None) -> None:
-    """Execute ``source_nb`` into ``out`` with ``job``'s parameters; failures become a NotebookError."""
+def _kernel_environment(out_dir: Path) -> None:
+    """What the runner tells a notebook's kernel through the environment."""
+    os.environ[EXECUTED_VARIABLE] = str(Path(out_dir).resolve())  # read by ltlib.book.perf inside the kernel
+    os.environ.setdefault(PROGRESS_VARIABLE, "1")  # pre-training in the kernel reports to this terminal
+
+
+def _papermill(job: NotebookJob, source_nb: Path, out: Path, cwd: Path, timeout: int | None,
+               kernel: Prestarted | None = None) -> None:
+    """Execute ``source_nb`` into ``out`` with ``job``'s parameters (in ``kernel`` when one was started ahead);
+    failures become a NotebookError."""
     import papermill
 
     try:
+        extra = {} if kernel is None else {"km": kernel.ready(job)}
         papermill.execute_notebook(str(source_nb), str(out), parameters=job.injected(), kernel_name="python3",
-                                   progress_bar=sys.stderr.isatty(), cwd=str(cwd), execution_timeout=timeout)
+                                   progress_bar=sys.stderr.isatty(), cwd=str(cwd), execution_timeout=timeout,
+                                   **extra)
     except papermill.PapermillExecutionError as exc:
         raise NotebookError(f"notebook {job.name} ({job.source}) failed in cell {exc.exec_count}: "
                             f"{exc.ename}: {exc.evalue}") from exc
     except Exception as exc:  # kernel death, timeouts, bad parameters: still name the notebook
         raise NotebookError(f"notebook {job.name} ({job.source}) could not be executed: {exc}") from exc
+
+
+PRESTART_VARIABLE = "LTLIB_PRESTART"  # "0": no kernel is started ahead of its notebook
+
+
+@dataclass
+class Prestarted:
+    """A notebook's kernel started while the previous notebook runs (:func:`prestart`): its start-up, imports
+    and fork server (``ltlib.book.page.warm_up``) overlap that notebook instead of following it.
+
+    Attributes:
+        name: the job it was started for; manager, client: jupyter_client's; environment: the runner's
+        environment when it started (:meth:`ready` brings the kernel's up to date); warm_up: its request's id.
+    """
+
+    name: str
+    manager: Any
+    client: Any
+    environment: dict[str, str]
+    warm_up: str  # the message id of the warm-up request
+
+    def ready(self, job: NotebookJob, timeout: float = 600.0) -> Any:
+        """Wait for the warm-up, give the kernel the runner's environment as it is now (the enclosing phase,
+        paths), and return its kernel manager for papermill.
+
+        Raises:
+            NotebookError: the kernel was started for another job, or its warm-up or update failed.
+        """
+        if job.name != self.name:
+            raise NotebookError(f"notebook {job.name}: the kernel started ahead was for {self.name}")
+        self._check(job, "warm up", self._reply(self.warm_up, timeout))
+        changed = {k: v for k, v in os.environ.items() if self.environment.get(k) != v}
+        removed = sorted(set(self.environment) - set(os.environ))
+        code = f"import os\nos.environ.update({changed!r})\nfor _k in {removed!r}:\n    os.environ.pop(_k, None)\n"
+        self._check(job, "take the runner's environment", self._reply(
+            self.client.execute(code, silent=True, store_history=False), timeout))
+        return self.manager
+
+    def _reply(self, msg_id: str, timeout: float) -> dict:
+        """The kernel's reply to request ``msg_id`` (earlier replies on the shell channel are skipped)."""
+        while True:
+            reply = self.client.get_shell_msg(timeout=timeout)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return reply["content"]
+
+    @staticmethod
+    def _check(job: NotebookJob, what: str, content: dict) -> None:
+        if content.get("status") != "ok":
+            raise NotebookError(f"notebook {job.name}: its kernel, started ahead, failed to {what}: "
+                                f"{content.get('ename')}: {content.get('evalue')}")
+
+    def shutdown(self) -> None:
+        """Stop the client's channels and the kernel (idempotent)."""
+        self.client.stop_channels()
+        if self.manager.has_kernel:
+            self.manager.shutdown_kernel(now=True)
+
+
+def prestart(job: NotebookJob, cwd: Path | None = None) -> Prestarted:
+    """Start ``job``'s kernel now, in ``cwd`` (default :func:`ltlib.paths.work_root`), and send it its warm-up
+    (``ltlib.book.page.warm_up``) without waiting: it runs while the caller executes another notebook.
+    Nothing it does changes a result (the notebook sets its threads, world and tables itself)."""
+    from jupyter_client.manager import KernelManager
+
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(cwd=str(Path(cwd or work_root())))
+    client = manager.client()
+    client.start_channels()
+    request = client.execute(f"from ltlib.book.page import warm_up\nwarm_up({job.name!r})", silent=True,
+                             store_history=False)
+    return Prestarted(job.name, manager, client, dict(os.environ), request)
+
+
+def prestart_enabled() -> bool:
+    """Kernels are started ahead unless ``$LTLIB_PRESTART`` is ``0``."""
+    return os.environ.get(PRESTART_VARIABLE, "1").strip() != "0"
 
 
 DOWNLOADS = "downloads"  # <out_dir parameter>/downloads/<notebook>/: further files a page offers for download
@@ -263,23 +352,43 @@ def run_all(jobs: list[NotebookJob], out_dir: Path, *, force: bool = False, log=
     """
     previous = previous_seconds(out_dir)  # read before this build overwrites it
     pending = [job.name for job in jobs if force or not is_up_to_date(job, out_dir)]
-    rows, start = [], time.perf_counter()
-    for k, job in enumerate(jobs, start=1):
-        tag = f"[runner] {k}/{len(jobs)} {job.name}"
-        if job.name not in pending:
-            stamp = read_json(job.output_path(out_dir).with_suffix(STAMP_SUFFIX))
-            rows.append(_timing_row(job, "up-to-date", stamp.get("seconds", float("nan"))))
-            log(f"{tag}: up to date, skipped")
-        else:
-            log(f"{tag}: executing ({time_left(pending[pending.index(job.name):], previous)}) "
-                f"with {job.parameters}")
-            with phase("notebook", detail=job.name):
-                rows.append(_timing_row(job, "executed", execute(job, out_dir)))
-            left = time_left(pending[pending.index(job.name) + 1:], previous)
-            log(f"{tag}: done in {rows[-1]['seconds']:.1f} s ({time.perf_counter() - start:.0f} s elapsed; {left})")
-        # written after every notebook, so a later notebook (the performance page) sees this build's times
-        write_text(Path(out_dir) / "timings.csv", pd.DataFrame(rows).to_csv(index=False))
+    queue = [job for job in jobs if job.name in pending] if prestart_enabled() else []
+    rows, start, ahead = [], time.perf_counter(), None
+    _kernel_environment(out_dir)
+    try:
+        for k, job in enumerate(jobs, start=1):
+            tag = f"[runner] {k}/{len(jobs)} {job.name}"
+            if job.name not in pending:
+                stamp = read_json(job.output_path(out_dir).with_suffix(STAMP_SUFFIX))
+                rows.append(_timing_row(job, "up-to-date", stamp.get("seconds", float("nan"))))
+                log(f"{tag}: up to date, skipped")
+            else:
+                log(f"{tag}: executing ({time_left(pending[pending.index(job.name):], previous)}) "
+                    f"with {job.parameters}")
+                kernel, ahead = _next_kernels(job, queue, ahead)
+                with phase("notebook", detail=job.name):
+                    rows.append(_timing_row(job, "executed", execute(job, out_dir, kernel=kernel)))
+                left = time_left(pending[pending.index(job.name) + 1:], previous)
+                log(f"{tag}: done in {rows[-1]['seconds']:.1f} s ({time.perf_counter() - start:.0f} s elapsed; "
+                    f"{left})")
+            # written after every notebook, so a later notebook (the performance page) sees this build's times
+            write_text(Path(out_dir) / "timings.csv", pd.DataFrame(rows).to_csv(index=False))
+    finally:
+        if ahead is not None:  # a failed or interrupted build leaves no kernel running
+            ahead.shutdown()
     return pd.DataFrame(rows)
+
+
+def _next_kernels(job: NotebookJob, queue: list[NotebookJob],
+                  ahead: Prestarted | None) -> tuple[Prestarted | None, Prestarted | None]:
+    """(the kernel started ahead for ``job``, if any; the kernel started now for the job after it in
+    ``queue``, if any). Without prestart (empty queue) both are None."""
+    kernel = ahead if ahead is not None and ahead.name == job.name else None
+    if ahead is not None and kernel is None:
+        ahead.shutdown()
+    position = next((i for i, queued in enumerate(queue) if queued.name == job.name), None)
+    following = queue[position + 1] if position is not None and position + 1 < len(queue) else None
+    return kernel, prestart(following) if following is not None else None
 
 
 def previous_seconds(out_dir: Path) -> dict[str, float]:
