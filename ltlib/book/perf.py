@@ -102,10 +102,12 @@ def book_scaling(bench: pd.DataFrame) -> pd.DataFrame:
 
 ARITHMETIC_PHASES = ("fine-tuning: forward/backward", "pre-training: training steps", "evaluation")
 # The profiles the performance page compares: before the worlds-as-replicates and performance work (one world,
-# three fine-tuning seeds), three worlds with spawned pool workers (kept from 75e7220) and the latest
-# ``make profile`` (every world of the plan).
+# three fine-tuning seeds), three worlds with spawned pool workers (kept from 75e7220), three worlds with each
+# kernel started when its notebook runs (kept from c86346f) and the latest ``make profile`` (every world of the
+# plan).
 PROFILES = {"before (one world × 3 fine-tuning seeds, commit 190d6f9)": PROFILE_DIR / "before",
             "three worlds, workers spawned per pool (commit 75e7220)": PROFILE_DIR / "75e7220",
+            "three worlds, kernels started when their notebook runs (commit c86346f)": PROFILE_DIR / "c86346f",
             "after (the plan's worlds, this revision's make profile)": PROFILE_DIR}
 
 
