@@ -419,6 +419,7 @@ else:
     for key, value in regime_probes.probe_summary(probes).items():
         glue(f"lever_{key}", value, display=False)
     display(regime_probes.probe_view(probes).style.format(precision=1).hide(axis="index"))
+    display(Markdown(regime_probes.probe_legend(probes)))
 
 # %% [markdown]
 # In the default world the imbalanced models reach {glue:text}`lever_default_zeroshot:.1f`% zero-shot and

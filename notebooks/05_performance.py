@@ -60,6 +60,12 @@ human_columns(perf.profile_comparison(), {"arithmetic_percent": "model arithmeti
 # The phases of the latest profiled build (after), then of the one before the worlds-as-replicates and
 # performance work (before). "Model arithmetic" is pre-training and fine-tuning forward/backward steps and
 # evaluation; everything else (data generation, start-up, notebook code, plotting, idle cores) is outside it.
+#
+# Since the profile kept from c86346f, each notebook's kernel starts, imports and starts its fork server while
+# the previous notebook runs (`ltlib.book.runner.prestart`). Those seconds now overlap the previous notebook's
+# model arithmetic, and an instant two phases share is split between them: most of the drop in the share
+# outside model arithmetic between those two rows is that overlap, not work removed. Compare their total wall
+# times for what the build gained; the warm rebuild below, mostly start-up, gained more.
 
 # %%
 human_columns(perf.build_profile())

@@ -91,3 +91,18 @@ def test_the_world_pages_reading_of_the_probes_holds_for_the_committed_table():
     assert (table[table.pretrain_cost > 1.0].zeroshot_top1 - default.zeroshot_top1).min() > 3.0
     assert table.finetune_gain.max() < 8.0 - 3.0
     assert abs(table.loc["head only"].finetune_gain - default.finetune_gain) < 1.0
+
+
+def test_the_pages_view_legend_and_summary_of_the_table():
+    from ltlib.book.regime_probes import LABELS, probe_legend, probe_summary, probe_view, read_probes
+
+    table = read_probes()
+    view = probe_view(table)
+    assert list(view.columns) == list(LABELS.values()) and view["steps"].dtype.kind == "i"
+    legend = probe_legend(table).splitlines()
+    assert len(legend) == len(table) and legend[1] == f"- **{table.probe[1]}**: {table.what[1]}"
+    summary = probe_summary(table)
+    assert summary["best_zeroshot"] == table.zeroshot_top1.max() and summary["best_gain"] == table.finetune_gain.max()
+    assert summary["default_zeroshot"] == table.set_index("probe").loc["default", "zeroshot_top1"]
+    missing = regime_probes_path().with_name("no-such.csv")
+    assert not missing.exists() and read_probes(missing) is None  # the page says none is committed yet

@@ -16,7 +16,10 @@ process and of its parts.
 A row is a phase's exclusive time: the runner's ``notebook`` row is what no phase inside the notebook
 covers (papermill, and notebook code outside the timed phases: tables, display, figure rendering);
 ``kernel start-up`` runs from a kernel's creation to its first ltlib import that times a phase;
-``worker start-up`` the same for processes started inside a notebook (process pools).
+``worker start-up`` the same for processes started inside a notebook (process pools). A kernel the runner starts
+ahead of its notebook (``ltlib.book.runner.prestart``) records its start-up, and its fork server's, under the
+runner's ``notebooks`` phase while the previous notebook runs; its imports after that are in no phase, so the
+instants they share are attributed to the previous notebook's phases.
 """
 
 from __future__ import annotations

@@ -160,11 +160,10 @@ def run_probes(probes: Sequence[Probe], root: str | Path, world_seed: int = 0,
     return pd.DataFrame([run_probe(p, root, world_seed, workers) for p in probes], columns=list(COLUMNS))
 
 
-LABELS = {"probe": "probe", "what": "what it changes", "pretrain_cost": "pre-training cost (× default)",
-          "zeroshot_top1": "zero-shot top-1 (%)", "finetuned_top1": "LIFT top-1 (%)",
-          "finetune_gain": "fine-tuning gain (points)",
-          "reference_zeroshot_top1": "uniform-prior reference zero-shot (%)",
-          "scratch_over_chance": "from scratch / chance", "finetune_steps": "fine-tuning steps"}
+LABELS = {"probe": "probe", "pretrain_cost": "pre-training (× default)", "zeroshot_top1": "zero-shot (%)",
+          "finetuned_top1": "LIFT (%)", "finetune_gain": "gain (points)",
+          "reference_zeroshot_top1": "reference zero-shot (%)", "scratch_over_chance": "scratch / chance",
+          "finetune_steps": "steps"}
 
 
 def read_probes(path: str | Path | None = None) -> pd.DataFrame | None:
@@ -177,8 +176,15 @@ def read_probes(path: str | Path | None = None) -> pd.DataFrame | None:
 
 
 def probe_view(table: pd.DataFrame) -> pd.DataFrame:
-    """The world page's table: one row per probe, the card's accuracy properties in readable columns."""
-    return table[list(LABELS)].rename(columns=LABELS).round(2)
+    """The world page's table: one row per probe, the card's accuracy properties in readable columns (what
+    each probe changes is :func:`probe_legend`)."""
+    view = table[list(LABELS)].astype({"finetune_steps": int})
+    return view.rename(columns=LABELS)
+
+
+def probe_legend(table: pd.DataFrame) -> str:
+    """What each probe changes, as a Markdown list for the page (one line per probe)."""
+    return "\n".join(f"- **{row.probe}**: {row.what}" for row in table.itertuples())
 
 
 def probe_summary(table: pd.DataFrame) -> dict[str, Any]:
