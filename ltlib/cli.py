@@ -589,7 +589,10 @@ def _judge(args: argparse.Namespace) -> int:
         if rows.empty:
             raise ConfigError(f"--tables {label}={folder}: no result tables there")
         counts = args.first_worlds or [len({int(s) for s in rows["world_seed"] if s >= 0})]
-        frames.append(verdicts_over_first_worlds(specs, rows, counts).assign(label=label))
+        judged = verdicts_over_first_worlds(specs, rows, counts)
+        if judged.empty:
+            raise ConfigError(f"--first-worlds {counts}: the tables of {label}={folder} hold fewer worlds")
+        frames.append(judged.assign(label=label))
     table = pd.concat(frames, ignore_index=True)[list(FIRST_WORLDS_COLUMNS)]
     write_text(args.out, table.to_csv(index=False))
     print(table[["label", "worlds_used", "key", "verdict", "firm", "mean", "low", "high"]].to_string(index=False))

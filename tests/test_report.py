@@ -194,3 +194,5 @@ def test_the_judge_command_writes_each_labelled_builds_verdicts(tmp_path, capsys
     assert main(["judge", "--tables", str(tables), "--out", str(out)]) == 2
     assert "--tables" in capsys.readouterr().err
     assert main(["judge", "--tables", f"x={tables}", "--claims", "no_such", "--out", str(out)]) == 2
+    assert main(["judge", "--tables", f"x={tables}", "--first-worlds", "6", "--out", str(out)]) == 2
+    assert "--first-worlds [6]: the tables of x=" in capsys.readouterr().err
