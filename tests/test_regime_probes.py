@@ -24,6 +24,7 @@ def test_the_committed_probes_load_and_start_from_the_default_world():
     ({"name": "x", "what": "y", "pretrain_cost": 1, "colour": 1}, "expected the keys"),
     ({"name": "x", "what": "y", "pretrain_cost": 1, "world": {"corpora": {"min_count": 3}}}, "'corpora'"),
     ({"name": "x", "what": "y", "pretrain_cost": 1, "world": {"corpus": {"min_count": "many"}}}, "min_count"),
+    ({"name": "x", "what": "y", "pretrain_cost": 1, "world": 5}, "world (a mapping of sections)"),
     ({"name": "x", "what": "y", "pretrain_cost": 1, "finetune": {"lr": -1}}, "(x): invalid training parameter lr"),
     ({"name": "x", "what": "y", "pretrain_cost": 1, "epochs_factor": 0}, "(x): finetune_epochs_factor"),
     ({"name": "x", "what": "y", "pretrain_cost": 0}, "pretrain_cost must be a positive number"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,12 +69,14 @@ def load_probes(path: str | Path = PROBES_PATH) -> list[Probe]:
 
 def _probe(entry: Any, where: str) -> Probe:
     known = {f.name for f in dataclasses.fields(Probe)}
-    if not isinstance(entry, dict) or not {"name", "what", "pretrain_cost"} <= set(entry) or set(entry) - known:
+    if not isinstance(entry, dict) or not {"name", "what", "pretrain_cost"} <= set(entry) or set(entry) - known \
+            or not isinstance(entry.get("world", {}), dict):
         raise ConfigError(f"{where}: expected the keys name, what, pretrain_cost and optionally "
-                          f"world, finetune, epochs_factor; got {entry!r}")
+                          f"world (a mapping of sections), finetune, epochs_factor; got {entry!r}")
     probe = Probe(**entry)
     try:
-        load_world_config("default", **_merged_world(probe.world))
+        with tempfile.TemporaryDirectory() as folder:  # the world loader's own `extends` resolves the sections
+            load_world_config(world_file(probe, folder))
         load_recipe("mini_lift", **dict(probe.finetune))
         scaled_epochs([MiniJob("default", "m", "LA")], probe.epochs_factor)
     except ConfigError as exc:
@@ -83,22 +86,10 @@ def _probe(entry: Any, where: str) -> Probe:
     return probe
 
 
-def _merged_world(sections: Mapping[str, Any]) -> dict[str, Any]:
-    """The default world's sections updated field by field with ``sections`` (a world file's ``extends``)."""
-    base = load_yaml(CONFIG_ROOT / "worlds" / "default.yaml")
-    merged = {}
-    for name, fields in dict(sections).items():
-        if name not in base or not isinstance(fields, dict) or not isinstance(base[name], dict):
-            raise ConfigError(f"world section {name!r} is not a section of the default world")
-        merged[name] = {**base[name], **fields}
-    return merged
-
-
 def world_file(probe: Probe, folder: str | Path, base: str = "default") -> Path:
     """Write the probe's world as ``<folder>/<slug>.yaml``: ``extends: <base>`` plus its sections."""
     path = Path(folder) / f"{slug(probe.name)}.yaml"
-    write_text(path, yaml.safe_dump({"extends": base, **{k: dict(v) for k, v in probe.world.items()}},
-                                    sort_keys=True))
+    write_text(path, yaml.safe_dump({"extends": base, **dict(probe.world)}, sort_keys=True))
     return path
 
 
