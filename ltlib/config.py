@@ -100,8 +100,11 @@ _SCALARS = {int: "an integer", float: "a number", str: "a string", bool: "true o
 
 
 def _matches(hint: Any, value: Any) -> bool:
-    """Whether ``value`` fits a scalar annotation (int, float, str, bool, optional ones, tuples); other
+    """Whether ``value`` fits a scalar annotation (int, float, str, bool, optional ones, tuples) or a config
+    section's dataclass (an instance: nested mappings are built before, ``ltlib.miniworld.config``); other
     annotations are left to the dataclass's own checks."""
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return isinstance(value, hint)
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_matches(a, value) for a in typing.get_args(hint))

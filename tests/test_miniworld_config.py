@@ -44,6 +44,10 @@ def test_errors_name_the_file_and_the_key(tmp_path):
     path.write_text("pretrain: {epochz: 3}\nmodels: [{name: a, head_fraction: 0.5}]\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml: pretrain.*epochz"):
         load_world_config(path)
+    path.write_text("corpus: 5\nmodels: [{name: a, head_fraction: 0.5}]\n")  # a value where a section belongs
+    with pytest.raises(ConfigError, match=r"bad\.yaml: corpus = 5 has the wrong type for WorldConfig: expected "
+                                          r"CorpusConfig"):
+        load_world_config(path)
     with pytest.raises(ConfigError, match="unknown world 'nowhere'"):
         load_world_config("nowhere")
 
