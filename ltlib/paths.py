@@ -129,6 +129,13 @@ def alternative_kernel_verdicts_path() -> Path:
     return work_root() / "book" / "data" / "verdicts-aten-default.csv"
 
 
+def rounding_builds() -> dict[str, Path]:
+    """The committed report verdicts of the default build per CPU kernel set it was made with (as
+    ``torch.backends.cpu.get_cpu_capability()`` names it): the reference build ran on this project's build
+    machine with torch's AVX-512 kernels, the other with ``ATEN_CPU_CAPABILITY=default`` (book: Reliability)."""
+    return {"AVX512": work_root() / "book" / "data" / "verdicts.csv", "DEFAULT": alternative_kernel_verdicts_path()}
+
+
 def sensitivity_verdicts_path() -> Path:
     """The committed verdicts of the sensitivity grid (``make sensitivity``) that its page and the report read."""
     return work_root() / "book" / "data" / "sensitivity" / "verdicts.csv"

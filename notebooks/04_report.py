@@ -22,10 +22,11 @@
 # - **A claimed absence of an effect** is reproduced only when the 90 % interval lies inside ±margin (two
 #   one-sided tests at 5 %); not reproduced when the 95 % interval lies entirely beyond the margin;
 #   inconclusive otherwise. A wide interval is never a success.
-# - **Firm**: decisive, and every world's own value lies on the verdict's side (inside the margin, for a
-#   claim of no effect). The summary counts firm verdicts separately. Firm does not make a verdict immune to
-#   another machine's float rounding: that moves every world's value, and an interval close to zero can then
-#   widen past it (the [reliability page](../reliability.md) compares two such builds).
+# - **Firm**: decisive, every world's own value lies on the verdict's side (inside the margin, for a claim of
+#   no effect), and the committed build of this default setting made with torch's other CPU kernels reaches the
+#   same verdict. Another machine's float rounding moves every world's value, and an interval close to zero can
+#   then widen past it; a verdict that moves so is not firm, and its note gives the other build's verdict (the
+#   [reliability page](../reliability.md) compares the two builds). The summary counts firm verdicts separately.
 # - **Controls and sanity checks** (a positive control that must come out a known way; a quantity true by
 #   construction) are shown with their role and left out of the counts. A claim whose precondition fails
 #   (the from-scratch control must learn) is **uninformative**.
@@ -45,22 +46,22 @@ from ltlib.book import plots
 from ltlib.book.glue import glue
 from ltlib.book.page import open_page
 from ltlib.book.registry import load_registry, margin_reasons, registry_table
-from ltlib.book.report import (add_notes, evaluate, headline_table, kernel_notes, per_world_counts,
+from ltlib.book.report import (add_notes, evaluate, headline_table, per_world_counts,
                                provenance_table, summary_counts, variant_table, verdict_records)
 from ltlib.book.sensitivity import grid_notes
-from ltlib.paths import alternative_kernel_verdicts_path, sensitivity_verdicts_path
+from ltlib.paths import sensitivity_verdicts_path
 from ltlib.results import load_tables
 from ltlib.storage import write_text
 
 page = open_page("04_report", setting, overrides)
 rows = load_tables(page.out_dir / "tables")
 registry = load_registry()
-# the committed sensitivity grid (make sensitivity) and the build with torch's non-vectorised kernels were run
-# in the default setting as planned (no --set): their notes belong there only
+# the committed sensitivity grid (make sensitivity) and the builds with other CPU kernels were run in the default
+# setting as planned (no --set): their notes, and the rounding check of firmness, belong there only
 report = evaluate(registry, rows, page.scale)
-if page.setting == "default" and page.as_planned:
-    report = add_notes(add_notes(report, grid_notes(sensitivity_verdicts_path())),
-                       kernel_notes(report, alternative_kernel_verdicts_path()))
+if page.compares_with_committed_builds:
+    report = add_notes(report, grid_notes(sensitivity_verdicts_path()))
+report = page.check_rounding(report)
 write_text(page.out_dir / "downloads" / "04_report" / "verdicts.csv", verdict_records(report).to_csv(index=False))
 counts = summary_counts(report)
 for name, value in counts.items():

@@ -37,8 +37,7 @@ from ltlib.book.display import human_columns
 from ltlib.book.glue import glue
 from ltlib.book.page import open_page
 from ltlib.book.registry import load_registry
-from ltlib.book.report import add_notes, evaluate, headline_table, kernel_notes
-from ltlib.paths import alternative_kernel_verdicts_path
+from ltlib.book.report import evaluate, headline_table
 
 page = open_page("08_factorial", setting, overrides)
 studies, table = page.studies, page.table
@@ -95,15 +94,13 @@ plots.grouped_bars(overall, x="control", hue="ensemble", title="overall accuracy
 #
 # Each is the difference between two factors' ensemble gains (over the members' mean), one value per world,
 # judged by the report's rule: reproduced when the 95 % interval over worlds lies above zero, not reproduced
-# when it lies below, otherwise inconclusive. A note gives the verdict where it differs in the committed build
-# with torch's non-vectorised kernels, that is with another CPU's float rounding (see the book's reliability
-# page).
+# when it lies below, otherwise inconclusive. As in the report, a verdict is firm only when every world reads the
+# same way and the committed build with other CPU kernels (another CPU's float rounding) reaches the same verdict;
+# a note gives that build's verdict where it differs (see the book's reliability page).
 
 # %%
 claims = [spec for spec in load_registry() if spec.key.startswith("factorial_")]
-verdicts = evaluate(claims, table.frame(), page.scale)
-if page.setting == "default" and page.as_planned:  # that build was of the default setting as planned
-    verdicts = add_notes(verdicts, kernel_notes(verdicts, alternative_kernel_verdicts_path()))
+verdicts = page.check_rounding(evaluate(claims, table.frame(), page.scale))
 headline_table(verdicts).style.hide(axis="index")
 
 # %%

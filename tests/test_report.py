@@ -14,6 +14,7 @@ from ltlib.book.registry import INCONCLUSIVE, NOT_MEASURED, REPRODUCED, ClaimSpe
 from ltlib.book.report import (OTHER_SCALE, UNINFORMATIVE, evaluate, headline_table, per_world_counts,
                                provenance_table, summary_counts, variants, verdict_records)
 from ltlib.results import COLUMNS, normalized
+from ltlib.storage import read_table
 
 REGISTRY = {spec.key: spec for spec in load_registry()}
 
@@ -143,22 +144,58 @@ def test_provenance_table_counts_rows_runs_worlds_and_seeds_per_notebook_and_sho
     assert out.loc["a", "worlds"] == [0, 1] and out.loc["b", "worlds"] == []
 
 
-def test_a_headline_verdict_that_differs_under_other_kernels_gets_a_note(tmp_path):
-    from ltlib.book.report import add_notes, kernel_notes
+def _lines(verdicts, firm, prior=None) -> pd.DataFrame:
+    """Report lines of claims a, a (variant truth), b, c with the given verdicts and firmness."""
+    return pd.DataFrame({"key": ["a", "a", "b", "c"], "prior_source": prior or ["", "truth", "", ""],
+                         "calibration": [""] * 4, "headline": [True, False, True, True], "verdict": verdicts,
+                         "firm": firm, "mean": [0.64, 1.0, 2.0, 3.0], "low": [-0.33, 0.5, 1.0, 2.0],
+                         "high": [1.6, 1.5, 3.0, 4.0], "note": ["", "", "x", ""]})
 
-    report = pd.DataFrame({"key": ["a", "a", "b", "c"], "headline": [True, False, True, True],
-                           "verdict": [REPRODUCED, INCONCLUSIVE, INCONCLUSIVE, REPRODUCED], "note": ["", "", "x", ""]})
-    other = pd.DataFrame({"key": ["a", "a", "b", "d"], "headline": [True, False, True, True],
-                          "verdict": [INCONCLUSIVE, REPRODUCED, INCONCLUSIVE, REPRODUCED],
-                          "firm": [False, True, True, True],
-                          "mean": [0.64, 1.0, 2.0, 3.0], "low": [-0.33, 0.5, 1.0, 2.0], "high": [1.6, 1.5, 3.0, 4.0]})
+
+def test_firm_requires_the_same_verdict_in_the_committed_build_with_other_kernels(tmp_path):
+    from ltlib.book.report import rounding_check
+
+    report = _lines([REPRODUCED, INCONCLUSIVE, REPRODUCED, REPRODUCED], [True, False, True, True])
+    # the other build: a's headline flips, a's variant flips the other way (it was not firm, stays so), b agrees
+    # although that build calls it not firm (its firm column is never read), c is absent (a claim added since)
+    other = _lines([INCONCLUSIVE, REPRODUCED, REPRODUCED, REPRODUCED], [False, True, False, True]).iloc[:3]
     other.to_csv(tmp_path / "alt.csv", index=False)
-    notes = kernel_notes(report, tmp_path / "alt.csv")
-    # only the headline line of a claim measured in both builds, and only where the verdict differs
-    assert notes == {"a": "with torch's non-vectorised kernels (another CPU's rounding): inconclusive: "
-                          "+0.64 [-0.33, +1.6]"}
-    assert add_notes(report, notes).note.tolist() == [notes["a"], "", "x", ""]
-    assert kernel_notes(report, tmp_path / "missing.csv") == {}
+    checked = rounding_check(report, {"DEFAULT": tmp_path / "alt.csv", "AVX512": tmp_path / "missing.csv"}, "AVX512")
+    assert checked.firm.tolist() == [False, False, True, False]
+    assert checked.note.tolist() == [
+        "with torch's non-vectorised kernels (another CPU's rounding): inconclusive: +0.64 [-0.33, +1.6]",
+        "with torch's non-vectorised kernels (another CPU's rounding): reproduced: +1 [+0.5, +1.5]",
+        "x", "not built with torch's non-vectorised kernels: firmness not checked there"]
+    assert report.firm.tolist() == [True, False, True, True]  # the input is not changed
+
+
+def test_a_build_is_not_checked_against_its_own_kernels_and_a_missing_file_is_skipped(tmp_path):
+    from ltlib.book.report import rounding_check
+
+    report = _lines([REPRODUCED, INCONCLUSIVE, REPRODUCED, REPRODUCED], [True, False, True, True])
+    _lines([INCONCLUSIVE] * 4, [False] * 4).to_csv(tmp_path / "alt.csv", index=False)
+    for builds, running in (({"DEFAULT": tmp_path / "alt.csv"}, "default"), ({"DEFAULT": tmp_path / "no.csv"}, "AVX2")):
+        checked = rounding_check(report, builds, running)
+        assert checked.firm.tolist() == report.firm.tolist() and checked.note.tolist() == report.note.tolist()
+    # a third kernel set is checked against every committed build
+    both = {"DEFAULT": tmp_path / "alt.csv", "AVX512": tmp_path / "alt.csv"}
+    assert not rounding_check(report, both, "AVX2").firm.any()
+
+
+def test_the_committed_builds_agree_on_every_verdict_either_marks_firm():
+    """The acceptance of the reliability page, on the committed reports of the two float roundings: a verdict
+    marked firm in one build (any claim, any variant) is the same verdict in the other."""
+    from ltlib.paths import rounding_builds
+
+    builds = {kernels: read_table(path, ("key", "prior_source", "calibration", "verdict")).set_index(
+        ["key", "prior_source", "calibration"]) for kernels, path in rounding_builds().items()}
+    (one, a), (other, b) = builds.items()
+    assert a.index.equals(b.index) and len(a) > 30
+    for (name, x), y in (((one, a), b), ((other, b), a)):
+        firm = x[x.firm.astype(str) == "True"]
+        assert len(firm) >= 5, name
+        differ = firm.index[firm.verdict != y.loc[firm.index, "verdict"]]
+        assert differ.empty, f"{name}: firm but another verdict in the other build: {list(differ)}"
 
 
 def _spread_worlds() -> pd.DataFrame:

@@ -273,3 +273,23 @@ def test_the_warm_up_starts_the_fork_server_only_for_pages_with_worker_pools(mon
     monkeypatch.setenv("LTLIB_WORKERS", "1")  # one worker runs in the page's own process: no pool
     warm_up("03_main_tables")
     assert started == [True]
+
+
+def test_only_the_default_setting_as_planned_is_checked_against_the_other_kernels_build(tmp_path, monkeypatch):
+    """The committed builds with other CPU kernels are of the default setting as planned: a page of that setting
+    loses firmness where they differ (here the factorial verdict that flips there), any other page keeps it."""
+    import pandas as pd
+    import torch
+
+    from ltlib.book.page import open_page
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    line = pd.DataFrame({"key": ["factorial_prior_over_seed"], "prior_source": [""], "calibration": [""],
+                         "headline": [True], "verdict": ["reproduced"], "firm": [True], "note": [""]})
+    default = open_page("04_report", "default", {"out_dir": str(tmp_path)})
+    assert default.compares_with_committed_builds
+    checked = default.check_rounding(line)
+    assert not checked.firm.any() and "non-vectorised kernels" in checked.note.iloc[0]
+    for page in (open_page("04_report", "smoke", {"out_dir": str(tmp_path)}),
+                 open_page("04_report", "default", {"out_dir": str(tmp_path), "worlds": [0, 1, 2, 3, 4]})):
+        assert not page.compares_with_committed_builds and page.check_rounding(line) is line

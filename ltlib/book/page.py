@@ -70,6 +70,23 @@ class Page:
         return _results_parameters(planned) == _results_parameters(self.parameters)
 
     @property
+    def compares_with_committed_builds(self) -> bool:
+        """True when this page is the default setting run as planned: the build the committed alternative-kernel
+        verdicts and sensitivity grid were made of, so their notes and the rounding check apply to it."""
+        return self.setting == "default" and self.as_planned
+
+    def check_rounding(self, report: Any) -> Any:
+        """``report`` (``ltlib.book.report.evaluate``'s lines) with firmness also requiring the same verdict in the
+        committed builds made with other CPU kernels (``report.rounding_check``; book: Reliability); unchanged
+        unless :attr:`compares_with_committed_builds`."""
+        if not self.compares_with_committed_builds:
+            return report
+        from ..paths import rounding_builds
+        from .report import rounding_check
+
+        return rounding_check(report, rounding_builds(), torch.backends.cpu.get_cpu_capability())
+
+    @property
     def scale(self) -> str:
         return str(self.parameters["scale"])
 

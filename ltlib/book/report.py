@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -133,27 +133,46 @@ def add_notes(report: pd.DataFrame, notes: dict[str, str]) -> pd.DataFrame:
     return report
 
 
-def kernel_notes(report: pd.DataFrame, path: str | Path) -> dict[str, str]:
-    """Per claim key, a note for a headline verdict that differs in the committed build of the same setting
-    with torch's non-vectorised kernels (``ATEN_CPU_CAPABILITY=default make book``: another CPU's float
-    rounding; book: Reliability), with that build's verdict and interval; empty when the file does not exist.
+KERNEL_NAMES = {"DEFAULT": "torch's non-vectorised kernels", "AVX2": "torch's AVX2 kernels",
+                "AVX512": "torch's AVX-512 kernels"}
+
+
+def rounding_check(report: pd.DataFrame, builds: Mapping[str, str | Path], running: str) -> pd.DataFrame:
+    """Firm also means "the same verdict under other float rounding" (book: Reliability): ``report`` checked
+    against the committed builds of the same setting made with other CPU kernels.
+
+    Every line (claim and variant) whose verdict differs in such a build loses ``firm`` and gets a note naming
+    that build's verdict and interval; a line absent from such a build (a claim added since) cannot be checked
+    and loses ``firm`` with a note saying so. Only the verdicts of those builds are read, never their ``firm``,
+    so a rebuild reproduces its own committed file. A build file that does not exist is skipped.
 
     Args:
-        report: :func:`evaluate`'s lines; path: that build's report ``verdicts.csv``.
+        report: :func:`evaluate`'s lines; builds: kernel set (``torch.backends.cpu.get_cpu_capability()``,
+            e.g. ``"AVX512"``, ``"DEFAULT"``) → that build's report ``verdicts.csv``; running: the kernel set
+            of this process (its own build is not compared with itself).
+    Returns:
+        ``report`` with ``firm`` and ``note`` updated.
     """
-    if not Path(path).is_file():
-        return {}
-    other = read_table(path, ("key", "verdict"))
-    other = other[other.headline.astype(str) == "True"].set_index("key")
-    notes = {}
-    for line in report[report.headline].itertuples():
-        if line.key in other.index and other.loc[line.key, "verdict"] != line.verdict:
-            alt = other.loc[line.key]
-            firm = " (firm)" if str(alt.firm) == "True" else ""
-            interval = f": {alt['mean']:+.3g} [{alt.low:+.3g}, {alt.high:+.3g}]" if pd.notna(alt["mean"]) else ""
-            notes[line.key] = ("with torch's non-vectorised kernels (another CPU's rounding): "
-                               f"{alt.verdict}{firm}{interval}")
-    return notes
+    report = report.copy()
+    for kernels, path in builds.items():
+        if kernels.upper() == running.upper() or not Path(path).is_file():
+            continue
+        name = KERNEL_NAMES.get(kernels.upper(), f"torch's {kernels} kernels")
+        other = read_table(path, ("key", "prior_source", "calibration", "verdict"))
+        other = other.set_index(["key", "prior_source", "calibration"])
+        for index, line in report.iterrows():
+            where = (line.key, line.prior_source or "", line.calibration or "")
+            if where not in other.index:
+                report.loc[index, "firm"] = False
+                _append_note(report, index, f"not built with {name}: firmness not checked there")
+                continue
+            alt = other.loc[where]
+            if alt.verdict != line.verdict:
+                report.loc[index, "firm"] = False
+                interval = (f": {float(alt['mean']):+.3g} [{float(alt.low):+.3g}, {float(alt.high):+.3g}]"
+                            if pd.notna(alt["mean"]) else "")
+                _append_note(report, index, f"with {name} (another CPU's rounding): {alt.verdict}{interval}")
+    return report
 
 
 def _variant_name(prior: str, calibration: str) -> str:

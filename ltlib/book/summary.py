@@ -147,7 +147,8 @@ def _headline(claims: pd.DataFrame, source: str) -> str:
     origin = f" ({len(claims) - ours} of the paper's, {ours} of our own experiment)" if ours else " of the paper's"
     return (f"Of the **{len(claims)} registered claims**{origin} checked in the mini world ({_worlds(claims)}; "
             f"GLA's estimated prior, uncalibrated): {parts}{others}. **{counts['firm']} of the {decisive} "
-            f"decisive verdicts are firm** (every world's own value on the verdict's side). "
+            f"decisive verdicts are firm** (every world's own value on the verdict's side and, in the default build, "
+            f"the same verdict with another CPU's float rounding). "
             f"Computed from `{source}` by `python -m ltlib summary`.")
 
 
