@@ -46,7 +46,7 @@ PYTEST_PAR = $(if $(filter-out 0 1,$(TEST_PROCS)),-n $(TEST_PROCS) --dist loadfi
 PAR_ENV = $(if $(PYTEST_PAR),OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 LTLIB_WORKERS=1)
 
 test: setup lint browser ## lint, the test suite (unit, end to end, smoke notebooks, strict book build), then test-numeric-alt
-	$(PAR_ENV) $(PY) -m pytest $(PYTEST_PAR)
+	$(PAR_ENV) $(PY) -m pytest $(PYTEST_PAR) --durations=25
 	$(ALT_PYTEST)
 
 # The numeric tests once more under torch's non-vectorised kernels on one thread: another CPU's rounding

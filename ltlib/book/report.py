@@ -70,7 +70,8 @@ def verdicts_over_first_worlds(specs: Sequence[ClaimSpec], rows: pd.DataFrame, c
                                scale: str = "mini") -> pd.DataFrame:
     """Each headline verdict judged on the first ``n`` worlds (lowest seeds) of ``rows``, for each ``n`` in
     ``counts``: how a verdict moves as independent worlds are added (book: Reliability). Rows of no world
-    (``world_seed`` < 0) are kept in every subset.
+    (``world_seed`` < 0) are kept in every subset. ``firm`` is the per-world part of firmness only: the rounding
+    check (:func:`rounding_check`) needs a build of the same tables with other CPU kernels.
 
     Returns:
         The headline lines of :func:`evaluate` with ``worlds_used``, for every ``n`` up to the worlds present.
