@@ -85,6 +85,14 @@ def test_every_page_in_the_toc_exists(smoke_site):
     assert not missing, f"pages in _toc.yml without HTML: {missing}"
 
 
+def test_the_books_stylesheet_is_served_and_linked(smoke_site):
+    """book/_static/ltlib.css (long names in table cells wrap) is copied into the site and every page links it."""
+    assert (smoke_site / "_build" / "html" / "_static" / "ltlib.css").read_text() == \
+        (REPO / "book" / "_static" / "ltlib.css").read_text()
+    for f in toc_files():
+        assert re.search(r'href="[./]*_static/ltlib\.css', html_of(smoke_site, f).read_text()), f
+
+
 def test_each_notebook_page_shows_its_figures(smoke_site):
     for f in toc_files():
         if "executed/" not in f or f.endswith(("04_report", "09_sensitivity")):  # tables of verdicts only
