@@ -254,10 +254,12 @@ def test_a_second_stage1_process_on_one_run_waits_for_the_first(cli_fixture, tmp
     then checks the run itself, instead of writing beside the first."""
     from ltlib.runs import RunSpec, run_stage1
     from ltlib.tasks import build_task
+    # the task is built before the holder starts: built after, on a loaded machine it outlasted the holder's 3 s and
+    # the run was found free (no wait to report)
+    task = build_task(cli_fixture.config, cli_fixture.root)
     holder = _start(_HOLD_STAGE1.format(tests=str(REPO_ROOT / "tests"), ready=str(tmp_path / "ready"),
                                         config=str(cli_fixture.config), root=str(cli_fixture.root),
                                         runs=str(tmp_path / "runs")), tmp_path / "ready")
-    task = build_task(cli_fixture.config, cli_fixture.root)
 
     def loader(name):
         # The holder's lock is released as it exits, a moment before it can be reaped: allow that moment (a
