@@ -173,6 +173,7 @@ def test_strict_build_ignores_tool_caches(tmp_path):
     shutil.copy(REPO / "_config.yml", tmp_path / "_config.yml")
     (tmp_path / "book").mkdir()
     shutil.copy(REPO / "book" / "references.bib", tmp_path / "book" / "references.bib")
+    shutil.copytree(REPO / "book" / "_static", tmp_path / "book" / "_static")  # the config's static path
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\n")
     (tmp_path / "book" / "intro.md").write_text("# Intro\n\nOne page.\n")
     plant_tool_caches(tmp_path)
